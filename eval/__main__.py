@@ -1,0 +1,30 @@
+"""Command line: `python -m eval retrieval | agent | report` (see README)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module providing `add_arguments(parser)` and `run(args) -> int`
+SUBCOMMANDS = {
+    "retrieval": ("eval.retrieval_eval", "retrieval evaluation: ToolGen vs BM25 vs embeddings"),
+    "agent": ("eval.agent_eval", "end-to-end agent evaluation"),
+    "report": ("eval.report", "print stored metrics as a table"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval", description="ToolGen Workbench evaluation")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        importlib.import_module(module).add_arguments(commands.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    try:
+        return importlib.import_module(SUBCOMMANDS[args.command][0]).run(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

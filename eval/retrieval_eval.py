@@ -1,0 +1,228 @@
+"""Retrieval evaluation: every system ranks the same queries over the same pool; metrics, CIs, latency.
+
+`python -m eval retrieval --corpus toolbench|bfcl [--data-dir DIR] [--queries FILE ...]
+ [--setting in-domain|multi-domain] --systems toolgen,bm25,embedding,embedding-ft [--model DIR] [--db FILE]
+ [--rankings-out FILE.jsonl] [--json]`
+
+Settings (ToolBench): `in-domain` ranks among the APIs offered by the query file itself (the union of its
+queries' `api_list`), `multi-domain` among the whole corpus. BFCL ranks among all BFCL functions.
+Splits: for the visible query files and BFCL, `--split test` (default) keeps the held-out test queries of
+`core.splits`; `--split all` keeps every query (for query files never used in training).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from core.model import REPO_ROOT
+from core.toolbench import DEFAULT_DATA_DIR, load_toolbench_corpus, load_toolbench_queries
+from core.tools import Query, ToolCatalog
+
+from .metrics import ranking_metrics
+from .stats import bootstrap_ci, paired_test
+from .store import MetricValue, QueryResult, ResultsStore
+
+SYSTEMS = ("toolgen", "bm25", "embedding", "embedding-ft")
+DEFAULT_DB = REPO_ROOT / "results" / "workbench.duckdb"
+MODELS_DIR = REPO_ROOT / "models"
+HEADLINE = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg_paper@1", "ndcg_paper@5", "recall@5", "hit@1", "mrr")
+
+
+@dataclass
+class EvalSet:
+    """Queries ranked over one pool: a query file (ToolBench) or the BFCL test split."""
+
+    name: str
+    queries: list[Query]
+    pool: list[str] | None  # None: the whole catalog
+    setting: str
+    split: str
+    content_hash: str
+
+
+def _file_hash(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _keep(queries: list[Query], split: str) -> list[Query]:
+    if split == "all":
+        return queries
+    from core.splits import split_of
+
+    return [q for q in queries if split_of(q.source, q.id) == split]
+
+
+def toolbench_sets(catalog: ToolCatalog, query_files: Sequence[Path], setting: str, split: str) -> list[EvalSet]:
+    """One EvalSet per query file."""
+    sets = []
+    for path in query_files:
+        queries = load_toolbench_queries(path, catalog)
+        pool = None if setting == "multi-domain" else list(dict.fromkeys(t for q in queries for t in q.pool))
+        sets.append(EvalSet(f"toolbench:{Path(path).stem}", _keep(queries, split), pool, setting, split,
+                            _file_hash([path])))
+    return sets
+
+
+def bfcl_set(split: str) -> tuple[ToolCatalog, EvalSet]:
+    """The BFCL catalog and its single-turn retrieval queries (entries with gold functions)."""
+    from core.bfcl import default_data_dir, entries_to_queries, load_bfcl_catalog, load_bfcl_entries
+
+    catalog = load_bfcl_catalog()
+    queries = entries_to_queries(load_bfcl_entries())
+    data_hash = _file_hash(sorted(Path(default_data_dir()).glob("*.json")))
+    return catalog, EvalSet("bfcl", _keep(queries, split), None, "all-functions", split, data_hash)
+
+
+def make_retriever(system: str, catalog: ToolCatalog, corpus: str, args: argparse.Namespace):
+    """Build one system's retriever over `catalog`."""
+    from . import retrievers
+
+    cache_dir = MODELS_DIR.parent / "cache" / "embeddings"
+    if system == "bm25":
+        return retrievers.BM25Retriever(catalog)
+    if system == "embedding":
+        return retrievers.EmbeddingRetriever(catalog, cache_dir=cache_dir)
+    if system == "embedding-ft":
+        model_dir = Path(args.ft_model or MODELS_DIR / f"embedding-ft-{corpus}")
+        if not model_dir.exists():
+            from core.data import retrieval_text_pairs
+
+            pairs = retrieval_text_pairs(corpus, catalog, args.data_dir)
+            print(f"fine-tuning MiniLM on {len(pairs)} (query, document) pairs → {model_dir}")
+            retrievers.finetune_embedding(pairs, model_dir)
+        return retrievers.EmbeddingRetriever(catalog, model_path=model_dir, cache_dir=cache_dir, name="embedding-ft")
+    if system == "toolgen":
+        from core.model import ToolGenModel
+        from core.retrieval import ToolGenRetriever
+
+        model_dir = Path(args.model or MODELS_DIR / f"toolgen-{corpus}")
+        return ToolGenRetriever(ToolGenModel.load(model_dir), num_beams=args.beams)
+    raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
+
+
+def evaluate(retriever, evalset: EvalSet, k: int, batch_size: int = 32) -> dict:
+    """Rank every query once at batch size 1 (latency), then all in batches (throughput); score the rankings."""
+    results, per_query = [], []
+    for query in evalset.queries:
+        start = time.perf_counter()
+        hits = retriever.retrieve(query.text, k=k, pool=evalset.pool)
+        latency_ms = (time.perf_counter() - start) * 1000
+        ranked = [tool_id for tool_id, _ in hits]
+        results.append(QueryResult(query.id, query.text, ranked, [s for _, s in hits], list(query.gold), latency_ms))
+        per_query.append(ranking_metrics(ranked, query.gold))
+    texts = [q.text for q in evalset.queries]
+    start = time.perf_counter()
+    for first in range(0, len(texts), batch_size):
+        retriever.retrieve_batch(texts[first:first + batch_size], k=k, pool=evalset.pool)
+    batch_seconds = time.perf_counter() - start
+    latencies = sorted(r.latency_ms for r in results)
+    return {"results": results, "per_query": per_query,
+            "latency_p50_ms": statistics.median(latencies) if latencies else None,
+            "latency_p95_ms": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else None,
+            "throughput_qps": len(texts) / batch_seconds if batch_seconds > 0 else None}
+
+
+def summarise(outcome: dict) -> dict[str, dict]:
+    """Mean and bootstrap 95% CI of every metric over the queries."""
+    names = outcome["per_query"][0].keys() if outcome["per_query"] else []
+    summary = {}
+    for name in names:
+        estimate = bootstrap_ci([m[name] for m in outcome["per_query"]], n_resamples=2000)
+        summary[name] = {"mean": estimate.mean, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high}
+    return summary
+
+
+def paired_against(outcomes: dict[str, dict], reference: str, metric: str = "ndcg@1") -> dict[str, dict]:
+    """Paired test of `reference` against every other system on the same queries."""
+    tests = {}
+    for system, outcome in outcomes.items():
+        if system != reference and reference in outcomes:
+            test = paired_test([m[metric] for m in outcomes[reference]["per_query"]],
+                               [m[metric] for m in outcome["per_query"]], n_resamples=5000)
+            tests[system] = {"metric": metric, "mean_diff": test.mean_diff, "ci_low": test.ci_low,
+                             "ci_high": test.ci_high, "p_value": test.p_value}
+    return tests
+
+
+def _ranked_names(catalog: ToolCatalog, ranked: list[str], corpus: str) -> list:
+    tools = [catalog[t] for t in ranked]
+    return [t.api_name for t in tools] if corpus == "bfcl" else [[t.tool_name, t.api_name] for t in tools]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", choices=("toolbench", "bfcl"), required=True)
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="ToolBench data folder")
+    parser.add_argument("--queries", nargs="*", help="query files (default: every file in DATA_DIR/queries)")
+    parser.add_argument("--setting", choices=("in-domain", "multi-domain"), default="multi-domain")
+    parser.add_argument("--split", choices=("test", "all"), default="test")
+    parser.add_argument("--systems", default="toolgen,bm25,embedding,embedding-ft")
+    parser.add_argument("--model", help="ToolGen checkpoint (default: models/toolgen-<corpus>)")
+    parser.add_argument("--ft-model", help="fine-tuned embedding model (default: models/embedding-ft-<corpus>, "
+                                           "trained on ToolGen's retrieval-stage pairs when missing)")
+    parser.add_argument("--beams", type=int, default=5)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--limit", type=int, help="evaluate only the first N queries of each set")
+    parser.add_argument("--db", default=str(DEFAULT_DB))
+    parser.add_argument("--rankings-out", help="JSONL file: one line per (system, query)")
+    parser.add_argument("--json", action="store_true", help="print the metrics per set and system as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate the systems, store every run in DuckDB, print metrics."""
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if args.corpus == "toolbench":
+        data_dir = Path(args.data_dir)
+        catalog = load_toolbench_corpus(data_dir / "corpus.json")
+        files = [Path(f) for f in args.queries] if args.queries else sorted((data_dir / "queries").glob("*.json"))
+        sets = toolbench_sets(catalog, files, args.setting, args.split)
+    else:
+        catalog, evalset = bfcl_set(args.split)
+        sets = [evalset]
+    if args.limit:
+        for evalset in sets:
+            evalset.queries = evalset.queries[:args.limit]
+    retrievers = {system: make_retriever(system, catalog, args.corpus, args) for system in systems}
+    report, rankings = {}, []
+    with ResultsStore(args.db) as store:
+        for evalset in sets:
+            outcomes = {system: evaluate(r, evalset, args.k) for system, r in retrievers.items()}
+            report[evalset.name] = {}
+            for system, outcome in outcomes.items():
+                summary = summarise(outcome)
+                extras = {name: outcome[name] for name in ("latency_p50_ms", "latency_p95_ms", "throughput_qps")}
+                metrics = [MetricValue(n, s["mean"], s["ci_low"], s["ci_high"]) for n, s in summary.items()]
+                metrics += [MetricValue(n, v) for n, v in extras.items() if v is not None]
+                config = {"system": system, "k": args.k, "beams": args.beams, "model": args.model,
+                          "cores": os.cpu_count(), "queries": len(evalset.queries)}
+                store.add_run(system, evalset.name, outcome["results"], metrics, config=config,
+                              dataset_hash=evalset.content_hash, setting=evalset.setting, split=evalset.split)
+                report[evalset.name][system] = {**{n: round(summary[n]["mean"], 4) for n in HEADLINE if n in summary},
+                                                **{n: round(v, 2) for n, v in extras.items() if v is not None},
+                                                "queries": len(evalset.queries), "cores": os.cpu_count()}
+                rankings += [{"system": system, "query_id": r.query_id,
+                              "ranked": _ranked_names(catalog, r.ranked, args.corpus),
+                              "scores": r.scores, "latency_ms": r.latency_ms} for r in outcome["results"]]
+            reference = "toolgen" if "toolgen" in outcomes else systems[0]
+            report[evalset.name]["paired_vs_" + reference] = paired_against(outcomes, reference)
+    if args.rankings_out:
+        with open(args.rankings_out, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in rankings)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        for name, systems_report in report.items():
+            print(name)
+            for system, values in systems_report.items():
+                if not system.startswith("paired"):
+                    print(f"  {system:14s} " + "  ".join(f"{k}={v}" for k, v in values.items()))
+    return 0
