@@ -1,0 +1,1 @@
+"""ToolGen core: tool catalog, virtualization, model, constrained decoding, training, agent and executors."""
