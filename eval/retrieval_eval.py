@@ -57,9 +57,9 @@ def _file_hash(paths: Sequence[Path]) -> str:
 def _keep(queries: list[Query], split: str) -> list[Query]:
     if split == "all":
         return queries
-    from core.splits import split_of
+    from core.splits import is_test
 
-    return [q for q in queries if split_of(q.source, q.id) == split]
+    return [q for q in queries if is_test(q.text, q.id)]
 
 
 def toolbench_sets(catalog: ToolCatalog, query_files: Sequence[Path], setting: str, split: str) -> list[EvalSet]:

@@ -1,0 +1,85 @@
+"""The retrieval harness end to end on a tiny ToolBench-format corpus: runs stored, rankings and report."""
+import argparse
+import json
+
+import pytest
+
+from core.model import ToolGenModel
+from eval import report, retrieval_eval
+from eval.store import ResultsStore
+from tests.conftest import tiny_llama
+
+
+def api(tool, name, description):
+    return {"category_name": "Test", "tool_name": tool, "api_name": name, "api_description": description,
+            "required_parameters": [], "optional_parameters": [], "method": "GET", "template_response": {}}
+
+
+@pytest.fixture
+def tiny_toolbench(tmp_path):
+    apis = [api("Weather", "forecast", "weather forecast for a city"), api("Weather", "alerts", "storm alerts"),
+            api("Music", "lyrics", "song lyrics by title"), api("Music", "charts", "top music charts"),
+            api("Finance", "quote", "stock price quote"), api("Finance", "fx", "currency exchange rate")]
+    (tmp_path / "queries").mkdir()
+    (tmp_path / "corpus.json").write_text(json.dumps(apis))
+    rows = [{"query_id": i, "query": text, "relevant APIs": [gold], "api_list": apis[:4]}
+            for i, (text, gold) in enumerate([("what is the weather forecast in Rome", ["Weather", "forecast"]),
+                                              ("lyrics of a song please", ["Music", "lyrics"]),
+                                              ("any storm alerts today", ["Weather", "alerts"])])]
+    (tmp_path / "queries" / "G9_test.json").write_text(json.dumps(rows))
+    return tmp_path
+
+
+def run(argv):
+    parser = argparse.ArgumentParser()
+    retrieval_eval.add_arguments(parser)
+    return retrieval_eval.run(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize("setting", ["in-domain", "multi-domain"])
+def test_bm25_and_toolgen_runs_are_stored_and_reported(tmp_path, tiny_toolbench, smollm2_tokenizer, capsys, setting):
+    from core.toolbench import load_toolbench_corpus
+
+    catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
+    ToolGenModel.from_base(catalog, model=tiny_llama(len(smollm2_tokenizer)),
+                           tokenizer=smollm2_tokenizer).save(tmp_path / "tg")
+    db, rankings = tmp_path / "r.duckdb", tmp_path / "rank.jsonl"
+    code = run(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--split", "all", "--setting", setting,
+                "--systems", "bm25,toolgen", "--model", str(tmp_path / "tg"), "--db", str(db),
+                "--rankings-out", str(rankings), "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)["toolbench:G9_test"]
+    assert out["bm25"]["ndcg@1"] == 1.0 and out["bm25"]["queries"] == 3  # lexical overlap makes these easy
+    assert 0.0 <= out["toolgen"]["ndcg@5"] <= 1.0 and "ndcg@1" in out["paired_vs_toolgen"]["bm25"]["metric"]
+    lines = [json.loads(line) for line in rankings.read_text().splitlines()]
+    assert len(lines) == 6 and {line["system"] for line in lines} == {"bm25", "toolgen"}
+    first = lines[0]
+    assert set(first) == {"system", "query_id", "ranked", "scores", "latency_ms"}
+    assert all(len(pair) == 2 for pair in first["ranked"])
+    if setting == "in-domain":  # the pool is the file's own api_list: the Finance APIs can never appear
+        assert all(pair[0] != "Finance" for line in lines for pair in line["ranked"])
+    with ResultsStore(db) as store:
+        runs = store.runs()
+        assert sorted(runs["system"]) == ["bm25", "toolgen"] and set(runs["setting"]) == {setting}
+        assert len(store.query_results(int(runs["id"].iloc[0]))) == 3
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    assert report.run(parser.parse_args(["--db", str(db)])) == 0
+    table = capsys.readouterr().out
+    assert "| toolbench:G9_test | " + setting in table and "bm25" in table
+
+
+def test_test_split_keeps_only_held_out_queries(tiny_toolbench):
+    from core.splits import is_test
+    from core.toolbench import load_toolbench_corpus
+
+    catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
+    [evalset] = retrieval_eval.toolbench_sets(catalog, [tiny_toolbench / "queries" / "G9_test.json"],
+                                              "multi-domain", "test")
+    assert all(is_test(q.text, q.id) for q in evalset.queries) and evalset.pool is None
+
+
+def test_unknown_system_is_a_clear_error(tiny_toolbench, tmp_path):
+    with pytest.raises(ValueError, match="unknown system 'grep'"):
+        run(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--systems", "grep",
+             "--db", str(tmp_path / "x.duckdb")])
