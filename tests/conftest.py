@@ -5,7 +5,8 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
+
+from core.tiny import tiny_llama  # noqa: F401  (re-exported for tests)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -33,17 +34,6 @@ def smollm2_tokenizer(smollm2_tokenizer_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
-
-
-def tiny_llama(vocab_size: int, hidden: int = 64, layers: int = 2, seed: int = 0):
-    """A random-init Llama causal LM with tied embeddings, small enough for unit tests."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=hidden * 2,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, tie_word_embeddings=True)
-    return LlamaForCausalLM(config).eval()
 
 
 @pytest.fixture

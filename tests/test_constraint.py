@@ -5,11 +5,12 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_llama
+from core.tiny import tiny_llama
 from transformers import LogitsProcessorList
 
 from core.check_constraint import main as check_main
-from core.check_constraint import read_lines_verbatim, read_token_lines, run_check
+from core.check_constraint import run_check
+from core.vocab import read_lines_verbatim, read_token_lines
 from core.constraint import NEG_INF, CodeTrie, ToolConstraintLogitsProcessor
 from core.indexing import build_indexing
 
@@ -188,10 +189,10 @@ def test_read_token_lines_keeps_tokens_verbatim_and_names_bad_lines(tmp_path):
     path.write_text("<<A\t&&b>>\n<<Driver's  License&&x>>\n <<🌤 Weather&&now>> \n", encoding="utf-8")
     assert read_token_lines(str(path)) == ["<<A\t&&b>>", "<<Driver's  License&&x>>", " <<🌤 Weather&&now>> "]
     path.write_text("<<a&&b>>\n\n<<c&&d>>\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"vocab.txt: line 2: empty token"):
+    with pytest.raises(ValueError, match=r"vocab.txt: entry line 2: empty token"):
         read_token_lines(str(path))
     path.write_text("<<a&&b>>\n<<c&&d>>\n<<a&&b>>", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"line 3: duplicate token '<<a&&b>>' \(first on line 1\)"):
+    with pytest.raises(ValueError, match=r"entry line 3: duplicate token '<<a&&b>>' \(first on line 1\)"):
         read_token_lines(str(path))
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_llama
+from core.tiny import tiny_llama
 from transformers import LogitsProcessorList
 
 from core.constraint import CodeTrie, ToolConstraintLogitsProcessor
