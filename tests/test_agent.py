@@ -1,0 +1,301 @@
+"""The ReAct agent loop: event order, Finish, step limit, recovery from bad model output, executor failures,
+the exact token format fed back, per-turn pools, and a run on a tiny random model."""
+import json
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from core.agent import (FINISH_ID, AgentConfig, ArgumentsEvent, UserTurn, forced_input_prefix, parse_arguments,
+                        run_agent, run_to_end)
+from core.data import Step, assistant_turn_ids
+from core.executors.base import Observation
+from core.indexing import FINISH, build_indexing
+from core.model import ToolGenModel
+from core.prompts import agent_prompt, encode, observation_ids
+from tests.conftest import tiny_llama
+
+WEATHER, FORECAST, LYRICS = "Weather&&current weather", "Weather&&forecast", "Music&&lyrics"
+
+
+class _ScriptCache:
+    """Stands in for a KV cache: it just remembers each row's token ids."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def crop(self, tokens_to_remove):
+        if tokens_to_remove:
+            self.rows = [row[:tokens_to_remove] for row in self.rows]
+
+    def reorder_cache(self, parents):
+        self.rows = [list(self.rows[p]) for p in parents.tolist()]
+
+
+class ScriptedLM(torch.nn.Module):
+    """A causal LM stand-in whose next token is `script(all ids so far)` (logit +10, every other token -10)."""
+
+    def __init__(self, vocab_size, script):
+        super().__init__()
+        self.vocab_size, self.script, self.longest = vocab_size, script, []
+        self.config = SimpleNamespace(max_position_embeddings=8192)
+
+    @property
+    def device(self):
+        return torch.device("cpu")
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True,
+                logits_to_keep=0):
+        rows = input_ids.tolist()
+        if past_key_values is None:
+            if attention_mask is not None:  # drop left padding
+                rows = [row[len(row) - int(mask.sum()):] for row, mask in zip(rows, attention_mask)]
+            cache = _ScriptCache(rows)
+        else:
+            cache = past_key_values
+            cache.rows = [old + new for old, new in zip(cache.rows, rows)]
+        logits = torch.full((len(rows), 1, self.vocab_size), -10.0)
+        for row, ids in enumerate(cache.rows):
+            logits[row, 0, self.script(ids)] = 10.0
+            self.longest = max(self.longest, ids, key=len)
+        return SimpleNamespace(logits=logits, past_key_values=cache)
+
+
+class TurnScript:
+    """Plays assistant turn k (given as token ids) after the k-th assistant header; end of turn otherwise."""
+
+    def __init__(self, tokenizer, turns):
+        self.header = encode(tokenizer, "<|im_start|>assistant\n")
+        self.turns, self.end = turns, tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    def __call__(self, ids):
+        n, starts = len(self.header), []
+        for i in range(len(ids) - n + 1):
+            if ids[i:i + n] == self.header:
+                starts.append(i + n)
+        written = ids[starts[-1]:]
+        target = self.turns[min(len(starts) - 1, len(self.turns) - 1)]
+        if written == target[:len(written)] and len(written) < len(target):
+            return target[len(written)]
+        return self.end
+
+
+@pytest.fixture
+def setup(smollm2_tokenizer, toy_catalog):
+    """(tokenizer, build(turns) -> ToolGenModel over the toy catalog driven by a TurnScript)."""
+    indexing = build_indexing("atomic", toy_catalog)
+    smollm2_tokenizer.add_tokens(indexing.new_tokens() + [FINISH])
+
+    def build(turns):
+        model = ScriptedLM(len(smollm2_tokenizer), TurnScript(smollm2_tokenizer, turns))
+        return ToolGenModel(model, smollm2_tokenizer, toy_catalog, indexing)
+
+    return smollm2_tokenizer, build
+
+
+def turn(toolgen, thought, tool_id, arguments):
+    """An assistant turn exactly as agent tuning renders it (core/data.py)."""
+    return assistant_turn_ids(toolgen, Step(thought, tool_id, arguments))
+
+
+class RecordingExecutor:
+    def __init__(self, reply=lambda tool, arguments: Observation(content=f"sunny in {arguments.get('q')}")):
+        self.reply, self.calls = reply, []
+
+    def call(self, tool, arguments):
+        self.calls.append((tool.id, arguments))
+        return self.reply(tool, arguments)
+
+    def reset(self):
+        self.calls = []
+
+
+def scripted(build, turns_spec):
+    """A ToolGenModel playing `turns_spec` [(thought, tool id, arguments)]."""
+    probe = build([[0]])
+    return build([turn(probe, *spec) for spec in turns_spec])
+
+
+def kinds(events):
+    return [e.kind for e in events]
+
+
+CALL_THEN_FINISH = [("I need the weather.", WEATHER, {"q": "Paris"}),
+                    ("Done.", FINISH_ID, {"final_answer": "It is sunny in Paris."})]
+
+
+def test_call_then_finish_emits_events_in_order(setup):
+    _, build = setup
+    toolgen, executor = scripted(build, CALL_THEN_FINISH), RecordingExecutor()
+    events = list(run_agent(toolgen, "Weather in Paris?", executor, pool=[WEATHER, FORECAST, LYRICS]))
+    assert kinds(events) == ["thought", "action", "arguments", "observation", "thought", "action", "arguments",
+                             "final_answer"]
+    assert [e.step for e in events] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert events[0].text == "I need the weather."
+    assert events[1].tool_id == WEATHER and events[1].code == "<<Weather&&current weather>>"
+    assert events[1].alternatives[0][:2] == (WEATHER, events[1].code) and len(events[1].alternatives) == 4
+    assert [a[2] for a in events[1].alternatives] == sorted((a[2] for a in events[1].alternatives), reverse=True)
+    assert events[2].arguments == {"q": "Paris"} and events[2].problems == []
+    assert events[3].content == "sunny in Paris" and events[3].ok
+    assert events[5].tool_id == FINISH_ID and events[7].text == "It is sunny in Paris."
+    assert executor.calls == [(WEATHER, {"q": "Paris"})]
+
+
+def test_context_fed_back_is_exactly_the_training_format(setup):
+    tokenizer, build = setup
+    toolgen = scripted(build, CALL_THEN_FINISH)
+    run_to_end(toolgen, "Weather in Paris?", RecordingExecutor(), pool=[WEATHER])
+    expected = (agent_prompt(tokenizer, "Weather in Paris?") + turn(toolgen, *CALL_THEN_FINISH[0])
+                + observation_ids(tokenizer, "sunny in Paris") + turn(toolgen, *CALL_THEN_FINISH[1]))
+    seen = toolgen.model.longest  # the last thing the model read: the final turn, up to its last generated token
+    assert expected[:len(seen)] == seen
+    assert tokenizer.decode(seen).endswith('Action Input: {"final_answer": "It is sunny in Paris."')
+
+
+def test_trajectory_is_json_serialisable_and_summarises_the_run(setup):
+    _, build = setup
+    trajectory = run_to_end(scripted(build, CALL_THEN_FINISH), "Weather in Paris?", RecordingExecutor(),
+                            pool=[WEATHER])
+    data = json.loads(json.dumps(trajectory.to_dict()))
+    assert data["finished"] and data["final_answer"] == "It is sunny in Paris." and data["query"] == "Weather in Paris?"
+    assert trajectory.calls == [(0, WEATHER, {"q": "Paris"})]
+    assert data["events"][1]["kind"] == "action" and data["events"][1]["alternatives"][0][0] == WEATHER
+
+
+def test_step_limit_stops_a_model_that_never_finishes(setup):
+    _, build = setup
+    toolgen = scripted(build, [("Again.", WEATHER, {"q": "Paris"})])  # the same turn every time
+    executor = RecordingExecutor()
+    trajectory = run_to_end(toolgen, "Weather?", executor, pool=[WEATHER], config=AgentConfig(max_steps=3))
+    assert len(executor.calls) == 3 and not trajectory.finished and trajectory.final_answer is None
+    assert trajectory.events[-1].kind == "error" and "no Finish within 3 steps" in trajectory.events[-1].message
+
+
+def test_unparsable_arguments_become_an_error_and_an_empty_call(setup):
+    tokenizer, build = setup
+    probe = build([[0]])
+    garbage = (encode(tokenizer, "Thought: hmm\nAction: ") + list(probe.code_ids(WEATHER))
+               + encode(tokenizer, "\nAction Input: weather please") + [tokenizer.convert_tokens_to_ids("<|im_end|>")])
+    toolgen = build([garbage, turn(probe, "ok", FINISH_ID, {"final_answer": "done"})])
+    executor = RecordingExecutor()
+    events = list(run_agent(toolgen, "Weather?", executor, pool=[WEATHER]))
+    assert kinds(events) == ["thought", "action", "error", "arguments", "observation", "thought", "action",
+                             "arguments", "final_answer"]
+    assert "no JSON object" in events[2].message and events[3].arguments == {}
+    assert events[3].problems == ["missing required parameter 'q'"]
+    assert executor.calls == [(WEATHER, {})]
+
+
+def test_text_around_the_json_object_is_dropped_with_an_error(setup):
+    tokenizer, build = setup
+    probe = build([[0]])
+    noisy = (encode(tokenizer, "Thought: x\nAction: ") + [probe.finish_id]
+             + encode(tokenizer, '\nAction Input: sure {"final_answer": "42"}'))
+    events = list(run_agent(build([noisy]), "Answer?", RecordingExecutor(), pool=[]))
+    assert kinds(events) == ["thought", "action", "error", "arguments", "final_answer"]
+    assert "dropped" in events[2].message and events[-1].text == "42"
+
+
+def test_finish_with_bad_input_still_gives_a_final_answer(setup):
+    tokenizer, build = setup
+    probe = build([[0]])
+    no_json = (encode(tokenizer, "Thought: x\nAction: ") + [probe.finish_id]
+               + encode(tokenizer, "\nAction Input: it is 42") + [tokenizer.convert_tokens_to_ids("<|im_end|>")])
+    events = list(run_agent(build([no_json]), "Answer?", RecordingExecutor(), pool=[]))
+    assert events[-1].kind == "final_answer" and events[-1].text == "it is 42"
+    wrong_key = turn(probe, "x", FINISH_ID, {"answer": 42})
+    events = list(run_agent(build([wrong_key]), "Answer?", RecordingExecutor(), pool=[]))
+    assert "final_answer" in events[-3].message and json.loads(events[-1].text) == {"answer": 42}
+
+
+def test_a_model_that_writes_no_action_is_recovered(setup):
+    tokenizer, build = setup
+    silent = [tokenizer.convert_tokens_to_ids("<|im_end|>")]  # ends every turn at once
+    trajectory = run_to_end(build([silent]), "Weather?", RecordingExecutor(), pool=[WEATHER],
+                            config=AgentConfig(max_steps=2))
+    assert trajectory.events[0].kind == "error" and "without an Action" in trajectory.events[0].message
+    assert {e.kind for e in trajectory.events} >= {"thought", "action", "arguments"}
+
+
+@pytest.mark.parametrize("reply, expected", [
+    (lambda tool, arguments: (_ for _ in ()).throw(RuntimeError("backend down")), "RuntimeError: backend down"),
+    (lambda tool, arguments: time.sleep(0.5), "timed out"),
+    (lambda tool, arguments: "not an observation", "not an Observation"),
+    (lambda tool, arguments: Observation(content={"temp": 20}), "not text"),
+])
+def test_executor_failures_become_error_observations(setup, reply, expected):
+    _, build = setup
+    events = list(run_agent(scripted(build, CALL_THEN_FINISH), "Weather?", RecordingExecutor(reply), pool=[WEATHER],
+                            config=AgentConfig(tool_timeout_s=0.1)))
+    observation = next(e for e in events if e.kind == "observation")
+    assert not observation.ok and expected in observation.error
+    assert events[-1].kind == "final_answer"  # the run goes on after the failure
+
+
+def test_action_is_always_in_the_pool_and_the_probe_sees_the_hallucination(setup):
+    _, build = setup
+    toolgen = scripted(build, [("Lyrics!", LYRICS, {"q": "x"}), ("ok", FINISH_ID, {"final_answer": "-"})])
+    events = list(run_agent(toolgen, "Weather?", RecordingExecutor(), pool=[WEATHER, FORECAST],
+                            config=AgentConfig(max_steps=2, probe_unconstrained=True)))
+    actions = [e for e in events if e.kind == "action"]
+    assert actions and all(a.tool_id in (WEATHER, FORECAST, FINISH_ID) for a in actions)
+    assert actions[0].unconstrained == "<<Music&&lyrics>>" and actions[0].unconstrained_valid is False
+
+
+def test_later_user_turns_can_change_the_pool(setup):
+    _, build = setup
+    toolgen = scripted(build, [("a", WEATHER, {"q": "Oslo"}), ("b", FINISH_ID, {"final_answer": "one"}),
+                               ("c", LYRICS, {"q": "song"}), ("d", FINISH_ID, {"final_answer": "two"})])
+    executor = RecordingExecutor()
+    trajectory = run_to_end(toolgen, ["Weather in Oslo?", UserTurn("Now lyrics.", pool=(LYRICS,))], executor,
+                            pool=[WEATHER])
+    assert trajectory.answers == ["one", "two"] and trajectory.finished
+    assert trajectory.calls_by_turn() == [[(WEATHER, {"q": "Oslo"})], [(LYRICS, {"q": "song"})]]
+    assert [e.turn for e in trajectory.events if e.kind == "final_answer"] == [0, 1]
+
+
+def test_unknown_pool_tools_and_empty_queries_raise_before_running(setup):
+    _, build = setup
+    toolgen = scripted(build, CALL_THEN_FINISH)
+    with pytest.raises(ValueError, match="not in the model's catalog"):
+        list(run_agent(toolgen, "Weather?", RecordingExecutor(), pool=["Nope&&nothing"]))
+    with pytest.raises(ValueError, match="empty"):
+        list(run_agent(toolgen, "  ", RecordingExecutor()))
+    with pytest.raises(ValueError, match="positive"):
+        AgentConfig(max_steps=0)
+
+
+def test_parse_arguments_and_forced_prefix(smollm2_tokenizer):
+    assert parse_arguments(' {"a": 1}') == ({"a": 1}, None)
+    assert parse_arguments('{"a": 1} and more')[0] == {"a": 1}
+    assert parse_arguments('{"a": ')[0] is None and parse_arguments("none")[0] is None
+    prefix = forced_input_prefix(smollm2_tokenizer)
+    line = encode(smollm2_tokenizer, '\nAction Input: {"q": "x"}')
+    assert line[:len(prefix)] == prefix and smollm2_tokenizer.decode(prefix) == "\nAction Input:"
+
+
+def _check_grammar(events, pool):
+    """Each step: thought, action, arguments, then observation or final answer; errors may come in between."""
+    steps = {}
+    for event in events:
+        steps.setdefault((event.turn, event.step), []).append(event.kind)
+    for sequence in steps.values():
+        core = [k for k in sequence if k != "error"]
+        assert core in (["thought", "action", "arguments", "observation"], ["thought", "action", "arguments",
+                                                                            "final_answer"], []), sequence
+    calls = [e for e in events if isinstance(e, ArgumentsEvent) and e.tool_id != FINISH_ID]
+    assert all(c.tool_id in pool for c in calls)
+
+
+@pytest.mark.parametrize("scheme", ["atomic", "semantic"])
+def test_tiny_random_model_runs_within_limits(smollm2_tokenizer, toy_catalog, scheme):
+    model = tiny_llama(len(smollm2_tokenizer) + len(toy_catalog) + 2)
+    toolgen = ToolGenModel.from_base(toy_catalog, scheme=scheme, model=model, tokenizer=smollm2_tokenizer)
+    pool = [WEATHER, FORECAST, LYRICS]
+    config = AgentConfig(max_steps=2, max_thought_tokens=6, max_argument_tokens=6, probe_unconstrained=True)
+    trajectory = run_to_end(toolgen, "What is the weather in Paris?", RecordingExecutor(), pool=pool, config=config)
+    _check_grammar(trajectory.events, pool)
+    assert len([e for e in trajectory.events if e.kind == "thought"]) <= 2
+    assert trajectory.finished or trajectory.events[-1].kind == "error"
+    json.dumps(trajectory.to_dict())
