@@ -1,0 +1,165 @@
+"""Annotate tab: blind pairwise judging of two agent trajectories for the same query.
+
+The systems are hidden and the sides shuffled; each annotator is offered only pairs they have not judged
+(nor skipped in this session). A vote is written to the store at once; the store keeps one vote per
+annotator and unordered pair, so a double submit or a second browser tab can never count twice. The
+system names are revealed after the vote.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+
+import gradio as gr
+
+from eval.store import ResultsStore, Trajectory
+
+from .shared import esc, user_errors
+
+CHOICES = {"A is better": "A", "B is better": "B", "Tie": "tie", "Both are bad": "both_bad"}
+MAX_NAME = 64
+_rng = random.SystemRandom()
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two trajectories of one query in display order: `left` is shown as A, `right` as B."""
+
+    query_id: str
+    left: int
+    right: int
+    left_system: str
+    right_system: str
+
+
+def annotator_name(typed: str, profile: gr.OAuthProfile | None = None) -> str:
+    """The signed-in Hugging Face user name, else the typed name; empty or overlong names raise ValueError."""
+    name = profile.username if profile is not None else (typed or "").strip()
+    if not name:
+        raise ValueError("enter your name (or sign in) before judging")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"the annotator name is longer than {MAX_NAME} characters")
+    return name
+
+
+def draw_pair(store: ResultsStore, annotator: str, skipped: set[tuple[int, int]] = frozenset(),
+              rng: random.Random = _rng) -> Pair | None:
+    """A random pair `annotator` has neither judged nor skipped, sides shuffled; None when none is left."""
+    open_pairs = [(q, a, b) for q, a, b in store.unjudged_pairs(annotator) if (a, b) not in skipped]
+    if not open_pairs:
+        return None
+    query_id, first, second = rng.choice(open_pairs)
+    if rng.random() < 0.5:
+        first, second = second, first
+    systems = {t.id: t.system for t in store.trajectories(query_id=query_id) if t.id in (first, second)}
+    return Pair(query_id, first, second, systems[first], systems[second])
+
+
+def progress(store: ResultsStore, annotator: str) -> tuple[int, int]:
+    """(pairs judged by `annotator`, pairs judged plus still open)."""
+    votes = store.votes()
+    done = int((votes.annotator == annotator).sum()) if not votes.empty else 0
+    return done, done + len(store.unjudged_pairs(annotator))
+
+
+def record_vote(store: ResultsStore, pair: Pair, annotator: str, choice: str, comment: str = "") -> bool:
+    """Store `annotator`'s vote on `pair` (choice is a `CHOICES` label, about the displayed sides).
+    Returns False, storing nothing, if this annotator already judged the pair."""
+    if choice not in CHOICES:
+        raise ValueError(f"pick one of: {', '.join(CHOICES)}")
+    return store.add_vote(pair.left, pair.right, annotator, CHOICES[choice], (comment or "").strip())
+
+
+def _value_html(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=1)
+    return f"<pre>{esc(text)}</pre>"
+
+
+def _step_fields(step: object) -> list[tuple[str, object]]:
+    """What a judge needs from one step. Agent events (core/agent.py) show their text; an action shows the tool
+    id, never its code, which would give the system away (atomic vs semantic codes). Other dicts show whole."""
+    if not isinstance(step, dict):
+        return [("step", step)]
+    kind = step.get("kind")
+    if kind == "final_answer":  # shown once, below the steps
+        return []
+    if kind == "thought":
+        return [("thought", step.get("text", ""))]
+    if kind == "action":
+        return [("action", step.get("tool_id", ""))]
+    if kind == "arguments":
+        return [("arguments", step.get("arguments", {}))] + [("problem", p) for p in step.get("problems", [])]
+    if kind == "observation":
+        return [("observation" if step.get("ok", True) else "observation (error)", step.get("content", ""))]
+    if kind == "error":
+        return [("format error", f"{step.get('message', '')} → {step.get('recovery', '')}")]
+    return list(step.items())
+
+
+def trajectory_html(trajectory: Trajectory, side: str) -> str:
+    """A trajectory's steps and final answer, every field escaped; the system is not shown."""
+    rows = "".join(f"<dt>{esc(key)}</dt><dd>{_value_html(value)}</dd>"
+                   for step in trajectory.steps for key, value in _step_fields(step))
+    answer = esc(trajectory.final_answer) if trajectory.final_answer else "<em>no final answer</em>"
+    return (f'<div class="wb-traj"><h3>{esc(side)}</h3>{f"<dl>{rows}</dl>" if rows else "<p><em>no steps</em></p>"}'
+            f'<div class="wb-answer"><b>Final answer</b><pre>{answer}</pre></div></div>')
+
+
+def build(store: ResultsStore, oauth: bool) -> None:
+    """The tab's components and events (call inside a `gr.Tab`). `oauth`: offer Hugging Face sign-in."""
+    session = gr.State({"annotator": None, "pair": None, "skipped": []})  # server-side, per browser session
+    with gr.Row():
+        name = gr.Textbox(label="Your name", placeholder="annotator name", max_length=MAX_NAME, scale=3,
+                          elem_id="annotate-name")
+        if oauth:
+            gr.LoginButton(scale=1)
+        start = gr.Button("Next pair", variant="primary", scale=1, elem_id="annotate-next")
+    status = gr.HTML("Enter your name and press <b>Next pair</b>.", elem_id="annotate-status")
+    query = gr.HTML()
+    with gr.Row(equal_height=False):
+        left = gr.HTML(elem_id="annotate-left")
+        right = gr.HTML()
+    with gr.Row():
+        choice = gr.Radio(list(CHOICES), label="Which trajectory solves the task better?", scale=3)
+        comment = gr.Textbox(label="Comment (optional)", max_length=2000, scale=3)
+        submit = gr.Button("Submit vote", variant="primary", interactive=False, scale=1)
+
+    @user_errors
+    def next_pair(typed, state, profile: gr.OAuthProfile | None):
+        annotator = annotator_name(typed, profile)
+        skipped = {tuple(p) for p in state["skipped"]} if annotator == state["annotator"] else set()
+        if state["pair"] is not None and annotator == state["annotator"]:  # moving on without a vote skips it
+            skipped.add(tuple(sorted((state["pair"]["left"], state["pair"]["right"]))))
+        pair = draw_pair(store, annotator, skipped)
+        state = {"annotator": annotator, "pair": asdict(pair) if pair else None, "skipped": sorted(skipped)}
+        done, total = progress(store, annotator)
+        if pair is None:
+            return (state, f"<b>{esc(annotator)}</b>: {done} of {total} pairs judged. Nothing left to judge, thank you!",
+                    "", "", "", gr.Button(interactive=False))
+        trajectories = {t.id: t for t in store.trajectories(query_id=pair.query_id)}
+        task = esc(trajectories[pair.left].query or pair.query_id)
+        return (state, f"<b>{esc(annotator)}</b>: {done} of {total} pairs judged.", f"<b>Task:</b> {task}",
+                trajectory_html(trajectories[pair.left], "A"), trajectory_html(trajectories[pair.right], "B"),
+                gr.Button(interactive=True))
+
+    @user_errors
+    def vote(picked, note, state):
+        annotator = state["annotator"]  # who drew the pair votes on it, whatever the name box says now
+        if state["pair"] is None:
+            raise gr.Error("No pair is open: press Next pair.")
+        if picked not in CHOICES:
+            raise gr.Error(f"Pick one of: {', '.join(CHOICES)}.")
+        pair = Pair(**state["pair"])
+        stored = record_vote(store, pair, annotator, picked, note)
+        state = {**state, "pair": None}
+        done, total = progress(store, annotator)
+        reveal = f"A was <b>{esc(pair.left_system)}</b>, B was <b>{esc(pair.right_system)}</b>."
+        outcome = "Vote saved." if stored else "You had already judged this pair; your earlier vote stands."
+        return (state, f"{outcome} {reveal} <b>{esc(annotator)}</b>: {done} of {total} pairs judged. "
+                       "Press <b>Next pair</b> to continue.", None, "", gr.Button(interactive=False))
+
+    gr.on([start.click, name.submit], next_pair, [name, session], [session, status, query, left, right, submit],
+          api_name="next_pair", concurrency_limit=16)
+    submit.click(vote, [choice, comment, session], [session, status, choice, comment, submit],
+                 api_name="vote", concurrency_limit=16)

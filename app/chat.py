@@ -1,0 +1,194 @@
+"""Chat tab: talk to the ToolGen agent and watch every step as it happens.
+
+Each agent event becomes a chat message the moment it is yielded: the thought; the tool call (its token as
+code, its arguments as JSON) in a collapsible message that spins while the call runs and is marked done
+with its duration when the observation arrives; the beam's ranked alternatives nested one click below it;
+the observation; the final answer. Tool state (files, orders, …) lives in the session's executor and
+carries over between messages until "New conversation".
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from core.agent import (ActionEvent, AgentConfig, AgentEvent, ArgumentsEvent, ErrorEvent, FinalAnswerEvent,
+                        FINISH_ID, ObservationEvent, ThoughtEvent, run_agent)
+from core.bfcl import BACKEND_DOCS
+from core.executors import BfclExecutor, Executor
+from core.executors.toolbench import ToolBenchSimulator
+from core.model import ToolGenModel
+
+from .beam import format_prob
+from .shared import MODEL_EVENTS, Workbench, esc, user_errors
+
+EXAMPLES = [
+    "List the files in my home folder.",
+    "Show me what is written in notes.txt.",
+    "Create a new folder called drafts.",
+    "What is the current stock price of NVDA?",
+    "What is the square root of 1764?",
+]
+MAX_SHOWN_CHARS = 4000  # observation text shown per message (the agent's events keep it whole)
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")
+
+
+def md_text(text: str) -> str:
+    """Model or tool text made inert for the chat's Markdown: `&`, `<`, `>` HTML-escaped (quotes kept, so no
+    `&#…;` entity meets the next step), then every Markdown punctuation mark backslash-escaped."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def pre(text: str) -> str:
+    """A preformatted block showing `text` literally."""
+    return f"<pre>{esc(text)}</pre>"
+
+
+@dataclass
+class ChatRenderer:
+    """Turns the agent's events into chat messages (dicts in Gradio's messages format), updating in place."""
+
+    prefix: str  # makes message ids unique within the conversation
+    messages: list[dict] = field(default_factory=list)
+    _calls: dict[tuple[int, int], dict] = field(default_factory=dict)
+    _started: dict[tuple[int, int], float] = field(default_factory=dict)
+    answered: bool = False
+
+    def _add(self, content: str, **metadata) -> dict:
+        message = {"role": "assistant", "content": content}
+        if metadata:
+            message["metadata"] = metadata
+        self.messages.append(message)
+        return message
+
+    def add(self, event: AgentEvent) -> None:
+        """Render one event."""
+        key = (event.turn, event.step)
+        if isinstance(event, ThoughtEvent):
+            self._add(f"💭 {md_text(event.text)}" if event.text else "💭 *(no thought)*")
+        elif isinstance(event, ActionEvent):
+            self._action(key, event)
+        elif isinstance(event, ArgumentsEvent):
+            call = self._calls[key]
+            problems = "".join(f"\n- ⚠️ {md_text(p)}" for p in event.problems)
+            call["content"] += f"\n\n**Action Input**\n{pre(json.dumps(event.arguments, ensure_ascii=False, indent=1))}"
+            if problems:
+                call["content"] += f"\n\nArguments that break the tool's schema (sent anyway):{problems}"
+            self._started[key] = time.perf_counter()
+        elif isinstance(event, ObservationEvent):
+            self._finish_call(key)
+            label = "📄 Observation" if event.ok else "❌ Observation (error)"
+            if not event.executed:
+                label += ", not executed"
+            shown = event.content if len(event.content) <= MAX_SHOWN_CHARS else \
+                event.content[:MAX_SHOWN_CHARS] + f"\n… [{len(event.content) - MAX_SHOWN_CHARS} more characters]"
+            self._add(pre(shown), title=label)
+        elif isinstance(event, FinalAnswerEvent):
+            self._finish_call(key)
+            self._add(f"✅ {md_text(event.text)}")
+            self.answered = True
+        elif isinstance(event, ErrorEvent):
+            self._add(f"{md_text(event.message)}\n\n*Recovery:* {md_text(event.recovery)}",
+                      title="⚠️ Recovered from an error", status="done")
+
+    def _action(self, key: tuple[int, int], event: ActionEvent) -> None:
+        call_id = f"{self.prefix}-{event.turn}-{event.step}"
+        title = "🏁 Finish" if event.tool_id == FINISH_ID else f"🛠️ {md_text(event.code)}"
+        self._calls[key] = self._add(f"**Action** <code>{esc(event.code)}</code> · log P {event.log_prob:.3f}",
+                                     title=title, id=call_id, status="pending")
+        rows = "".join(f"<tr><td>{rank}</td><td><code>{esc(code)}</code></td><td>{lp:.3f}</td>"
+                       f"<td>{format_prob(math.exp(lp))}</td></tr>"
+                       for rank, (_, code, lp) in enumerate(event.alternatives, start=1))
+        self._add(f"<table><tr><th>#</th><th>tool</th><th>log P</th><th>P</th></tr>{rows}</table>",
+                  title=f"Beam alternatives ({len(event.alternatives)})", parent_id=call_id, status="done")
+
+    def _finish_call(self, key: tuple[int, int]) -> None:
+        call = self._calls.get(key)
+        if call is not None:
+            call["metadata"]["status"] = "done"
+            if key in self._started:
+                call["metadata"]["duration"] = round(time.perf_counter() - self._started[key], 2)
+
+
+def make_executor(corpus: str) -> Executor:
+    """A fresh executor for a catalog from `corpus`: the ToolBench simulator for ToolBench tools, else the BFCL
+    backends on their demo state (tools without a backend are validated, not run)."""
+    return ToolBenchSimulator() if corpus == "toolbench" else BfclExecutor()
+
+
+def executable_pool(toolgen: ToolGenModel, executor: Executor) -> list[str] | None:
+    """The catalog's tools a live BFCL backend of `executor` can run; None (every tool) for other executors."""
+    if not isinstance(executor, BfclExecutor):
+        return None
+    return [t.id for t in toolgen.catalog if t.tool_name in BACKEND_DOCS and t.tool_name in executor.instances]
+
+
+def user_text(content) -> str:
+    """The text of a chat input, whether a string or Gradio's list of `{"type": "text", …}` parts."""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+def respond(workbench: Workbench, message, history: list, executor, executable_only: bool, max_steps: int,
+            num_beams: int):
+    """Stream the agent's answer to `message`: yields (history, executor) after every event."""
+    text = user_text(message).strip()
+    if not text:
+        raise ValueError("type a message first")
+    toolgen = workbench.toolgen()
+    executor = executor or make_executor(workbench.corpus())
+    pool = executable_pool(toolgen, executor) if executable_only else None
+    if pool == []:
+        gr.Warning("No tool of this model's catalog has a live backend: the agent may call any tool, "
+                   "and calls are checked against their schema but not run.")
+        pool = None
+    history = list(history or []) + [{"role": "user", "content": md_text(text)}]
+    renderer = ChatRenderer(prefix=f"m{len(history)}")
+    yield history, executor
+    config = AgentConfig(max_steps=int(max_steps), num_beams=int(num_beams))
+    for event in run_agent(toolgen, text, executor, pool=pool, config=config):
+        renderer.add(event)
+        yield history + renderer.messages, executor
+    if not renderer.answered:
+        renderer.messages.append({"role": "assistant", "content": "*(the agent stopped without a final answer)*"})
+        yield history + renderer.messages, executor
+
+
+def build(workbench: Workbench) -> None:
+    """The tab's components and events (call inside a `gr.Tab`)."""
+    executor = gr.State(None)  # this browser session's tool backends
+    chatbot = gr.Chatbot(label="ToolGen agent", height=620, layout="panel", elem_id="chat-history",
+                         latex_delimiters=[], feedback_options=None, buttons=["copy_all"],
+                         placeholder="Ask for something the tools can do.")
+    with gr.Row():
+        message = gr.Textbox(placeholder="Ask the agent…", show_label=False, scale=5, elem_id="chat-input")
+        send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
+        new = gr.Button("New conversation", scale=1)
+    with gr.Accordion("Settings", open=False):
+        with gr.Row():
+            executable_only = gr.Checkbox(True, label="executable tools only (BFCL backends)")
+            max_steps = gr.Slider(1, 10, value=4, step=1, label="max tool calls per message")
+            beams = gr.Slider(1, 10, value=5, step=1, label="beams for the Action")
+    gr.Examples(EXAMPLES, inputs=message, label="Examples (BFCL file system, trading and math backends)")
+
+    @user_errors
+    def chat(text, history, session_executor, only_executable, steps, num_beams):
+        for shown, used_executor in respond(workbench, text, history, session_executor, only_executable, steps,
+                                            num_beams):
+            yield "", shown, used_executor
+
+    gr.on([send.click, message.submit], chat, [message, chatbot, executor, executable_only, max_steps, beams],
+          [message, chatbot, executor], api_name="chat", **MODEL_EVENTS)
+
+    def new_conversation(session_executor):
+        if session_executor is not None:
+            session_executor.reset()
+        return [], session_executor
+
+    new.click(new_conversation, executor, [chatbot, executor], api_name="new_conversation")

@@ -1,0 +1,105 @@
+"""Leaderboard tab: the human votes summarised (win rates, Bradley–Terry ratings with bootstrap 95% CIs,
+inter-annotator agreement) and the stored retrieval metrics."""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+
+from eval.report import metrics_table
+from eval.stats import annotator_agreement, bradley_terry, win_rates
+from eval.store import ResultsStore
+
+from .shared import user_errors
+
+N_RESAMPLES = 1000
+VOTE_COLUMNS = ("system_a", "system_b", "vote", "trajectory_a", "trajectory_b", "annotator")
+
+
+@dataclass
+class Leaderboard:
+    """Everything the tab shows, as tables."""
+
+    ratings: pd.DataFrame
+    pairs: pd.DataFrame
+    agreement: pd.DataFrame
+    summary: str
+    retrieval: pd.DataFrame
+
+
+def compute(store: ResultsStore, n_resamples: int = N_RESAMPLES) -> Leaderboard:
+    """Ratings, pairwise win rates and agreement from the stored votes (ties and both-bad count half),
+    plus the latest retrieval metrics per (dataset, setting, split, system)."""
+    votes = store.votes()
+    retrieval = metrics_table(store)
+    if votes.empty:
+        empty = pd.DataFrame()
+        return Leaderboard(empty, empty, empty, "No votes yet: judge some pairs in the Annotate tab.", retrieval)
+    rows = tuple(votes[list(VOTE_COLUMNS)].itertuples(index=False, name=None))
+    return Leaderboard(*_vote_tables(rows, n_resamples), retrieval)
+
+
+@functools.lru_cache(maxsize=8)
+def _vote_tables(rows: tuple, n_resamples: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    """(ratings, pair win rates, Cohen's kappas, summary) of vote rows; cached, as the bootstrap is slow."""
+    votes = pd.DataFrame(list(rows), columns=list(VOTE_COLUMNS))
+    triples = list(zip(votes.system_a, votes.system_b, votes.vote))
+    ratings = pd.DataFrame([{"system": r.system, "rating": round(r.rating, 1), "ci_low": round(r.ci_low, 1),
+                             "ci_high": round(r.ci_high, 1), "votes": r.n_votes}
+                            for r in bradley_terry(triples, n_resamples=n_resamples)])
+    pairs = pd.DataFrame([{"system A": w.system_a, "system B": w.system_b, "A wins": w.wins_a, "B wins": w.wins_b,
+                           "ties": w.ties, "both bad": w.both_bad, "votes": w.n,
+                           "win rate A": round(w.win_rate_a, 3)} for w in win_rates(triples)])
+    agreement = annotator_agreement(zip(zip(votes.trajectory_a, votes.trajectory_b), votes.annotator, votes.vote))
+    cohen = pd.DataFrame([{"annotator 1": a, "annotator 2": b, "Cohen's kappa": round(k, 3)}
+                          for (a, b), k in agreement.cohen_kappa.items()])
+    fleiss = ("n/a (no pair judged by two annotators yet)" if agreement.n_items == 0 or math.isnan(agreement.fleiss_kappa)
+              else f"{agreement.fleiss_kappa:.3f} over {agreement.n_items} pairs judged by 2+ annotators")
+    summary = (f"**{len(votes)} votes** by {votes.annotator.nunique()} annotator(s) on "
+               f"{votes[['trajectory_a', 'trajectory_b']].drop_duplicates().shape[0]} pairs. "
+               f"Fleiss' kappa: {fleiss}. Ratings: Bradley–Terry on the Elo scale (mean 1000), "
+               f"95% CIs from {n_resamples} bootstrap resamples of the votes.")
+    return ratings, pairs, cohen, summary
+
+
+def ratings_figure(ratings: pd.DataFrame) -> go.Figure:
+    """Ratings as points with their 95% CI as error bars, best on top."""
+    figure = go.Figure()
+    if not ratings.empty:
+        ordered = ratings.iloc[::-1]
+        figure.add_trace(go.Scatter(
+            x=ordered.rating, y=ordered.system, mode="markers", marker=dict(size=10),
+            error_x=dict(type="data", symmetric=False, array=ordered.ci_high - ordered.rating,
+                         arrayminus=ordered.rating - ordered.ci_low),
+            hovertemplate="%{y}: %{x:.0f}<extra></extra>"))
+    figure.update_layout(title="Bradley–Terry rating (95% CI)", template="plotly_white",
+                         height=120 + 40 * len(ratings), margin=dict(l=10, r=10, t=40, b=30))
+    return figure
+
+
+def build(demo: gr.Blocks, tab: gr.Tab, store: ResultsStore) -> None:
+    """The tab's components and events (call inside `tab`); the board is computed when the tab opens."""
+    refresh = gr.Button("Refresh", size="sm")
+    summary = gr.Markdown(elem_id="leaderboard-summary")
+    with gr.Row():
+        chart = gr.Plot()
+        ratings = gr.Dataframe(label="ratings", interactive=False)
+    pairs = gr.Dataframe(label="win rate per system pair (ties and both-bad count half)", interactive=False)
+    agreement = gr.Dataframe(label="inter-annotator agreement per annotator pair", interactive=False)
+    gr.Markdown("### Retrieval metrics (latest run per dataset, setting, split and system)")
+    retrieval = gr.Dataframe(interactive=False)
+
+    @user_errors
+    def show():
+        board = compute(store)
+        return (board.summary, ratings_figure(board.ratings), board.ratings, board.pairs, board.agreement,
+                board.retrieval)
+
+    outputs = [summary, chart, ratings, pairs, agreement, retrieval]
+    refresh.click(show, None, outputs, api_name="leaderboard", concurrency_id="leaderboard", concurrency_limit=2)
+    gr.on([demo.load, tab.select], show, None, outputs, api_name=False, concurrency_id="leaderboard",
+          concurrency_limit=2)

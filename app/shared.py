@@ -1,0 +1,139 @@
+"""What every tab shares: HTML escaping, turning failures into in-tab errors, and the `Workbench`.
+
+The `Workbench` owns the process's single `ResultsStore` (one DuckDB connection, a cursor per thread) and
+loads the ToolGen model and the baseline retrievers once, on first use, under a lock.
+"""
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+import threading
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+
+from core.model import REPO_ROOT, ToolGenModel
+from core.retrieval import ToolGenRetriever
+from core.tools import ToolCatalog
+from eval.store import ResultsStore
+
+DEFAULT_DB = REPO_ROOT / "results" / "workbench.duckdb"
+MODELS_DIR = REPO_ROOT / "models"
+EMBEDDING_CACHE = REPO_ROOT / "cache" / "embeddings"
+BASELINES = ("bm25", "embedding", "embedding-ft")
+# Events that run the ToolGen model share one concurrency group: two at a time suit a 2-vCPU Space; the rest queue.
+MODEL_EVENTS = {"concurrency_id": "model", "concurrency_limit": 2}
+log = logging.getLogger("workbench")
+
+
+def esc(value: object) -> str:
+    """`value` as text that is safe inside HTML (element content or a quoted attribute)."""
+    return html.escape(str(value), quote=True)
+
+
+def _user_error(error: Exception) -> gr.Error:
+    if isinstance(error, gr.Error):
+        return error
+    if isinstance(error, (ValueError, ModelUnavailable)):  # bad input or no model: the message says it all
+        log.warning("request refused: %s", error)
+    else:
+        log.exception("request failed")
+    message = str(error) or type(error).__name__
+    return gr.Error(esc(message), print_exception=False)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Wrap a Gradio handler (function or generator) so any failure shows as an error in its tab.
+
+    The signature is kept, so Gradio still injects `gr.Request`, `gr.OAuthProfile` and `gr.Progress`.
+    """
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as error:
+                raise _user_error(error) from error
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as error:
+            raise _user_error(error) from error
+    return call
+
+
+class ModelUnavailable(RuntimeError):
+    """No ToolGen checkpoint could be loaded; the message says where it was looked for and how to build one."""
+
+
+class Workbench:
+    """The app's shared backends: the results store, the ToolGen model, and the baseline retrievers."""
+
+    def __init__(self, model_dir: str | Path, db_path: str | Path = DEFAULT_DB):
+        self.model_dir = Path(model_dir)
+        self.store = ResultsStore(db_path)
+        self._model_lock = threading.Lock()
+        self._toolgen: ToolGenModel | None = None
+        self._retriever: ToolGenRetriever | None = None
+        self._baselines: dict[str, object] = {}
+        self._baseline_locks = {system: threading.Lock() for system in BASELINES}  # one slow build blocks no other
+
+    def toolgen(self) -> ToolGenModel:
+        """The ToolGen model, loaded on first use; `ModelUnavailable` if the checkpoint is missing or broken."""
+        with self._model_lock:
+            if self._toolgen is None:
+                try:
+                    self._toolgen = ToolGenModel.load(self.model_dir)
+                except (OSError, ValueError) as error:
+                    raise ModelUnavailable(f"no ToolGen model could be loaded from {self.model_dir}: {error}. "
+                                           "Build one with `make build` or start with --model DIR.") from error
+                self._toolgen.model.eval()
+            return self._toolgen
+
+    def retriever(self) -> ToolGenRetriever:
+        """ToolGen retrieval over the loaded model's whole catalog."""
+        toolgen = self.toolgen()
+        with self._model_lock:
+            if self._retriever is None:
+                self._retriever = ToolGenRetriever(toolgen)
+            return self._retriever
+
+    @property
+    def catalog(self) -> ToolCatalog:
+        return self.toolgen().catalog
+
+    def corpus(self) -> str:
+        """The loaded catalog's source ('bfcl', 'toolbench', …), which names the matching fine-tuned baseline."""
+        return next((t.source for t in self.catalog), "")
+
+    def baseline(self, system: str):
+        """A baseline retriever (`bm25`, `embedding` or `embedding-ft`) over the model's catalog, built once."""
+        if system not in BASELINES:
+            raise ValueError(f"unknown baseline {system!r}; choose from {', '.join(BASELINES)}")
+        catalog = self.catalog
+        with self._baseline_locks[system]:
+            if system not in self._baselines:
+                self._baselines[system] = self._build_baseline(system, catalog)
+            return self._baselines[system]
+
+    def _build_baseline(self, system: str, catalog: ToolCatalog):
+        from eval.retrievers import BM25Retriever, EmbeddingRetriever
+
+        if system == "bm25":
+            return BM25Retriever(catalog)
+        if system == "embedding":
+            return EmbeddingRetriever(catalog, cache_dir=EMBEDDING_CACHE)
+        model_dir = MODELS_DIR / f"embedding-ft-{self.corpus()}"
+        if not model_dir.exists():
+            raise FileNotFoundError(f"no fine-tuned embedding model at {model_dir} "
+                                    "(`python -m eval retrieval --systems embedding-ft` trains it)")
+        return EmbeddingRetriever(catalog, model_path=model_dir, cache_dir=EMBEDDING_CACHE, name="embedding-ft")
+
+    def close(self) -> None:
+        self.store.close()

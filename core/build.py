@@ -1,0 +1,294 @@
+"""`python -m core build`: build a ToolGen model through the three training stages.
+
+    python -m core build                                   # SmolLM2-135M + BFCL -> models/toolgen-bfcl
+    python -m core build --corpus toolbench --data-dir ../shared/data/toolbench   # -> models/toolgen-toolbench
+    accelerate launch -m core build ...                    # the same on one or several GPUs
+
+Queries are split with `core.splits` (test queries never feed a stage; checked with `check_no_leak`).
+After every stage the model is saved to --out with the stages done in `toolgen.json`; running the same
+command again resumes after the last finished stage (and inside a stage from its periodic state file).
+At the end it prints, as JSON, retrieval quality on the held-out test queries (NDCG@1/@5 over the whole
+catalog, ranking tools by their code token's logit at the end of the retrieval prompt) for the
+untrained tokens and after each stage, the training reports, wall time and peak memory.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from .data import (AGENT, MEMORIZATION, RETRIEVAL, STAGES, bfcl_agent_examples, memorization_examples,
+                   retrieval_examples, trajectory_example)
+from .indexing import FINISH
+from .model import DEFAULT_MODEL_DIR, REPO_ROOT, SMOLLM2, ToolGenModel, load_base
+from .prompts import retrieval_prompt
+from .splits import check_no_leak, entry_texts, normalise, split_entries, split_queries
+from .tools import ToolCatalog
+from .train import StageConfig, Trainer
+
+CORPORA = ("bfcl", "toolbench")
+STATE_FILE = "stage-state.pt"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything a build needs besides the data: base model, trained layers, per-stage settings."""
+
+    base: str = SMOLLM2
+    train_layers: int = 2
+    max_doc_tokens: int | None = 64
+    synthetic_per_tool: int = 2
+    synthetic_for: str = "missing"
+    agent_examples: int = 300
+    agent_replay: int = 300          # retrieval examples mixed into stage 3 against forgetting
+    eval_queries: int = 300          # test queries scored after each stage (an even spread)
+    max_tools: int | None = None
+    stages: dict = field(default_factory=lambda: {
+        MEMORIZATION: StageConfig(epochs=2, head="codes", lr=5e-4, rows_lr=2e-3),
+        RETRIEVAL: StageConfig(epochs=3, head="codes", lr=5e-4, rows_lr=2e-3),
+        AGENT: StageConfig(epochs=1, head="full", lr=2e-4, rows_lr=5e-4, max_len=512),
+    })
+
+
+PRESETS = {
+    "default": Preset(),
+    # A random-init 2-layer model on 40 tools: checks the whole pipeline in about a minute.
+    "tiny": Preset(base="tiny", train_layers=-1, max_tools=40, agent_examples=40, agent_replay=40, eval_queries=40,
+                   stages={MEMORIZATION: StageConfig(epochs=3, head="codes", lr=3e-3, rows_lr=3e-2),
+                           RETRIEVAL: StageConfig(epochs=3, head="codes", lr=3e-3, rows_lr=3e-2),
+                           AGENT: StageConfig(epochs=1, lr=1e-3, rows_lr=1e-2, max_len=256)}),
+}
+
+
+@dataclass
+class Corpus:
+    """A catalog with its training queries, held-out test queries, and the sources of agent trajectories:
+    BFCL training entries (executed by `bfcl_agent_examples`) and ready-made `Trajectory`s."""
+
+    name: str
+    catalog: ToolCatalog
+    train: list
+    test: list
+    train_entries: list = field(default_factory=list)
+    trajectories: list = field(default_factory=list)
+
+    def training_texts(self) -> list[str]:
+        """Every user text that can feed training: queries, entry turns, trajectory turns."""
+        return ([q.text for q in self.train] + [t for e in self.train_entries for t in entry_texts(e)]
+                + [user for t in self.trajectories for user, _ in t.turns])
+
+
+def load_corpus(name: str, data_dir: Path | str | None = None, max_tools: int | None = None) -> Corpus:
+    """Load and split a corpus (see `core.splits`)."""
+    if name == "toolbench":
+        corpus = _load_toolbench(Path(data_dir or REPO_ROOT.parent / "shared" / "data" / "toolbench"))
+    elif name == "bfcl":
+        corpus = _load_bfcl(data_dir)
+    else:
+        raise ValueError(f"unknown corpus {name!r}; choose from {CORPORA}")
+    if max_tools is not None:
+        corpus = _limit_tools(corpus, max_tools)
+    return corpus
+
+
+def _load_toolbench(data_dir: Path) -> Corpus:
+    from .toolbench import load_toolbench_corpus, load_toolbench_queries
+
+    catalog = load_toolbench_corpus(data_dir / "corpus.json")
+    files = sorted((data_dir / "queries").glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"{data_dir / 'queries'}: no query files")
+    split = split_queries(q for path in files for q in load_toolbench_queries(path, catalog))
+    return Corpus("toolbench", catalog, split.train, split.test)
+
+
+def _load_bfcl(data_dir) -> Corpus:
+    from .bfcl import entries_to_queries, load_bfcl_catalog, load_bfcl_entries
+
+    split = split_entries(load_bfcl_entries(data_dir=data_dir))
+    test_texts = {normalise(t) for e in split.test for t in entry_texts(e)}
+    # A few multi-turn follow-ups ("I want 100 shares.") recur across scenarios: such entries stay out.
+    train_entries = [e for e in split.train if not any(normalise(t) in test_texts for t in entry_texts(e))]
+    return Corpus("bfcl", load_bfcl_catalog(data_dir=data_dir), entries_to_queries(train_entries),
+                  entries_to_queries(split.test), train_entries)
+
+
+def _limit_tools(corpus: Corpus, max_tools: int) -> Corpus:
+    """Keep `max_tools` tools, those named by test then training queries first; drop queries outside them."""
+    named = [t for q in corpus.test + corpus.train for t in q.gold]
+    keep = list(dict.fromkeys(named + corpus.catalog.ids))[:max_tools]
+    kept = set(keep)
+    inside = lambda tools: set(tools) <= kept  # noqa: E731
+    return Corpus(corpus.name, corpus.catalog.subset(keep), [q for q in corpus.train if inside(q.gold)],
+                  [q for q in corpus.test if inside(q.gold)],
+                  [e for e in corpus.train_entries if inside(e.gold) and inside(e.pool)],
+                  [t for t in corpus.trajectories if inside(s.tool_id for _, steps in t.turns for s in steps
+                                                            if s.tool_id != FINISH)])
+
+
+def _spread(items: list, n: int) -> list:
+    """At most n items, evenly spaced over the list (deterministic)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
+
+
+def _sample(items: list, n: int, seed: int) -> list:
+    ranked = sorted(range(len(items)), key=lambda i: hashlib.sha1(f"{seed}:{i}".encode()).hexdigest())
+    return [items[i] for i in sorted(ranked[:n])]
+
+
+def stage_examples(stage: str, toolgen, corpus: Corpus, preset: Preset) -> list:
+    """The training examples of `stage` for this corpus and preset."""
+    if stage == MEMORIZATION:
+        return memorization_examples(toolgen, preset.max_doc_tokens)
+    retrieval = retrieval_examples(toolgen, corpus.train, preset.synthetic_per_tool, preset.synthetic_for)
+    if stage == RETRIEVAL:
+        return retrieval
+    agent = bfcl_agent_examples(toolgen, corpus.train_entries) + [trajectory_example(toolgen, t)
+                                                                  for t in corpus.trajectories]
+    return _sample(agent, preset.agent_examples, 0) + _sample(retrieval, preset.agent_replay, 1)
+
+
+def retrieval_quality(trainer: Trainer, toolgen, queries: list) -> dict:
+    """NDCG@1/@5 of ranking the whole catalog by each tool's code-token logit after the retrieval prompt."""
+    from eval.metrics import ndcg
+
+    if toolgen.indexing.scheme != "atomic":
+        return {"skipped": f"logit ranking needs atomic indexing, not {toolgen.indexing.scheme}"}
+    if not queries:
+        return {"queries": 0}
+    ids = toolgen.catalog.ids
+    prompts = [retrieval_prompt(toolgen.tokenizer, q.text) for q in queries]
+    logits = trainer.code_logits(prompts, [toolgen.code_ids(t)[0] for t in ids], desc="evaluating")
+    top = logits.topk(min(5, len(ids)), dim=1).indices.tolist()
+    ranked = [[ids[i] for i in row] for row in top]
+    scores = {f"ndcg@{k}": 100 * sum(ndcg(r, q.gold, k) for r, q in zip(ranked, queries)) / len(queries)
+              for k in (1, 5)}
+    return {**{k: round(v, 2) for k, v in scores.items()}, "queries": len(queries)}
+
+
+def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, stages=STAGES) -> None:
+    """Run the `stages` not yet in `info["stages"]`, scoring retrieval and saving to `out` after each one.
+
+    Before each stage its examples and the corpus's training texts are checked against the test queries.
+
+    Scores go to `info["metrics"]` ("untrained" first), training reports to `info["reports"]`.
+    """
+    toolgen = trainer.toolgen
+    eval_queries = _spread(corpus.test, preset.eval_queries)
+    metrics, reports = toolgen.info.setdefault("metrics", {}), toolgen.info.setdefault("reports", {})
+    done = toolgen.info.setdefault("stages", [])
+    if "untrained" not in metrics and not done:
+        metrics["untrained"] = retrieval_quality(trainer, toolgen, eval_queries)
+    for stage in stages:
+        if stage in done:
+            continue
+        examples = stage_examples(stage, toolgen, corpus, preset)
+        check_no_leak(corpus.training_texts() + [e.text for e in examples], [q.text for q in corpus.test])
+        if not examples:
+            print(f"{stage}: no training examples for corpus {corpus.name}; skipped")
+            continue
+        reports[stage] = trainer.train(examples, preset.stages[stage], stage, state_path=out / STATE_FILE)
+        metrics[stage] = retrieval_quality(trainer, toolgen, eval_queries)
+        done.append(stage)
+        if trainer.accelerator.is_main_process:
+            toolgen.save(out)
+        trainer.accelerator.wait_for_everyone()
+
+
+def _start_model(args, corpus: Corpus, preset: Preset) -> ToolGenModel:
+    out = Path(args.out)
+    if (out / "toolgen.json").exists() and not args.fresh:
+        toolgen = ToolGenModel.load(out)
+        if set(toolgen.catalog.ids) != set(corpus.catalog.ids):
+            raise SystemExit(f"{out} holds a model over another catalog; use --fresh or another --out")
+        return toolgen
+    if preset.base == "tiny":
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+        from .model import smollm2_dir
+
+        tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
+        torch.manual_seed(0)
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+        model = LlamaForCausalLM(config)
+    else:
+        model, tokenizer = load_base(preset.base)
+    toolgen = ToolGenModel.from_base(corpus.catalog, scheme=args.scheme, base=preset.base, model=model,
+                                     tokenizer=tokenizer)
+    toolgen.info.update({"corpus": corpus.name, "preset": args.preset, "stages": [], "metrics": {}, "reports": {}})
+    return toolgen
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", choices=CORPORA, default="bfcl", help="tool corpus (default: bfcl)")
+    parser.add_argument("--data-dir", default=None,
+                        help="toolbench: folder with corpus.json and queries/ (default ../shared/data/toolbench); "
+                             "bfcl: the bfcl_eval data folder (default: the installed package's)")
+    parser.add_argument("--out", default=None, help="checkpoint folder (default models/toolgen-<corpus>)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    parser.add_argument("--scheme", default="atomic", help="tool indexing scheme (default atomic)")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run, in order")
+    parser.add_argument("--train-layers", type=int, default=None, help="top decoder layers trained (-1: all)")
+    parser.add_argument("--epochs", default=None,
+                        help="epochs per stage, e.g. memorization=2,retrieval=3 (overrides the preset)")
+    parser.add_argument("--head", default=None, help="softmax head per stage, e.g. retrieval=codes (full|codes)")
+    parser.add_argument("--synthetic-per-tool", type=int, default=None)
+    parser.add_argument("--synthetic-for", choices=("missing", "all", "none"), default=None)
+    parser.add_argument("--max-tools", type=int, default=None, help="use only this many tools (experiments)")
+    parser.add_argument("--eval-queries", type=int, default=None, help="test queries scored per stage")
+    parser.add_argument("--no-bf16", action="store_true", help="train in float32 (no bfloat16 autocast)")
+    parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint already in --out")
+
+
+def _overrides(text: str | None, cast) -> dict:
+    if not text:
+        return {}
+    pairs = [item.split("=", 1) for item in text.split(",")]
+    if any(len(p) != 2 or p[0] not in STAGES for p in pairs):
+        raise SystemExit(f"expected stage=value pairs with stages from {STAGES}, got {text!r}")
+    return {stage: cast(value) for stage, value in pairs}
+
+
+def _preset(args) -> Preset:
+    preset = PRESETS[args.preset]
+    stages = dict(preset.stages)
+    for stage, epochs in _overrides(args.epochs, int).items():
+        stages[stage] = replace(stages[stage], epochs=epochs)
+    for stage, head in _overrides(args.head, str).items():
+        stages[stage] = replace(stages[stage], head=head)
+    changes = {name: getattr(args, name) for name in ("train_layers", "synthetic_per_tool", "synthetic_for",
+                                                      "max_tools", "eval_queries")
+               if getattr(args, name) is not None}
+    return replace(preset, stages=stages, **changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build (or resume) the model and print the JSON report; returns the exit status."""
+    started = time.time()
+    preset = _preset(args)
+    args.out = args.out or (DEFAULT_MODEL_DIR if args.corpus == "bfcl" else REPO_ROOT / "models" / "toolgen-toolbench")
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise SystemExit(f"unknown stages {unknown}; choose from {STAGES}")
+    corpus = load_corpus(args.corpus, args.data_dir, preset.max_tools)
+    toolgen = _start_model(args, corpus, preset)
+    trainer = Trainer(toolgen, train_layers=preset.train_layers, bf16=not args.no_bf16)
+    build_stages(trainer, corpus, preset, Path(args.out), stages)
+    if trainer.accelerator.is_main_process:
+        report = {"corpus": corpus.name, "out": str(args.out), "stages": toolgen.info["stages"],
+                  "tools": len(corpus.catalog), "train_queries": len(corpus.train), "test_queries": len(corpus.test),
+                  "retrieval": toolgen.info["metrics"], "train": toolgen.info["reports"],
+                  "wall_s": round(time.time() - started, 1),
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        print(json.dumps(report, indent=1))
+    return 0

@@ -1,0 +1,378 @@
+"""The trainer of all three ToolGen stages: one `accelerate` loop, the same code on CPU, one GPU or several
+(`accelerate launch -m core build ...`).
+
+What is trained: the top `train_layers` decoder layers with the final norm, and the embedding rows of the
+added tokens (tool codes, END, `<<Finish>>`). Everything else is frozen, which is what makes it fast:
+
+- Frozen lower layers: their output for an input sequence is computed once, without gradients, and
+  cached (keyed by the token ids), so it is reused across epochs, across stages sharing prompts, and by
+  `code_logits` (evaluation).
+- Logits only at target positions, over the whole vocabulary (`head="full"`) or over the code tokens
+  only (`head="codes"`: a softmax over the tools, the ranking the constrained decoder uses).
+- The input-side lookup of the added rows is detached: tool tokens are targets, so no gradient runs
+  back through every layer to reach them; as inputs (agent trajectories) they keep their value from the
+  start of the stage. The trained rows are written back into the tied embedding after each stage.
+- Length bucketing with right padding: under causal attention no real token looks at a pad, so batches
+  need no padding mask.
+
+Interrupted runs resume: `train(..., state_path=P)` saves the trainable weights, the optimizer and the
+position every `checkpoint_every_s` seconds and continues from there when called again with the same P.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+from transformers.masking_utils import create_causal_mask
+
+from .data import Example
+from .indexing import FINISH
+
+HEADS = ("full", "codes")
+PAD_MULTIPLE = 16
+
+
+@dataclass
+class StageConfig:
+    """Hyper-parameters of one training stage."""
+
+    epochs: int = 1
+    lr: float = 3e-4            # top decoder layers and final norm
+    rows_lr: float = 3e-3       # rows of the added tokens
+    head: str = "full"          # "full" vocabulary or "codes" (code tokens only; stages 1 and 2)
+    batch_tokens: int = 2048    # padded tokens per batch
+    max_batch: int = 32         # sequences per batch
+    max_len: int = 1024         # longer sequences keep their first max_len tokens
+    warmup: float = 0.05        # share of the steps with a linear warm-up, then cosine decay to 0
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
+        if self.epochs < 1 or self.batch_tokens < 1 or self.max_batch < 1 or self.max_len < 2:
+            raise ValueError(f"bad stage config: {self}")
+
+
+@dataclass(frozen=True)
+class _Row:
+    """An example as the trainer sees it: inputs, the positions whose next token is scored, those tokens."""
+
+    inputs: tuple[int, ...]
+    positions: tuple[int, ...]
+    labels: tuple[int, ...]
+
+
+def _to_row(example: Example, max_len: int) -> _Row | None:
+    inputs = example.ids[:-1][:max_len]
+    scored = [(i - 1, example.ids[i]) for i in range(1, len(example.ids)) if example.mask[i] and i - 1 < max_len]
+    if not scored:
+        return None
+    positions, labels = zip(*scored)
+    return _Row(inputs, positions, labels)
+
+
+def decoder_parts(model) -> tuple[nn.ModuleList, nn.Module, nn.Module]:
+    """(decoder layers, final norm, rotary embedding) of a Llama-style causal LM; TypeError otherwise."""
+    inner = getattr(model, "model", None)
+    parts = [getattr(inner, name, None) for name in ("layers", "norm", "rotary_emb")]
+    if any(p is None for p in parts):
+        raise TypeError(f"{type(model).__name__}: training needs a Llama-style decoder "
+                        "(model.model.layers, model.model.norm, model.model.rotary_emb)")
+    return parts[0], parts[1], parts[2]
+
+
+def _run_layers(layers, rotary, config, hidden: torch.Tensor) -> torch.Tensor:
+    """Run decoder `layers` over a right-padded batch of hidden states with causal attention."""
+    if len(layers) == 0:
+        return hidden
+    positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+    rope = rotary(hidden, positions)
+    mask = create_causal_mask(config=config, inputs_embeds=hidden, attention_mask=None,
+                              past_key_values=None, position_ids=positions)
+    for layer in layers:
+        hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=positions)
+    return hidden
+
+
+class TopStack(nn.Module):
+    """The trained part: top decoder layers, final norm (trained with them), and the added-token rows.
+
+    `forward(hidden, positions, labels, head)` takes lower-layer states and returns the mean cross-entropy
+    of `labels` at `positions` ((batch index, position) pairs), with logits over the whole vocabulary
+    (head=None) or over the token ids in `head` (labels then index into `head`).
+    """
+
+    def __init__(self, model, n_layers: int, first_new: int):
+        super().__init__()
+        layers, norm, rotary = decoder_parts(model)
+        self.layers = nn.ModuleList(layers[len(layers) - n_layers:])
+        self.norm = norm
+        self.config = model.config
+        self.first_new = first_new
+        weight = model.get_input_embeddings().weight
+        self.rows = nn.Parameter(weight[first_new:].detach().clone())
+        self._rotary = [rotary]          # in a list: shared with the model, not a submodule of this one
+        self._base = [weight[:first_new]]  # frozen rows of the ordinary vocabulary (a view, no copy)
+
+    def head_weight(self, head: torch.Tensor | None) -> torch.Tensor | None:
+        """Output rows of the ids in `head` (None: the caller uses the full vocabulary)."""
+        if head is None:
+            return None
+        base, new = head[head < self.first_new], head[head >= self.first_new] - self.first_new
+        return torch.cat([self._base[0][base], self.rows[new]])
+
+    def hidden_at(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Final-norm states at `positions` after the top layers."""
+        hidden = _run_layers(self.layers, self._rotary[0], self.config, hidden)
+        return self.norm(hidden[positions[:, 0], positions[:, 1]])
+
+    def logits(self, states: torch.Tensor, head: torch.Tensor | None) -> torch.Tensor:
+        if head is None:
+            return torch.cat([states @ self._base[0].T, states @ self.rows.T], dim=-1)
+        return states @ self.head_weight(head).T
+
+    def forward(self, hidden, positions, labels, head=None):
+        logits = self.logits(self.hidden_at(hidden, positions), head)
+        return F.cross_entropy(logits.float(), labels)
+
+
+def first_added_id(toolgen) -> int:
+    """The id of the first added token; all ids from there to the end of the vocabulary are added tokens."""
+    added = set(toolgen.tokenizer.convert_tokens_to_ids(toolgen.indexing.new_tokens() + [FINISH]))
+    first = min(added)
+    if any(i not in added for i in range(first, len(toolgen.tokenizer))):
+        raise ValueError("the added tool tokens are not the last rows of the vocabulary")
+    return first
+
+
+class Trainer:
+    """Trains a `ToolGenModel` in place, stage after stage; the lower-layer cache lives across stages.
+
+    train_layers: how many top decoder layers are trained (-1: all); bf16: autocast matmuls to bfloat16;
+    cache_dtype: storage type of the cached lower-layer states.
+    """
+
+    def __init__(self, toolgen, train_layers: int = 2, bf16: bool = True, accelerator: Accelerator | None = None,
+                 cache_dtype: torch.dtype = torch.bfloat16, checkpoint_every_s: float = 300.0,
+                 bf16_train: bool | None = None):
+        self.toolgen = toolgen
+        self.accelerator = accelerator or Accelerator()
+        self.device = self.accelerator.device
+        self.bf16, self.cache_dtype, self.checkpoint_every_s = bf16, cache_dtype, checkpoint_every_s
+        self.bf16_train = bf16 if bf16_train is None else bf16_train
+        model = toolgen.model.to(self.device).eval()
+        model.requires_grad_(False)
+        layers, _, self._rotary = decoder_parts(model)
+        n_train = len(layers) if train_layers < 0 else min(train_layers, len(layers))
+        self.lower = layers[:len(layers) - n_train]
+        self.first_new = first_added_id(toolgen)
+        top = TopStack(model, n_train, self.first_new)
+        for parameter in top.layers.parameters():
+            parameter.requires_grad_(True)
+        if n_train:
+            top.norm.requires_grad_(True)
+        self.top = self.accelerator.prepare(top)
+        self.cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self.lower_tokens = 0  # tokens pushed through the lower layers (cache misses)
+
+    # ------------------------------------------------------------ lower layers (frozen, cached)
+
+    def _autocast(self, enabled: bool | None = None):
+        enabled = self.bf16 if enabled is None else enabled
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    @torch.no_grad()
+    def _lower_states(self, sequences: Sequence[tuple[int, ...]]) -> torch.Tensor:
+        """Right-padded (batch, length, hidden) lower-layer states of `sequences`, computing only cache misses."""
+        missing = list(dict.fromkeys(s for s in sequences if s not in self.cache))
+        if missing:
+            ids = _pad([list(s) for s in missing], value=0).to(self.device)
+            with self._autocast():
+                hidden = self.toolgen.model.get_input_embeddings()(ids)
+                hidden = _run_layers(self.lower, self._rotary, self.toolgen.model.config, hidden)
+            for i, sequence in enumerate(missing):
+                self.cache[sequence] = hidden[i, :len(sequence)].to(self.cache_dtype)
+            self.lower_tokens += sum(len(s) for s in missing)
+        width = _width(len(s) for s in sequences)
+        out = torch.zeros(len(sequences), width, self.cache[sequences[0]].shape[-1], device=self.device)
+        for i, sequence in enumerate(sequences):
+            out[i, :len(sequence)] = self.cache[sequence]
+        return out
+
+    def _write_back(self) -> None:
+        """Copy the trained rows into the (tied) embedding; drop cached states that used the old rows."""
+        rows = self.accelerator.unwrap_model(self.top).rows
+        with torch.no_grad():
+            self.toolgen.model.get_input_embeddings().weight[self.first_new:] = rows
+        self.cache = {k: v for k, v in self.cache.items() if max(k) < self.first_new}
+
+    # ------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def code_logits(self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int],
+                    batch_tokens: int = 4096, desc: str = "scoring") -> torch.Tensor:
+        """Logits of `token_ids` at the last position of each prompt: (len(prompts), len(token_ids)), CPU."""
+        top = self.accelerator.unwrap_model(self.top)
+        head = torch.tensor(list(token_ids), device=self.device)
+        rows = [_Row(tuple(p), (len(p) - 1,), (0,)) for p in prompts]
+        out = torch.empty(len(rows), len(token_ids))
+        batches = _length_batches(rows, batch_tokens, 64, random.Random(0), shuffle=False)
+        for batch in tqdm(batches, desc=desc, disable=not self.accelerator.is_main_process, leave=False):
+            hidden = self._lower_states([rows[i].inputs for i in batch])
+            positions = torch.tensor([[j, rows[i].positions[0]] for j, i in enumerate(batch)], device=self.device)
+            with self._autocast():
+                logits = top.logits(top.hidden_at(hidden, positions), head)
+            out[batch] = logits.float().cpu()
+        return out
+
+    # ------------------------------------------------------------ training
+
+    def train(self, examples: Sequence[Example], config: StageConfig, stage: str,
+              state_path: Path | str | None = None) -> dict:
+        """Train on `examples` for `config.epochs`; returns a report (losses, tokens, tokens/s).
+
+        With `state_path`, the run checkpoints there periodically and resumes from a matching saved state.
+        """
+        rows = [r for r in (_to_row(e, config.max_len) for e in examples) if r is not None]
+        if not rows:
+            raise ValueError(f"stage {stage}: no training example has a target token")
+        top = self.accelerator.unwrap_model(self.top)
+        head, label_map = self._head(rows, config)
+        groups = [{"params": [p for p in top.parameters() if p.requires_grad and p is not top.rows], "lr": config.lr},
+                  {"params": [top.rows], "lr": config.rows_lr}]
+        groups = [g for g in groups if g["params"]]
+        for group in groups:
+            group["base_lr"] = group["lr"]
+        optimizer = self.accelerator.prepare(torch.optim.AdamW(groups, weight_decay=config.weight_decay))
+        plan = [self._shard(_length_batches(rows, config.batch_tokens, config.max_batch,
+                                            random.Random(config.seed * 1000 + epoch)))
+                for epoch in range(config.epochs)]
+        total = sum(len(p) for p in plan)
+        state = self._load_state(state_path, stage, config, optimizer)
+        step, losses = state.get("step", 0), state.get("losses", [])
+        done_tokens, started, last_save = 0, time.time(), time.time()
+        bar = tqdm(total=total, initial=step, desc=stage, disable=not self.accelerator.is_main_process)
+        self.top.train()
+        flat = [b for p in plan for b in p]
+        for index in range(step, total):
+            batch = flat[index]
+            self._set_lr(optimizer, index, total, config.warmup)
+            hidden = self._lower_states([rows[i].inputs for i in batch])
+            positions, labels = _targets(rows, batch, label_map, self.device)
+            with self._autocast(self.bf16_train):
+                loss = self.top(hidden, positions, labels, head)
+            self.accelerator.backward(loss)
+            self.accelerator.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            done_tokens += sum(len(rows[i].inputs) for i in batch)
+            rate = done_tokens / max(time.time() - started, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", tok_s=f"{rate:.0f}")
+            if state_path and time.time() - last_save > self.checkpoint_every_s and index + 1 < total:
+                self._save_state(state_path, stage, config, optimizer, index + 1, losses)
+                last_save = time.time()
+        bar.close()
+        self.top.eval()
+        self._write_back()
+        if state_path and self.accelerator.is_main_process and Path(state_path).exists():
+            os.remove(state_path)
+        seconds = time.time() - started
+        tenth = max(1, len(losses) // 10)
+        return {"stage": stage, "examples": len(rows), "epochs": config.epochs, "steps": total,
+                "loss_first": sum(losses[:tenth]) / tenth, "loss_last": sum(losses[-tenth:]) / tenth,
+                "tokens": done_tokens, "seconds": round(seconds, 1),
+                "tokens_per_s": round(done_tokens / max(seconds, 1e-9), 1), "config": asdict(config)}
+
+    def _head(self, rows: list[_Row], config: StageConfig):
+        """The code-token head (ids tensor, label -> index map) for head="codes", else (None, None)."""
+        if config.head == "full":
+            return None, None
+        codes = self.toolgen.code_sequences(include_finish=True).values()
+        ids = sorted({t for code in codes for t in code} | {t for r in rows for t in r.labels})
+        return torch.tensor(ids, device=self.device), {t: i for i, t in enumerate(ids)}
+
+    def _shard(self, batches: list[list[int]]) -> list[list[int]]:
+        """This process's share of the batches; every process gets the same number of steps."""
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        per_process = max(1, len(batches) // world)
+        return [batches[(rank + world * k) % len(batches)] for k in range(per_process)]
+
+    @staticmethod
+    def _set_lr(optimizer, step: int, total: int, warmup: float) -> None:
+        warm = max(1, int(total * warmup))
+        factor = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+
+    def _save_state(self, path, stage, config, optimizer, step, losses) -> None:
+        if self.accelerator.is_main_process:
+            top = self.accelerator.unwrap_model(self.top)
+            state = {"stage": stage, "config": asdict(config), "step": step, "losses": losses,
+                     "top": {k: v.detach().cpu() for k, v in top.state_dict().items()},
+                     "optimizer": optimizer.state_dict()}
+            partial = Path(f"{path}.partial")
+            torch.save(state, partial)
+            os.replace(partial, path)
+        self.accelerator.wait_for_everyone()
+
+    def _load_state(self, path, stage, config, optimizer) -> dict:
+        if not path or not Path(path).exists():
+            return {}
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("stage") != stage or state.get("config") != asdict(config):
+            return {}
+        top = self.accelerator.unwrap_model(self.top)
+        top.load_state_dict(state["top"])
+        optimizer.load_state_dict(state["optimizer"])
+        return state
+
+
+def _width(lengths) -> int:
+    """Padded batch width: the longest length rounded up to a multiple of PAD_MULTIPLE (few distinct shapes
+    let the CPU kernels reuse their prepared plans)."""
+    return -(-max(lengths) // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+def _pad(sequences: list[list[int]], value: int) -> torch.Tensor:
+    width = _width(len(s) for s in sequences)
+    return torch.tensor([s + [value] * (width - len(s)) for s in sequences], dtype=torch.long)
+
+
+def _targets(rows, batch, label_map, device):
+    positions = [[j, p] for j, i in enumerate(batch) for p in rows[i].positions]
+    labels = [label for i in batch for label in rows[i].labels]
+    if label_map is not None:
+        labels = [label_map[label] for label in labels]
+    return torch.tensor(positions, device=device), torch.tensor(labels, device=device)
+
+
+def _length_batches(rows: list[_Row], batch_tokens: int, max_batch: int, rng: random.Random,
+                    shuffle: bool = True) -> list[list[int]]:
+    """Indices of `rows` grouped into batches of similar length (at most batch_tokens padded tokens)."""
+    order = sorted(range(len(rows)), key=lambda i: (len(rows[i].inputs), rng.random() if shuffle else i))
+    batches, current, width = [], [], 0
+    for i in order:
+        new_width = _width([width, len(rows[i].inputs)])
+        if current and (new_width * (len(current) + 1) > batch_tokens or len(current) >= max_batch):
+            batches.append(current)
+            current, new_width = [], _width([len(rows[i].inputs)])
+        current.append(i)
+        width = new_width
+    if current:
+        batches.append(current)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches

@@ -1,0 +1,140 @@
+"""The trainer on a tiny random model: three stages learn, checkpoints reload, interrupted builds resume."""
+import pytest
+import torch
+
+from core.build import Corpus, Preset, build_stages, retrieval_quality
+from core.data import (AGENT, FINISH_THOUGHT, MEMORIZATION, RETRIEVAL, STAGES, Step, Trajectory,
+                       memorization_examples, retrieval_examples, trajectory_example)
+from core.indexing import FINISH
+from core.model import ToolGenModel
+from core.prompts import retrieval_prompt
+from core.tools import Query
+from core.train import StageConfig, Trainer
+from tests.conftest import tiny_llama
+
+FAST = dict(lr=3e-3, rows_lr=3e-2, batch_tokens=1024)
+STAGE_CONFIGS = {MEMORIZATION: StageConfig(epochs=8, head="codes", **FAST),
+                 RETRIEVAL: StageConfig(epochs=8, head="codes", **FAST),
+                 AGENT: StageConfig(epochs=4, **FAST)}
+
+
+def tiny_toolgen(tokenizer, catalog):
+    return ToolGenModel.from_base(catalog, model=tiny_llama(len(tokenizer)), tokenizer=tokenizer)
+
+
+def training_accuracy(trainer, toolgen, examples):
+    """Share of retrieval examples whose gold tool has the highest logit among all tools."""
+    ids = toolgen.catalog.ids
+    prompts = [retrieval_prompt(toolgen.tokenizer, e.text) for e in examples]
+    logits = trainer.code_logits(prompts, [toolgen.code_ids(t)[0] for t in ids])
+    gold = torch.tensor([ids.index(e.tool_id) for e in examples])
+    return (logits.argmax(dim=1) == gold).float().mean().item()
+
+
+def toy_trajectories(catalog):
+    return [Trajectory(((f"Please give me the {tool.api_name} for Rome.",
+                         (Step(f"I should use {tool.api_name}.", tool.id, {"q": "Rome"}, f"{tool.api_name}: ok"),
+                          Step(FINISH_THOUGHT, FINISH, {"final_answer": "ok"}))),))
+            for tool in catalog]
+
+
+def test_three_stages_learn_and_the_checkpoint_reloads(tmp_path, smollm2_tokenizer, toy_catalog):
+    toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
+    trainer = Trainer(toolgen, train_layers=1, bf16=False)
+    retrieval = retrieval_examples(toolgen, [], synthetic_per_tool=3, synthetic_for="all")
+    before = training_accuracy(trainer, toolgen, retrieval)
+    reports = [trainer.train(memorization_examples(toolgen), STAGE_CONFIGS[MEMORIZATION], MEMORIZATION),
+               trainer.train(retrieval, STAGE_CONFIGS[RETRIEVAL], RETRIEVAL)]
+    after = training_accuracy(trainer, toolgen, retrieval)
+    agent = [trajectory_example(toolgen, t) for t in toy_trajectories(toy_catalog)]
+    reports.append(trainer.train(agent, STAGE_CONFIGS[AGENT], AGENT))
+    for report in reports:
+        assert report["loss_last"] < report["loss_first"], report
+        assert report["tokens_per_s"] > 0
+    assert after > max(0.5, before + 0.3), (before, after)  # chance is 1/20
+    final = training_accuracy(trainer, toolgen, retrieval)
+    assert final > 0.2  # stage 3 does not wipe retrieval out
+    toolgen.info["stages"] = list(STAGES)
+    toolgen.save(tmp_path / "model")
+    again = ToolGenModel.load(tmp_path / "model")
+    assert again.info["stages"] == list(STAGES)
+    reloaded = Trainer(again, train_layers=1, bf16=False)
+    assert training_accuracy(reloaded, again, retrieval) == pytest.approx(final, abs=0.02)
+
+
+def test_trained_rows_are_tied_and_only_top_layers_change(smollm2_tokenizer, toy_catalog):
+    toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
+    model = toolgen.model
+    lower_before = [p.clone() for p in model.model.layers[0].parameters()]
+    base_rows_before = model.get_input_embeddings().weight[:1000].clone()
+    trainer = Trainer(toolgen, train_layers=1, bf16=False)
+    new_rows_before = model.get_input_embeddings().weight[trainer.first_new:].clone()
+    trainer.train(memorization_examples(toolgen), StageConfig(epochs=2, **FAST), MEMORIZATION)
+    assert all(torch.equal(a, b) for a, b in zip(lower_before, model.model.layers[0].parameters()))
+    assert torch.equal(model.get_input_embeddings().weight[:1000], base_rows_before)
+    rows = trainer.accelerator.unwrap_model(trainer.top).rows
+    assert torch.equal(model.get_output_embeddings().weight[trainer.first_new:], rows.detach())
+    assert not torch.allclose(rows.detach(), new_rows_before)
+
+
+def toy_corpus(catalog):
+    train = [Query(id=str(i), text=f"I need the {t.api_name} from {t.tool_name} now", gold=(t.id,))
+             for i, t in enumerate(catalog)]
+    test = [Query(id=f"t{i}", text=f"What is the {t.api_name}?", gold=(t.id,)) for i, t in enumerate(catalog)]
+    return Corpus("toy", catalog, train, test, trajectories=toy_trajectories(catalog))
+
+
+def test_an_interrupted_build_resumes_after_the_last_finished_stage(tmp_path, smollm2_tokenizer, toy_catalog):
+    preset = Preset(train_layers=1, max_doc_tokens=None, agent_examples=20, agent_replay=10, eval_queries=20,
+                    stages={s: StageConfig(epochs=1, head="codes" if s != AGENT else "full", **FAST) for s in STAGES})
+    corpus, out = toy_corpus(toy_catalog), tmp_path / "build"
+    toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
+    build_stages(Trainer(toolgen, train_layers=1, bf16=False), corpus, preset, out, [MEMORIZATION])  # "interrupted"
+    saved = ToolGenModel.load(out)
+    assert saved.info["stages"] == [MEMORIZATION] and set(saved.info["metrics"]) == {"untrained", MEMORIZATION}
+    first_report = saved.info["reports"][MEMORIZATION]
+    build_stages(Trainer(saved, train_layers=1, bf16=False), corpus, preset, out)
+    final = ToolGenModel.load(out)
+    assert final.info["stages"] == list(STAGES)
+    assert final.info["reports"][MEMORIZATION] == first_report  # not trained again
+    assert set(final.info["metrics"]) == {"untrained", *STAGES}
+    assert 0 <= final.info["metrics"][AGENT]["ndcg@1"] <= 100
+
+
+def test_a_stage_resumes_mid_way_from_its_state_file(tmp_path, smollm2_tokenizer, toy_catalog, monkeypatch):
+    config = StageConfig(epochs=3, head="codes", **FAST)
+    toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
+    toolgen.save(tmp_path / "start")
+    examples = memorization_examples(toolgen)
+    steps = Trainer(toolgen, train_layers=1, bf16=False).train(examples, config, MEMORIZATION)["steps"]
+    uninterrupted = toolgen.model.state_dict()
+
+    resumed = ToolGenModel.load(tmp_path / "start")
+    trainer = Trainer(resumed, train_layers=1, bf16=False, checkpoint_every_s=0)
+    calls = {"n": 0}
+    original = Trainer._set_lr
+
+    def crash_at_step_four(optimizer, step, total, warmup):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        original(optimizer, step, total, warmup)
+
+    monkeypatch.setattr(Trainer, "_set_lr", staticmethod(crash_at_step_four))
+    state = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(examples, config, MEMORIZATION, state_path=state)
+    assert torch.load(state, weights_only=False)["step"] == 3
+    monkeypatch.setattr(Trainer, "_set_lr", staticmethod(original))
+    again = ToolGenModel.load(tmp_path / "start")  # the process died: start over from the last checkpoint
+    report = Trainer(again, train_layers=1, bf16=False).train(examples, config, MEMORIZATION, state_path=state)
+    assert not state.exists() and report["steps"] == steps > 4
+    for name, value in again.model.state_dict().items():
+        assert torch.allclose(value, uninterrupted[name], atol=1e-5), name
+
+
+def test_retrieval_quality_reports_ndcg(smollm2_tokenizer, toy_catalog):
+    pytest.importorskip("eval.metrics")
+    toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
+    scores = retrieval_quality(Trainer(toolgen, train_layers=0, bf16=False), toolgen, toy_corpus(toy_catalog).test)
+    assert scores["queries"] == 20 and 0 <= scores["ndcg@1"] <= scores["ndcg@5"] <= 100
