@@ -1,5 +1,7 @@
-"""Tool executors: the `Executor` interface and its BFCL backend implementation."""
+"""Tool executors: the `Executor` interface, the BFCL backends and the simulated ToolBench environment."""
 from .base import Executor, Observation, safe_call, validate_arguments
 from .bfcl import BfclExecutor
+from .toolbench import ResponseCache, ToolBenchSimulator
 
-__all__ = ["BfclExecutor", "Executor", "Observation", "safe_call", "validate_arguments"]
+__all__ = ["BfclExecutor", "Executor", "Observation", "ResponseCache", "ToolBenchSimulator", "safe_call",
+           "validate_arguments"]
