@@ -5,11 +5,28 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from core.tiny import tiny_llama  # noqa: F401  (re-exported for tests)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one torch thread, and the test machine's two cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def peaked_llama(vocab_size: int, seed: int = 0):
+    """A tiny random Llama with large embeddings, so its next-token distributions are far from uniform."""
+    model = tiny_llama(vocab_size, hidden=32, layers=1, seed=seed)
+    torch.nn.init.normal_(model.get_input_embeddings().weight, std=0.3)
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ import json
 
 import pytest
 import torch
-from core.tiny import tiny_llama
 from transformers import LogitsProcessorList
 
 from core.check_constraint import main as check_main
@@ -13,26 +12,13 @@ from core.check_constraint import run_check
 from core.vocab import read_lines_verbatim, read_token_lines
 from core.constraint import NEG_INF, CodeTrie, ToolConstraintLogitsProcessor
 from core.indexing import build_indexing
+from tests.conftest import peaked_llama
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CODES = {"a": (1, 2, 3), "b": (1, 2, 4), "c": (1, 5), "d": (7,)}
 END = 0
 SMALL_CODES = {f"t{i}": (10 + i % 4, 20 + i // 4) + ((30,) if i % 3 else (31, 32)) for i in range(12)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def peaked_llama(vocab_size: int, seed: int = 0):
-    """A tiny random Llama with large embeddings, so its next-token distributions are far from uniform."""
-    model = tiny_llama(vocab_size, hidden=32, layers=1, seed=seed)
-    torch.nn.init.normal_(model.get_input_embeddings().weight, std=0.3)
-    return model
 
 
 def generated_codes(trie: CodeTrie, sequences: torch.Tensor, prompt_length: int) -> list[str | None]:

@@ -5,12 +5,14 @@ import json
 
 import pytest
 import torch
-from core.tiny import tiny_llama
 from transformers import LogitsProcessorList
 
 from core.constraint import CodeTrie, ToolConstraintLogitsProcessor
 from core.decoding import constrained_beam_search, constrained_beam_search_batch, constrained_sample
 from core.indexing import build_indexing
+from tests.conftest import peaked_llama
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 END = 0
 VOCAB = 64
@@ -20,25 +22,9 @@ ATOMIC_CODES = {f"t{i}": (20 + i,) for i in range(40)}
 PROMPT = [41, 42, 43, 44]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model():
     return peaked_llama(VOCAB)
-
-
-def peaked_llama(vocab_size: int, seed: int = 0):
-    """A tiny random Llama with large embeddings, so its next-token distributions are far from uniform."""
-    model = tiny_llama(vocab_size, hidden=32, layers=1, seed=seed)
-    torch.nn.init.normal_(model.get_input_embeddings().weight, std=0.3)
-    return model
 
 
 def teacher_forced_log_prob(model, prompt: list[int], code: tuple[int, ...] | list[int]) -> float:
