@@ -18,13 +18,16 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="green")
 CSS = """
 .wb-table { border-collapse: collapse; font-size: 0.85rem; margin: 0.3rem 0; }
 .wb-table caption { text-align: left; font-weight: 600; padding-bottom: 0.2rem; }
-.wb-table td, .wb-table th { padding: 0.15rem 0.5rem; border-bottom: 1px solid var(--border-color-primary); text-align: left; }
-.wb-table .num { text-align: right; font-variant-numeric: tabular-nums; }
+.wb-table td, .wb-table th { padding: 0.15rem 0.5rem; text-align: left;
+  border-bottom: 1px solid var(--border-color-primary); }
+.wb-table .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .wb-table tr.removed td { text-decoration: line-through; color: var(--body-text-color-subdued); }
 .wb-table tr.removed td:last-child { text-decoration: none; }
 .wb-table tr.gold td { background: rgba(34, 197, 94, 0.18); font-weight: 600; }
 .wb-cols { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
-.wb-col { flex: 1 1 14rem; min-width: 14rem; }
+.wb-col { flex: 1 1 14rem; min-width: 14rem; overflow-x: auto; }
+.wb-col .wb-table { width: 100%; }
+.wb-col .wb-table td:not(.num) { overflow-wrap: anywhere; }
 .wb-beam { border-left: 3px solid var(--color-accent); padding-left: 0.6rem; margin: 0.5rem 0; }
 .wb-step { margin: 0.4rem 0; }
 .wb-tool pre, .wb-traj pre { white-space: pre-wrap; word-break: break-word; font-size: 0.8rem; margin: 0.2rem 0; }

@@ -135,7 +135,8 @@ def build(store: ResultsStore, oauth: bool) -> None:
         state = {"annotator": annotator, "pair": asdict(pair) if pair else None, "skipped": sorted(skipped)}
         done, total = progress(store, annotator)
         if pair is None:
-            return (state, f"<b>{esc(annotator)}</b>: {done} of {total} pairs judged. Nothing left to judge, thank you!",
+            return (state, f"<b>{esc(annotator)}</b>: {done} of {total} pairs judged. Nothing left to judge, "
+                           "thank you!",
                     "", "", "", gr.Button(interactive=False))
         trajectories = {t.id: t for t in store.trajectories(query_id=pair.query_id)}
         task = esc(trajectories[pair.left].query or pair.query_id)

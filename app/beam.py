@@ -138,7 +138,8 @@ def tree_html(root: _Node, decode) -> str:
         if node.log_prob is not None:
             label += f" <span class='muted'>log P {node.log_prob:.3f}</span>"
         if node.note:
-            label += f" <b>{esc(node.note)}</b>" if node.note.startswith("#") else f" <span class='muted'>{esc(node.note)}</span>"
+            ranked = node.note.startswith("#")
+            label += f" <b>{esc(node.note)}</b>" if ranked else f" <span class='muted'>{esc(node.note)}</span>"
         return f"<li>{label}{children(node)}</li>"
 
     def children(node: _Node) -> str:

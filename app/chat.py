@@ -4,7 +4,8 @@ Each agent event becomes a chat message the moment it is yielded: the thought; t
 code, its arguments as JSON) in a collapsible message that spins while the call runs and is marked done
 with its duration when the observation arrives; the beam's ranked alternatives nested one click below it;
 the observation; the final answer. Tool state (files, orders, …) lives in the session's executor and
-carries over between messages until "New conversation".
+carries over between messages until "New conversation"; the model's context does not: each message starts a
+fresh agent run, as `core.agent.run_agent` cannot continue a finished one.
 """
 from __future__ import annotations
 

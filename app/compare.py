@@ -171,6 +171,7 @@ def metrics_figure(frame: pd.DataFrame, names: list[str]) -> go.Figure:
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
     figure.update_layout(height=320 * ((panels + 1) // 2), margin=dict(l=40, r=10, t=40, b=10),
                          yaxis_title="mean (95% CI)", legend_title_text="")
+    figure.update_xaxes(title_text="")
     return figure
 
 
@@ -219,7 +220,7 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
         setting = gr.Dropdown([ALL], value=ALL, label="setting", **per_session)
         names = gr.Dropdown(list(DEFAULT_METRICS), value=list(DEFAULT_METRICS), multiselect=True, label="metrics",
                             scale=2, **per_session)
-    chart = gr.Plot(elem_id="compare-chart")
+    chart = gr.Plot(label="metrics per system", elem_id="compare-chart")
     table = gr.Dataframe(interactive=False, max_height=300)
     download = gr.DownloadButton("Download CSV", variant="secondary")
 
@@ -244,7 +245,8 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
     @user_errors
     def rank_new(query, chosen, top_k, progress=gr.Progress()):
         rankings = live_rankings(workbench, query, chosen, int(top_k), progress)
-        return f"<b>New query:</b> {esc(query)} <span class='muted'>(no gold tools known)</span>", rankings_html(rankings)
+        shown = f"<b>New query:</b> {esc(query)} <span class='muted'>(no gold tools known)</span>"
+        return shown, rankings_html(rankings)
 
     @user_errors
     def show_metrics(family_name, group_name, setting_name, metric_names):

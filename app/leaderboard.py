@@ -18,6 +18,9 @@ from .shared import user_errors
 
 N_RESAMPLES = 1000
 VOTE_COLUMNS = ("system_a", "system_b", "vote", "trajectory_a", "trajectory_b", "annotator")
+RATING_COLUMNS = ["system", "rating", "ci_low", "ci_high", "votes"]
+PAIR_COLUMNS = ["system A", "system B", "A wins", "B wins", "ties", "both bad", "votes", "win rate A"]
+KAPPA_COLUMNS = ["annotator 1", "annotator 2", "Cohen's kappa"]
 
 
 @dataclass
@@ -37,8 +40,9 @@ def compute(store: ResultsStore, n_resamples: int = N_RESAMPLES) -> Leaderboard:
     votes = store.votes()
     retrieval = metrics_table(store)
     if votes.empty:
-        empty = pd.DataFrame()
-        return Leaderboard(empty, empty, empty, "No votes yet: judge some pairs in the Annotate tab.", retrieval)
+        return Leaderboard(pd.DataFrame(columns=RATING_COLUMNS), pd.DataFrame(columns=PAIR_COLUMNS),
+                           pd.DataFrame(columns=KAPPA_COLUMNS), "No votes yet: judge some pairs in the Annotate tab.",
+                           retrieval)
     rows = tuple(votes[list(VOTE_COLUMNS)].itertuples(index=False, name=None))
     return Leaderboard(*_vote_tables(rows, n_resamples), retrieval)
 
@@ -48,17 +52,18 @@ def _vote_tables(rows: tuple, n_resamples: int) -> tuple[pd.DataFrame, pd.DataFr
     """(ratings, pair win rates, Cohen's kappas, summary) of vote rows; cached, as the bootstrap is slow."""
     votes = pd.DataFrame(list(rows), columns=list(VOTE_COLUMNS))
     triples = list(zip(votes.system_a, votes.system_b, votes.vote))
-    ratings = pd.DataFrame([{"system": r.system, "rating": round(r.rating, 1), "ci_low": round(r.ci_low, 1),
-                             "ci_high": round(r.ci_high, 1), "votes": r.n_votes}
-                            for r in bradley_terry(triples, n_resamples=n_resamples)])
-    pairs = pd.DataFrame([{"system A": w.system_a, "system B": w.system_b, "A wins": w.wins_a, "B wins": w.wins_b,
-                           "ties": w.ties, "both bad": w.both_bad, "votes": w.n,
-                           "win rate A": round(w.win_rate_a, 3)} for w in win_rates(triples)])
+    ratings = pd.DataFrame([(r.system, round(r.rating, 1), round(r.ci_low, 1), round(r.ci_high, 1), r.n_votes)
+                            for r in bradley_terry(triples, n_resamples=n_resamples)], columns=RATING_COLUMNS)
+    pairs = pd.DataFrame([(w.system_a, w.system_b, w.wins_a, w.wins_b, w.ties, w.both_bad, w.n, round(w.win_rate_a, 3))
+                          for w in win_rates(triples)], columns=PAIR_COLUMNS)
     agreement = annotator_agreement(zip(zip(votes.trajectory_a, votes.trajectory_b), votes.annotator, votes.vote))
-    cohen = pd.DataFrame([{"annotator 1": a, "annotator 2": b, "Cohen's kappa": round(k, 3)}
-                          for (a, b), k in agreement.cohen_kappa.items()])
-    fleiss = ("n/a (no pair judged by two annotators yet)" if agreement.n_items == 0 or math.isnan(agreement.fleiss_kappa)
-              else f"{agreement.fleiss_kappa:.3f} over {agreement.n_items} pairs judged by 2+ annotators")
+    cohen = pd.DataFrame([(a, b, round(k, 3)) for (a, b), k in agreement.cohen_kappa.items()], columns=KAPPA_COLUMNS)
+    if agreement.n_items == 0:
+        fleiss = "n/a (no pair judged by two annotators yet)"
+    elif math.isnan(agreement.fleiss_kappa):
+        fleiss = f"undefined over {agreement.n_items} pairs (every rating is the same label)"
+    else:
+        fleiss = f"{agreement.fleiss_kappa:.3f} over {agreement.n_items} pairs judged by 2+ annotators"
     summary = (f"**{len(votes)} votes** by {votes.annotator.nunique()} annotator(s) on "
                f"{votes[['trajectory_a', 'trajectory_b']].drop_duplicates().shape[0]} pairs. "
                f"Fleiss' kappa: {fleiss}. Ratings: Bradley–Terry on the Elo scale (mean 1000), "
@@ -83,10 +88,11 @@ def ratings_figure(ratings: pd.DataFrame) -> go.Figure:
 
 def build(demo: gr.Blocks, tab: gr.Tab, store: ResultsStore) -> None:
     """The tab's components and events (call inside `tab`); the board is computed when the tab opens."""
-    refresh = gr.Button("Refresh", size="sm")
-    summary = gr.Markdown(elem_id="leaderboard-summary")
     with gr.Row():
-        chart = gr.Plot()
+        summary = gr.Markdown(elem_id="leaderboard-summary")
+        refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+    with gr.Row():
+        chart = gr.Plot(show_label=False)
         ratings = gr.Dataframe(label="ratings", interactive=False)
     pairs = gr.Dataframe(label="win rate per system pair (ties and both-bad count half)", interactive=False)
     agreement = gr.Dataframe(label="inter-annotator agreement per annotator pair", interactive=False)

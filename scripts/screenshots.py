@@ -37,22 +37,23 @@ window.wb = {
   click(id) { document.querySelector(`#${id}`).click(); },
   async pick(id, index) {
     const input = document.querySelector(`#${id} input`);
-    input.focus(); input.dispatchEvent(new MouseEvent('mousedown', {bubbles: true})); input.click();
-    await new Promise(r => setTimeout(r, 400));
-    const options = document.querySelectorAll('ul.options li');
+    input.focus(); input.click();
+    await new Promise(r => setTimeout(r, 600));
+    const list = document.getElementById(input.getAttribute('aria-controls'));
+    const options = list ? list.querySelectorAll('[role=option]') : [];
     if (options.length <= index) return false;
     options[index].dispatchEvent(new MouseEvent('mousedown', {bubbles: true}));
-    options[index].click();
     return true;
   },
   text(id) { const el = document.querySelector(`#${id}`); return el ? el.innerText : ''; },
   async openFirstCall() {  // expand the first tool call and its beam alternatives, scroll the chat to the top
-    const title = (text) => [...document.querySelectorAll('#chat-history .title')].find(t => t.innerText.includes(text));
+    const title = (text) => [...document.querySelectorAll('#chat-history .title')]
+      .find(t => t.innerText.includes(text));
     const call = title('🛠️') || title('🏁');
     if (call) { call.click(); await new Promise(r => setTimeout(r, 400)); }
     const alternatives = title('Beam alternatives');
     if (alternatives) { alternatives.click(); await new Promise(r => setTimeout(r, 400)); }
-    document.querySelectorAll('#chat-history .bubble-wrap').forEach(e => { e.scrollTop = 0; });
+    document.querySelectorAll('#chat-history *').forEach(e => { if (e.scrollTop > 0) e.scrollTop = 0; });
   },
 };
 """
