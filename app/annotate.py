@@ -58,8 +58,7 @@ def draw_pair(store: ResultsStore, annotator: str, skipped: set[tuple[int, int]]
 
 def progress(store: ResultsStore, annotator: str) -> tuple[int, int]:
     """(pairs judged by `annotator`, pairs judged plus still open)."""
-    votes = store.votes()
-    done = int((votes.annotator == annotator).sum()) if not votes.empty else 0
+    done = store.vote_count(annotator)
     return done, done + len(store.unjudged_pairs(annotator))
 
 

@@ -3,9 +3,9 @@
 Each agent event becomes a chat message the moment it is yielded: the thought; the tool call (its token as
 code, its arguments as JSON) in a collapsible message that spins while the call runs and is marked done
 with its duration when the observation arrives; the beam's ranked alternatives nested one click below it;
-the observation; the final answer. Tool state (files, orders, …) lives in the session's executor and
-carries over between messages until "New conversation"; the model's context does not: each message starts a
-fresh agent run, as `core.agent.run_agent` cannot continue a finished one.
+the observation; the final answer. Each browser session keeps one `core.agent.Conversation`: the model's
+context and the tool state (files, orders, …) carry over between messages until "New conversation". A message
+that ends without a final answer (a limit was hit) ends the conversation.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from core.agent import (ActionEvent, AgentConfig, AgentEvent, ArgumentsEvent, ErrorEvent, FinalAnswerEvent,
-                        FINISH_ID, ObservationEvent, ThoughtEvent, run_agent)
+from core.agent import (ActionEvent, AgentConfig, AgentEvent, ArgumentsEvent, Conversation, ErrorEvent,
+                        FinalAnswerEvent, FINISH_ID, ObservationEvent, ThoughtEvent)
 from core.bfcl import BACKEND_DOCS
 from core.executors import BfclExecutor, Executor
 from core.executors.toolbench import ToolBenchSimulator
@@ -122,11 +122,11 @@ def make_executor(corpus: str) -> Executor:
     return ToolBenchSimulator() if corpus == "toolbench" else BfclExecutor()
 
 
-def executable_pool(toolgen: ToolGenModel, executor: Executor) -> list[str] | None:
+def executable_pool(toolgen: ToolGenModel, executor: Executor) -> tuple[str, ...] | None:
     """The catalog's tools a live BFCL backend of `executor` can run; None (every tool) for other executors."""
     if not isinstance(executor, BfclExecutor):
         return None
-    return [t.id for t in toolgen.catalog if t.tool_name in BACKEND_DOCS and t.tool_name in executor.instances]
+    return tuple(t.id for t in toolgen.catalog if t.tool_name in BACKEND_DOCS and t.tool_name in executor.instances)
 
 
 def user_text(content) -> str:
@@ -136,34 +136,43 @@ def user_text(content) -> str:
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
 
 
-def respond(workbench: Workbench, message, history: list, executor, executable_only: bool, max_steps: int,
-            num_beams: int):
-    """Stream the agent's answer to `message`: yields (history, executor) after every event."""
+def respond(workbench: Workbench, message, history: list, conversation: Conversation | None,
+            executable_only: bool, max_steps: int, num_beams: int):
+    """Stream the agent's answer to `message` in `conversation` (None: a new one): yields (history, conversation)
+    after every event."""
     text = user_text(message).strip()
     if not text:
         raise ValueError("type a message first")
     toolgen = workbench.toolgen()
-    executor = executor or make_executor(workbench.corpus())
+    if conversation is not None and not conversation.can_continue:
+        raise ValueError("the last message ended without a final answer, so the agent cannot go on: "
+                         "press New conversation")
+    executor = make_executor(workbench.corpus()) if conversation is None else conversation.executor
     pool = executable_pool(toolgen, executor) if executable_only else None
-    if pool == []:
+    if pool == ():
         gr.Warning("No tool of this model's catalog has a live backend: the agent may call any tool, "
                    "and calls are checked against their schema but not run.")
         pool = None
+    if conversation is None:
+        conversation = Conversation(toolgen, executor, pool)
+    elif pool != conversation.pool:  # the pool's trie is rebuilt only when the setting changed
+        conversation.pool = pool
+    conversation.config = AgentConfig(max_steps=int(max_steps), num_beams=int(num_beams))
     history = list(history or []) + [{"role": "user", "content": md_text(text)}]
     renderer = ChatRenderer(prefix=f"m{len(history)}")
-    yield history, executor
-    config = AgentConfig(max_steps=int(max_steps), num_beams=int(num_beams))
-    for event in run_agent(toolgen, text, executor, pool=pool, config=config):
+    yield history, conversation
+    for event in conversation.send(text):
         renderer.add(event)
-        yield history + renderer.messages, executor
+        yield history + renderer.messages, conversation
     if not renderer.answered:
-        renderer.messages.append({"role": "assistant", "content": "*(the agent stopped without a final answer)*"})
-        yield history + renderer.messages, executor
+        renderer.messages.append({"role": "assistant", "content": "*(the agent stopped without a final answer; "
+                                                                  "press New conversation to start again)*"})
+        yield history + renderer.messages, conversation
 
 
 def build(workbench: Workbench) -> None:
     """The tab's components and events (call inside a `gr.Tab`)."""
-    executor = gr.State(None)  # this browser session's tool backends
+    conversation = gr.State(None)  # this browser session's Conversation: model context and tool backends
     chatbot = gr.Chatbot(label="ToolGen agent", height=620, layout="panel", elem_id="chat-history",
                          latex_delimiters=[], feedback_options=None, buttons=["copy_all"],
                          placeholder="Ask for something the tools can do.")
@@ -179,17 +188,17 @@ def build(workbench: Workbench) -> None:
     gr.Examples(EXAMPLES, inputs=message, label="Examples (BFCL file system, trading and math backends)")
 
     @user_errors
-    def chat(text, history, session_executor, only_executable, steps, num_beams):
-        for shown, used_executor in respond(workbench, text, history, session_executor, only_executable, steps,
-                                            num_beams):
-            yield "", shown, used_executor
+    def chat(text, history, session, only_executable, steps, num_beams):
+        for shown, used in respond(workbench, text, history, session, only_executable, steps, num_beams):
+            yield "", shown, used
 
-    gr.on([send.click, message.submit], chat, [message, chatbot, executor, executable_only, max_steps, beams],
-          [message, chatbot, executor], api_name="chat", **MODEL_EVENTS)
+    gr.on([send.click, message.submit], chat, [message, chatbot, conversation, executable_only, max_steps, beams],
+          [message, chatbot, conversation], api_name="chat", **MODEL_EVENTS)
 
-    def new_conversation(session_executor):
-        if session_executor is not None:
-            session_executor.reset()
-        return [], session_executor
+    @user_errors
+    def new_conversation(session):
+        if session is not None:
+            session.reset()
+        return [], session
 
-    new.click(new_conversation, executor, [chatbot, executor], api_name="new_conversation")
+    new.click(new_conversation, conversation, [chatbot, conversation], api_name="new_conversation")

@@ -1,8 +1,9 @@
 """Retrieval comparison tab: ToolGen, BM25, embedding and fine-tuned embedding side by side.
 
-A *run set* is the latest stored run of every system on one (dataset, setting, split). Pick one of its
-queries to see the stored ranked lists (gold tools highlighted), or type a new query to rank it live over
-the loaded model's catalog. Below, the stored aggregate metrics with their 95% CIs, filterable, as CSV.
+A *run set* is the latest stored run with per-query results of every system on one (dataset, setting,
+split). Pick one of its queries to see the stored ranked lists (gold tools highlighted), or type a new query
+to rank it live over the loaded model's catalog. Below, the stored aggregate metrics with their 95% CIs,
+filterable, as CSV.
 """
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ def run_set_key(dataset: str, setting: str, split: str) -> str:
 
 
 def _run_ids(store: ResultsStore) -> dict[str, dict[str, int]]:
-    """Run set key -> {system: id of its latest run}."""
-    runs = store.runs()
+    """Run set key -> {system: id of its latest run with per-query results}."""
+    runs = store.runs_with_results()
     if runs.empty:
         return {}
     runs = runs.fillna({"setting": "", "split": ""})
@@ -62,9 +63,8 @@ def run_sets(store: ResultsStore) -> list[tuple[str, str]]:
     (agent runs store only metrics)."""
     choices = []
     for key, systems in _run_ids(store).items():
-        if store.query_results(next(iter(systems.values()))):
-            dataset, setting, split = json.loads(key)
-            choices.append((f"{dataset} · {setting or '-'} · {split or '-'} ({', '.join(systems)})", key))
+        dataset, setting, split = json.loads(key)
+        choices.append((f"{dataset} · {setting or '-'} · {split or '-'} ({', '.join(systems)})", key))
     return choices
 
 
@@ -72,7 +72,7 @@ def _latest_runs(store: ResultsStore, key: str) -> dict[str, int]:
     """System -> id of its latest run in the run set `key`."""
     runs = _run_ids(store).get(key)
     if not runs:
-        raise ValueError(f"no stored runs for the run set {key}")
+        raise ValueError(f"no stored per-query results for the run set {key}")
     return runs
 
 
@@ -87,7 +87,7 @@ def stored_rankings(store: ResultsStore, key: str, query_id: str) -> tuple[str, 
     """The query text and every system's stored ranking of `query_id` in the run set `key`."""
     text, rankings = "", []
     for system, run_id in sorted(_latest_runs(store, key).items()):
-        match = next((r for r in store.query_results(run_id) if r.query_id == query_id), None)
+        match = store.query_result(run_id, query_id)
         if match is None:
             rankings.append(Ranking(system, error="this run has no result for the query"))
             continue

@@ -25,12 +25,14 @@ Decoding one assistant turn:
 
 A conversation may hold several user turns (BFCL multi-turn): later turns are appended as user messages and
 may change the tool pool (BFCL's held-out functions). `max_steps` limits the assistant turns (Finish included)
-of each user turn; a user turn that hits a limit ends the conversation.
+of each user turn; a user turn that hits a limit ends the conversation. `run_agent` plays user turns known in
+advance; a `Conversation` takes them one at a time (a chat), with the same token layout.
 Thought and argument decoding share one KV cache over the growing context, so each step only encodes new tokens.
 """
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Iterator, Sequence
 
@@ -247,6 +249,10 @@ class _PrefixCache:
         self.cache, self.ids = out.past_key_values, ids
         return out.logits[0, -1].float()
 
+    def release(self) -> None:
+        """Free the cache's memory; the next call encodes its whole sequence."""
+        self.ids, self.cache = [], None
+
     def greedy(self, ids: Sequence[int], max_new_tokens: int, done) -> list[int]:
         """Greedy continuation of `ids`, stopping after `max_new_tokens` or once `done(new_ids)` holds."""
         new: list[int] = []
@@ -302,14 +308,20 @@ class _Run:
         end = end_of_turn_ids(tokenizer)
         self.stop_ids = {i for i in (tokenizer.eos_token_id, end[0] if end else None)
                          if i is not None and i in tokenizer.all_special_ids}
-        model_limit = getattr(getattr(toolgen.model, "config", None), "max_position_embeddings", None)
-        self.max_context = config.max_context_tokens or model_limit or DEFAULT_CONTEXT_TOKENS
+        self.model_limit = getattr(getattr(toolgen.model, "config", None), "max_position_embeddings", None)
+
+    @property
+    def max_context(self) -> int:
+        return self.config.max_context_tokens or self.model_limit or DEFAULT_CONTEXT_TOKENS
 
     def code_text(self, tool_id: str) -> str:
         return FINISH if tool_id == FINISH_ID else self.toolgen.indexing.code(tool_id)
 
-    def user_turn(self, turn: int, trie: CodeTrie) -> Iterator[AgentEvent]:
-        """Assistant turns until Finish (then the last event is a FinalAnswerEvent), `max_steps`, or a full context."""
+    def user_turn(self, turn: int, text: str, trie: CodeTrie) -> Iterator[AgentEvent]:
+        """User message `text` enters the context (after the agent prompt if it is the first), then assistant
+        turns follow until Finish (then the last event is a FinalAnswerEvent), `max_steps`, or a full context."""
+        self.context += (agent_prompt(self.tokenizer, text) if not self.context
+                         else user_turn_ids(self.tokenizer, text))
         for _ in range(self.config.max_steps):
             needed = self.config.max_thought_tokens + trie.depth + self.config.max_argument_tokens + 16
             if len(self.context) + needed > self.max_context:
@@ -437,10 +449,8 @@ def run_agent(toolgen: ToolGenModel, query: str | UserTurn | Sequence[str | User
             tries.append(tries[-1])
     run = _Run(toolgen, executor, config)
     for index, (turn, trie) in enumerate(zip(turns, tries)):
-        run.context += (agent_prompt(run.tokenizer, turn.text) if index == 0
-                        else user_turn_ids(run.tokenizer, turn.text))
         last = None
-        for event in run.user_turn(index, trie):
+        for event in run.user_turn(index, turn.text, trie):
             last = event
             yield event
         if not isinstance(last, FinalAnswerEvent):
@@ -457,3 +467,93 @@ def run_to_end(toolgen: ToolGenModel, query: str | UserTurn | Sequence[str | Use
         if isinstance(event, FinalAnswerEvent):
             answers[event.turn] = event.text
     return Trajectory(turns=texts, events=events, answers=answers)
+
+
+class Conversation:
+    """A chat with the agent: each `send` answers one user message in the context of the earlier ones.
+
+    The token context and the executor's state carry over between messages, laid out exactly as the user turns
+    of a multi-turn `run_agent` (BFCL multi-turn training format); `trajectory` is the whole conversation.
+    `pool` and `config` may be changed between messages. A message that hits a limit (no Finish) ends the
+    conversation until `reset`. Between messages only token ids are kept: the KV cache is freed after each
+    message and rebuilt by the next one. One message at a time: a `send` or `reset` while another message is
+    being answered raises ValueError.
+    """
+
+    def __init__(self, toolgen: ToolGenModel, executor: Executor, pool: Sequence[str] | None = None,
+                 config: AgentConfig | None = None):
+        self.toolgen, self.executor = toolgen, executor
+        self.config = config or AgentConfig()
+        self.pool = pool
+        self._busy = threading.Lock()
+        self._start()
+
+    def _start(self) -> None:
+        self._run = _Run(self.toolgen, self.executor, self.config)
+        self._trajectory = Trajectory(turns=[], events=[], answers=[])
+
+    @property
+    def pool(self) -> tuple[str, ...] | None:
+        """The tool ids the agent may call from the next message on (None: the model's whole catalog)."""
+        return self._pool
+
+    @pool.setter
+    def pool(self, pool: Sequence[str] | None) -> None:
+        self._trie = tool_trie(self.toolgen, pool)  # unknown tools raise here
+        self._pool = None if pool is None else tuple(dict.fromkeys(pool))
+
+    @property
+    def context(self) -> list[int]:
+        """The token ids the model has seen so far."""
+        return list(self._run.context)
+
+    @property
+    def trajectory(self) -> Trajectory:
+        """The conversation so far: one user turn per message, as `run_to_end` returns for the same messages."""
+        t = self._trajectory
+        return Trajectory(turns=list(t.turns), events=list(t.events), answers=list(t.answers))
+
+    @property
+    def can_continue(self) -> bool:
+        """Every message so far ended with Finish (always true before the first one)."""
+        return all(answer is not None for answer in self._trajectory.answers)
+
+    def send(self, message: str | UserTurn) -> Iterator[AgentEvent]:
+        """Answer `message`, yielding events as they happen (errors are raised on the first `next`).
+
+        A `UserTurn` with a pool replaces `pool` from this message on. Raises ValueError for an empty message,
+        after a message that ended without Finish, or while another message is being answered.
+        """
+        turn = message if isinstance(message, UserTurn) else UserTurn(message)
+        if not turn.text.strip():
+            raise ValueError("the message is empty")
+        if not self._busy.acquire(blocking=False):
+            raise ValueError("the agent is still answering the previous message")
+        try:
+            if not self.can_continue:
+                raise ValueError("the previous message ended without a final answer, so the conversation cannot "
+                                 "go on: start a new one")
+            if turn.pool is not None:
+                self.pool = turn.pool
+            trajectory, index = self._trajectory, len(self._trajectory.turns)
+            trajectory.turns.append(turn.text)
+            trajectory.answers.append(None)
+            self._run.config = self.config
+            for event in self._run.user_turn(index, turn.text, self._trie):
+                trajectory.events.append(event)
+                if isinstance(event, FinalAnswerEvent):
+                    trajectory.answers[index] = event.text
+                yield event
+        finally:
+            self._run.cache.release()
+            self._busy.release()
+
+    def reset(self) -> None:
+        """Start over: an empty context and trajectory, and `executor.reset()`."""
+        if not self._busy.acquire(blocking=False):
+            raise ValueError("the agent is still answering: wait for it before starting a new conversation")
+        try:
+            self.executor.reset()
+            self._start()
+        finally:
+            self._busy.release()

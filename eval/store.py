@@ -154,6 +154,16 @@ def _to_json(value: Any, what: str) -> str:
         raise ValueError(f"{what}: not JSON-serialisable: {error}") from None
 
 
+_RESULT_COLUMNS = "query_id, query, ranked, scores, gold, latency_ms"
+
+
+def _query_result(row: tuple) -> QueryResult:
+    """A QueryResult from a row of `_RESULT_COLUMNS`."""
+    query_id, query, ranked, scores, gold, latency_ms = row
+    return QueryResult(query_id, query, json.loads(ranked), json.loads(scores or "[]"), json.loads(gold or "[]"),
+                       latency_ms)
+
+
 def _floats(values: Iterable[Any], what: str) -> list[float]:
     try:
         return [float(v) for v in values]
@@ -185,8 +195,10 @@ class ResultsStore:
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
-            cursor = self._local.cursor = self._con.cursor()
             with self._write_lock:
+                if self._con is None:
+                    raise RuntimeError(f"results store {self.path} is closed")
+                cursor = self._local.cursor = self._con.cursor()
                 self._cursors.append(cursor)
         return cursor
 
@@ -220,9 +232,18 @@ class ResultsStore:
         return self._cursor().execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
 
     def close(self) -> None:
-        for cursor in self._cursors:
+        """Close every thread's cursor and the connection; the store cannot be used afterwards.
+
+        The references go too (a fresh `threading.local` forgets the cursors of threads that outlive the
+        store): DuckDB objects still alive at interpreter exit make its bindings print "nanobind: leaked …".
+        """
+        with self._write_lock:
+            con, cursors = self._con, self._cursors
+            self._con, self._cursors, self._local = None, [], threading.local()
+        for cursor in cursors:
             cursor.close()
-        self._con.close()
+        if con is not None:
+            con.close()
 
     def __enter__(self) -> "ResultsStore":
         return self
@@ -287,6 +308,12 @@ class ResultsStore:
         """All runs, newest first."""
         return self._cursor().execute("SELECT * FROM runs ORDER BY id DESC").df()
 
+    def runs_with_results(self) -> pd.DataFrame:
+        """The runs that hold per-query results (agent runs store only metrics), newest first."""
+        return self._cursor().execute(
+            "SELECT * FROM runs r WHERE EXISTS (SELECT 1 FROM query_results q WHERE q.run_id = r.id)"
+            " ORDER BY id DESC").df()
+
     def metrics(self, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """Metrics joined with their run's system, dataset, setting and split."""
         sql = ("SELECT m.*, r.system, r.dataset, r.setting, r.split FROM metrics m JOIN runs r ON r.id = m.run_id"
@@ -296,11 +323,15 @@ class ResultsStore:
 
     def query_results(self, run_id: int) -> list[QueryResult]:
         """The per-query results of one run, in query id order."""
-        rows = self._cursor().execute(
-            "SELECT query_id, query, ranked, scores, gold, latency_ms FROM query_results"
-            " WHERE run_id = ? ORDER BY query_id", [run_id]).fetchall()
-        return [QueryResult(qid, query, json.loads(ranked), json.loads(scores or "[]"), json.loads(gold or "[]"),
-                            latency) for qid, query, ranked, scores, gold, latency in rows]
+        rows = self._cursor().execute(f"SELECT {_RESULT_COLUMNS} FROM query_results WHERE run_id = ?"
+                                      " ORDER BY query_id", [run_id]).fetchall()
+        return [_query_result(row) for row in rows]
+
+    def query_result(self, run_id: int, query_id: str) -> QueryResult | None:
+        """One query's result in one run; None when the run holds none for it."""
+        row = self._cursor().execute(f"SELECT {_RESULT_COLUMNS} FROM query_results WHERE run_id = ?"
+                                     " AND query_id = ?", [run_id, query_id]).fetchone()
+        return None if row is None else _query_result(row)
 
     # -- trajectories and votes -------------------------------------------------------------------------
 
@@ -372,6 +403,10 @@ class ResultsStore:
             "SELECT b.*, ta.system AS system_a, tb.system AS system_b, ta.dataset"
             " FROM battles b JOIN trajectories ta ON ta.id = b.trajectory_a"
             " JOIN trajectories tb ON tb.id = b.trajectory_b ORDER BY b.id").df()
+
+    def vote_count(self, annotator: str) -> int:
+        """How many votes `annotator` has cast."""
+        return self._cursor().execute("SELECT count(*) FROM battles WHERE annotator = ?", [annotator]).fetchone()[0]
 
     def unjudged_pairs(self, annotator: str, dataset: str | None = None) -> list[tuple[str, int, int]]:
         """(query_id, trajectory_a, trajectory_b) pairs of different systems on the same query that

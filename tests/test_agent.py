@@ -1,5 +1,6 @@
 """The ReAct agent loop: event order, Finish, step limit, recovery from bad model output, executor failures,
-the exact token format fed back, per-turn pools, and a run on a tiny random model."""
+the exact token format fed back, per-turn pools, conversations message by message, and a run on a tiny random
+model."""
 import json
 import time
 from types import SimpleNamespace
@@ -7,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from core.agent import (FINISH_ID, AgentConfig, ArgumentsEvent, UserTurn, forced_input_prefix, parse_arguments,
-                        run_agent, run_to_end)
-from core.data import Step, assistant_turn_ids
+from core.agent import (FINISH_ID, AgentConfig, ArgumentsEvent, Conversation, UserTurn, forced_input_prefix,
+                        parse_arguments, run_agent, run_to_end)
+from core.data import Step, assistant_turn_ids, user_turn_ids
 from core.executors.base import Observation
 from core.indexing import FINISH, build_indexing
 from core.model import ToolGenModel
@@ -243,16 +244,67 @@ def test_action_is_always_in_the_pool_and_the_probe_sees_the_hallucination(setup
     assert actions[0].unconstrained == "<<Music&&lyrics>>" and actions[0].unconstrained_valid is False
 
 
+TWO_ANSWERS = [("a", WEATHER, {"q": "Oslo"}), ("b", FINISH_ID, {"final_answer": "one"}),
+               ("c", LYRICS, {"q": "song"}), ("d", FINISH_ID, {"final_answer": "two"})]
+
+
 def test_later_user_turns_can_change_the_pool(setup):
     _, build = setup
-    toolgen = scripted(build, [("a", WEATHER, {"q": "Oslo"}), ("b", FINISH_ID, {"final_answer": "one"}),
-                               ("c", LYRICS, {"q": "song"}), ("d", FINISH_ID, {"final_answer": "two"})])
+    toolgen = scripted(build, TWO_ANSWERS)
     executor = RecordingExecutor()
     trajectory = run_to_end(toolgen, ["Weather in Oslo?", UserTurn("Now lyrics.", pool=(LYRICS,))], executor,
                             pool=[WEATHER])
     assert trajectory.answers == ["one", "two"] and trajectory.finished
     assert trajectory.calls_by_turn() == [[(WEATHER, {"q": "Oslo"})], [(LYRICS, {"q": "song"})]]
     assert [e.turn for e in trajectory.events if e.kind == "final_answer"] == [0, 1]
+
+
+def test_a_conversation_continues_the_context_of_earlier_messages(setup):
+    tokenizer, build = setup
+    toolgen, executor = scripted(build, TWO_ANSWERS), RecordingExecutor()
+    conversation = Conversation(toolgen, executor, pool=[WEATHER])
+    first = list(conversation.send("Weather in Oslo?"))
+    after_first = conversation.context
+    assert after_first == (agent_prompt(tokenizer, "Weather in Oslo?") + turn(toolgen, *TWO_ANSWERS[0])
+                           + observation_ids(tokenizer, "sunny in Oslo") + turn(toolgen, *TWO_ANSWERS[1]))
+    assert first[-1].kind == "final_answer" and conversation.can_continue
+    second = list(conversation.send(UserTurn("Now lyrics.", pool=(LYRICS,))))
+    assert conversation.context == (after_first + user_turn_ids(tokenizer, "Now lyrics.")
+                                    + turn(toolgen, *TWO_ANSWERS[2]) + observation_ids(tokenizer, "sunny in song")
+                                    + turn(toolgen, *TWO_ANSWERS[3]))
+    assert {e.turn for e in second} == {1} and second[-1].text == "two" and conversation.pool == (LYRICS,)
+    assert executor.calls == [(WEATHER, {"q": "Oslo"}), (LYRICS, {"q": "song"})]
+    same_turns = run_to_end(scripted(build, TWO_ANSWERS), ["Weather in Oslo?", UserTurn("Now lyrics.", pool=(LYRICS,))],
+                            RecordingExecutor(), pool=[WEATHER])
+    assert conversation.trajectory == same_turns  # message by message = the multi-turn run, event for event
+
+
+def test_a_conversation_resets_and_refuses_to_go_on_after_a_limit(setup):
+    tokenizer, build = setup
+    executor = RecordingExecutor()
+    conversation = Conversation(scripted(build, TWO_ANSWERS), executor, pool=[WEATHER],
+                                config=AgentConfig(max_steps=1))
+    events = list(conversation.send("Weather in Oslo?"))
+    assert events[-1].kind == "error" and not conversation.can_continue
+    with pytest.raises(ValueError, match="without a final answer"):
+        list(conversation.send("And tomorrow?"))
+    conversation.reset()
+    assert conversation.context == [] and conversation.trajectory.turns == [] and executor.calls == []
+    conversation.config = AgentConfig(max_steps=2)
+    answering = conversation.send("Weather in Bergen?")
+    next(answering)
+    with pytest.raises(ValueError, match="still answering"):
+        next(conversation.send("Hello?"))
+    with pytest.raises(ValueError, match="still answering"):
+        conversation.reset()
+    events = [*answering]
+    assert events[-1].kind == "final_answer" and conversation.trajectory.answers == ["one"]
+    assert conversation.context[:len(agent_prompt(tokenizer, "Weather in Bergen?"))] == \
+        agent_prompt(tokenizer, "Weather in Bergen?")  # a fresh context, not the one before the reset
+    with pytest.raises(ValueError, match="empty"):
+        next(conversation.send(" "))
+    with pytest.raises(ValueError, match="not in the model's catalog"):
+        Conversation(conversation.toolgen, executor, pool=["Nope&&nothing"])
 
 
 def test_unknown_pool_tools_and_empty_queries_raise_before_running(setup):

@@ -11,6 +11,7 @@ import json
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -19,13 +20,14 @@ from gradio_client import Client
 from app import build_demo
 from app.annotate import CHOICES
 from app.beam import inspect_query, parse_pool
-from app.chat import ChatRenderer, md_text
+from app.chat import ChatRenderer, md_text, respond
 from app.compare import run_set_key, run_sets, stored_queries
 from app.shared import ModelUnavailable, Workbench
-from core.agent import ActionEvent, ArgumentsEvent, FinalAnswerEvent, ObservationEvent, ThoughtEvent
+from core.agent import ActionEvent, ArgumentsEvent, Conversation, FinalAnswerEvent, ObservationEvent, ThoughtEvent
 from core.model import ToolGenModel
 from eval.store import MetricValue, QueryResult, Trajectory
 from tests.conftest import tiny_llama
+from tests.test_agent import TWO_ANSWERS, RecordingExecutor, scripted, setup  # noqa: F401  (setup: a fixture)
 
 SYSTEMS = ("toolgen", "react-gpt", "bm25-agent")
 QUERIES = {"q1": "Find my notes and read them <b>now</b>."}
@@ -114,6 +116,28 @@ def test_chat_streams_each_step_with_calls_alternatives_and_observations(client)
     tool_calls = [m for m in calls if m["metadata"]["title"].startswith("🛠️")]
     assert len(observations) == len(tool_calls)
     assert client.predict(api_name="/new_conversation") == []
+    _, history = client.predict("Now create a folder called drafts.", [], True, 1, 2, api_name="/chat")
+    assert history[0]["role"] == "user" and len(history) > 1  # the reset session answers again
+
+
+def test_chat_messages_continue_one_conversation(setup):
+    _, build = setup
+    toolgen = scripted(build, TWO_ANSWERS)
+    workbench = SimpleNamespace(toolgen=lambda: toolgen)
+    conversation = Conversation(toolgen, RecordingExecutor())
+    *_, (history, kept) = respond(workbench, "Weather in Oslo?", [], conversation, False, 4, 2)
+    first_context = conversation.context
+    assert kept is conversation and history[-1]["content"] == "✅ one"
+    *_, (history, _) = respond(workbench, "Now lyrics.", history, conversation, False, 4, 2)
+    assert conversation.context[:len(first_context)] == first_context  # the second message sees the first
+    assert conversation.trajectory.answers == ["one", "two"] and history[-1]["content"] == "✅ two"
+    assert [m["content"] for m in history if m["role"] == "user"] == [md_text("Weather in Oslo?"),
+                                                                        md_text("Now lyrics.")]
+    conversation.reset()
+    *_, (history, _) = respond(workbench, "Weather?", [], conversation, False, 1, 2)  # one step: no Finish
+    assert "without a final answer" in history[-1]["content"]
+    with pytest.raises(ValueError, match="press New conversation"):
+        next(respond(workbench, "And then?", history, conversation, False, 4, 2))
 
 
 def test_chat_renderer_marks_calls_pending_then_done_and_escapes_model_text():

@@ -57,6 +57,48 @@ def test_failed_run_is_rolled_back(store):
     assert len(store.query_results(run_id)) == 2
 
 
+def test_single_query_lookups(store):
+    run_id = store.add_run("bm25", "d", _results(3), code_version="v")
+    agent_run = store.add_run("toolgen", "d", metrics=[MetricValue("finished", 0.5)], code_version="v")
+    assert store.query_result(run_id, "q1") == _results(3)[1]
+    assert store.query_result(run_id, "q7") is None and store.query_result(agent_run, "q1") is None
+    assert store.runs_with_results()["id"].tolist() == [run_id]  # the metrics-only run is left out
+    a, b, c = _trajectories(store)
+    store.add_vote(a, b, "ann", "A")
+    store.add_vote(a, c, "ann", "tie")
+    store.add_vote(a, b, "other", "B")
+    assert (store.vote_count("ann"), store.vote_count("other"), store.vote_count("nobody")) == (2, 1, 0)
+
+
+def test_close_forgets_every_thread_cursor(tmp_path):
+    store = ResultsStore(tmp_path / "r.duckdb")
+    store.add_run("bm25", "d", _results(1), code_version="v")
+    threads = [threading.Thread(target=store.runs) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store._cursors) == 4  # the main thread's and three workers'
+    store.close()
+    store.close()  # closing twice is harmless
+    assert store._cursors == [] and store._con is None
+    with pytest.raises(RuntimeError, match="is closed"):
+        store.runs()
+
+
+def test_no_leak_report_when_threads_outlive_a_closed_store(tmp_path):
+    """Cursors kept by threads still alive at exit made DuckDB's bindings print "nanobind: leaked …"."""
+    code = ("import sys, threading; sys.path.insert(0, sys.argv[1]); from eval.store import ResultsStore\n"
+            "store, done, ready = ResultsStore(sys.argv[2]), threading.Event(), threading.Barrier(3)\n"
+            "def work():\n    store.runs(); ready.wait(); done.wait()\n"
+            "for _ in range(2):\n    threading.Thread(target=work, daemon=True).start()\n"
+            "ready.wait(); store.close()\n")
+    out = subprocess.run([sys.executable, "-c", code, str(REPO), str(tmp_path / "r.duckdb")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "leaked" not in out.stderr, out.stderr[:500]
+
+
 def test_migrations_idempotent_on_reopen(tmp_path):
     path = tmp_path / "r.duckdb"
     with ResultsStore(path) as s:
