@@ -70,3 +70,20 @@ def toy_catalog():
                   source="test")
              for name, apis in specs.items() for api in apis]
     return ToolCatalog(tools)
+
+
+@pytest.fixture
+def setup(smollm2_tokenizer, toy_catalog):
+    """(tokenizer, build(turns) -> ToolGenModel over the toy catalog driven by a TurnScript)."""
+    from core.indexing import FINISH, build_indexing
+    from core.model import ToolGenModel
+    from tests.scripted_agent import ScriptedLM, TurnScript
+
+    indexing = build_indexing("atomic", toy_catalog)
+    smollm2_tokenizer.add_tokens(indexing.new_tokens() + [FINISH])
+
+    def build(turns):
+        model = ScriptedLM(len(smollm2_tokenizer), TurnScript(smollm2_tokenizer, turns))
+        return ToolGenModel(model, smollm2_tokenizer, toy_catalog, indexing)
+
+    return smollm2_tokenizer, build

@@ -27,7 +27,7 @@ from core.agent import ActionEvent, ArgumentsEvent, Conversation, FinalAnswerEve
 from core.model import ToolGenModel
 from eval.store import MetricValue, QueryResult, Trajectory
 from tests.conftest import tiny_llama
-from tests.test_agent import TWO_ANSWERS, RecordingExecutor, scripted, setup  # noqa: F401  (setup: a fixture)
+from tests.scripted_agent import TWO_ANSWERS, RecordingExecutor, scripted
 
 SYSTEMS = ("toolgen", "react-gpt", "bm25-agent")
 QUERIES = {"q1": "Find my notes and read them <b>now</b>."}
