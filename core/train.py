@@ -12,6 +12,8 @@ added tokens (tool codes, END, `<<Finish>>`). Everything else is frozen, which i
 - The input-side lookup of the added rows is detached: tool tokens are targets, so no gradient runs
   back through every layer to reach them; as inputs (agent trajectories) they keep their value from the
   start of the stage. The trained rows are written back into the tied embedding after each stage.
+- A prefix shared by a whole batch (chat template and system prompt) goes through the lower layers once;
+  the batch continues from its keys/values.
 - Length bucketing with right padding: under causal attention no real token looks at a pad, so batches
   need no padding mask.
 
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
 from .data import Example
@@ -40,6 +43,7 @@ from .indexing import FINISH
 
 HEADS = ("full", "codes")
 PAD_MULTIPLE = 16
+MIN_SHARED_PREFIX = 4
 
 
 @dataclass
@@ -92,17 +96,30 @@ def decoder_parts(model) -> tuple[nn.ModuleList, nn.Module, nn.Module]:
     return parts[0], parts[1], parts[2]
 
 
-def _run_layers(layers, rotary, config, hidden: torch.Tensor) -> torch.Tensor:
-    """Run decoder `layers` over a right-padded batch of hidden states with causal attention."""
+def _run_layers(layers, rotary, config, hidden: torch.Tensor, cache: DynamicCache | None = None) -> torch.Tensor:
+    """Run decoder `layers` over a right-padded batch of hidden states with causal attention, after the
+    keys/values already in `cache` (a shared prefix) when one is given."""
     if len(layers) == 0:
         return hidden
-    positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+    offset = cache.get_seq_length() if cache is not None else 0
+    positions = torch.arange(offset, offset + hidden.shape[1], device=hidden.device).unsqueeze(0)
     rope = rotary(hidden, positions)
     mask = create_causal_mask(config=config, inputs_embeds=hidden, attention_mask=None,
-                              past_key_values=None, position_ids=positions)
+                              past_key_values=cache, position_ids=positions)
     for layer in layers:
-        hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=positions)
+        hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=positions,
+                       past_key_values=cache, use_cache=cache is not None)
     return hidden
+
+
+def _common_prefix(sequences: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """The longest prefix shared by all sequences, leaving at least one token of each after it."""
+    limit = min(len(s) for s in sequences) - 1
+    first = sequences[0]
+    length = 0
+    while length < limit and all(s[length] == first[length] for s in sequences):
+        length += 1
+    return first[:length]
 
 
 class TopStack(nn.Module):
@@ -197,18 +214,36 @@ class Trainer:
         """Right-padded (batch, length, hidden) lower-layer states of `sequences`, computing only cache misses."""
         missing = list(dict.fromkeys(s for s in sequences if s not in self.cache))
         if missing:
-            ids = _pad([list(s) for s in missing], value=0).to(self.device)
-            with self._autocast():
-                hidden = self.toolgen.model.get_input_embeddings()(ids)
-                hidden = _run_layers(self.lower, self._rotary, self.toolgen.model.config, hidden)
-            for i, sequence in enumerate(missing):
-                self.cache[sequence] = hidden[i, :len(sequence)].to(self.cache_dtype)
-            self.lower_tokens += sum(len(s) for s in missing)
+            for sequence, states in zip(missing, self._compute_lower(missing)):
+                self.cache[sequence] = states.to(self.cache_dtype)
         width = _width(len(s) for s in sequences)
         out = torch.zeros(len(sequences), width, self.cache[sequences[0]].shape[-1], device=self.device)
         for i, sequence in enumerate(sequences):
             out[i, :len(sequence)] = self.cache[sequence]
         return out
+
+    def _compute_lower(self, sequences: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        """Lower-layer states of each sequence. A prefix shared by the whole batch (the chat template and
+        system prompt) is run once and its keys/values reused by every sequence."""
+        model = self.toolgen.model
+        embed = model.get_input_embeddings()
+        prefix = _common_prefix(sequences) if len(sequences) > 1 and len(self.lower) else ()
+        cache = None
+        with self._autocast():
+            if len(prefix) >= MIN_SHARED_PREFIX:
+                cache = DynamicCache()
+                ids = torch.tensor([prefix], device=self.device)
+                shared = _run_layers(self.lower, self._rotary, model.config, embed(ids), cache)[0]
+                cache = DynamicCache([(layer.keys.expand(len(sequences), -1, -1, -1),
+                                       layer.values.expand(len(sequences), -1, -1, -1)) for layer in cache.layers])
+            else:
+                prefix = ()
+            suffixes = [list(s[len(prefix):]) for s in sequences]
+            hidden = _run_layers(self.lower, self._rotary, model.config, embed(_pad(suffixes, 0).to(self.device)), cache)
+        self.lower_tokens += len(prefix) + sum(len(s) for s in suffixes)
+        if prefix:
+            return [torch.cat([shared, hidden[i, :len(s)]]) for i, s in enumerate(suffixes)]
+        return [hidden[i, :len(s)] for i, s in enumerate(suffixes)]
 
     def _write_back(self) -> None:
         """Copy the trained rows into the (tied) embedding; drop cached states that used the old rows."""
@@ -324,6 +359,7 @@ class Trainer:
                      "top": {k: v.detach().cpu() for k, v in top.state_dict().items()},
                      "optimizer": optimizer.state_dict()}
             partial = Path(f"{path}.partial")
+            partial.parent.mkdir(parents=True, exist_ok=True)
             torch.save(state, partial)
             os.replace(partial, path)
         self.accelerator.wait_for_everyone()

@@ -62,6 +62,18 @@ def test_three_stages_learn_and_the_checkpoint_reloads(tmp_path, smollm2_tokeniz
     assert training_accuracy(reloaded, again, retrieval) == pytest.approx(final, abs=0.02)
 
 
+def test_a_shared_prompt_prefix_changes_no_result(smollm2_tokenizer, toy_catalog):
+    toolgen = ToolGenModel.from_base(toy_catalog, model=tiny_llama(len(smollm2_tokenizer), layers=3),
+                                     tokenizer=smollm2_tokenizer)
+    prompts = [retrieval_prompt(smollm2_tokenizer, f"I need the {t.api_name} please" + " now" * i)
+               for i, t in enumerate(toy_catalog)]
+    codes = [toolgen.code_ids(t)[0] for t in toy_catalog.ids]
+    batched = Trainer(toolgen, train_layers=1, bf16=False, cache_dtype=torch.float32).code_logits(prompts, codes)
+    one_by_one = Trainer(toolgen, train_layers=1, bf16=False, cache_dtype=torch.float32)
+    single = torch.cat([one_by_one.code_logits([p], codes) for p in prompts])
+    assert torch.allclose(batched, single, atol=1e-4)
+
+
 def test_trained_rows_are_tied_and_only_top_layers_change(smollm2_tokenizer, toy_catalog):
     toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
     model = toolgen.model
