@@ -42,9 +42,11 @@ class Preset:
 
     base: str = SMOLLM2
     train_layers: int = 2
-    max_doc_tokens: int | None = 64
-    synthetic_per_tool: int = 2
-    synthetic_for: str = "missing"
+    max_doc_tokens: int | None = 64  # memorization documents are cut to this many tokens
+    max_query_tokens: int | None = 96
+    synthetic_per_tool: int = 4
+    synthetic_for: str = "all"
+    pairs_per_tool: int = 1
     agent_examples: int = 300
     agent_replay: int = 300          # retrieval examples mixed into stage 3 against forgetting
     eval_queries: int = 300          # test queries scored after each stage (an even spread)
@@ -148,7 +150,8 @@ def stage_examples(stage: str, toolgen, corpus: Corpus, preset: Preset) -> list:
     """The training examples of `stage` for this corpus and preset."""
     if stage == MEMORIZATION:
         return memorization_examples(toolgen, preset.max_doc_tokens)
-    retrieval = retrieval_examples(toolgen, corpus.train, preset.synthetic_per_tool, preset.synthetic_for)
+    retrieval = retrieval_examples(toolgen, corpus.train, preset.synthetic_per_tool, preset.synthetic_for,
+                                   preset.pairs_per_tool, max_query_tokens=preset.max_query_tokens)
     if stage == RETRIEVAL:
         return retrieval
     agent = bfcl_agent_examples(toolgen, corpus.train_entries) + [trajectory_example(toolgen, t)
@@ -243,6 +246,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", default=None, help="softmax head per stage, e.g. retrieval=codes (full|codes)")
     parser.add_argument("--synthetic-per-tool", type=int, default=None)
     parser.add_argument("--synthetic-for", choices=("missing", "all", "none"), default=None)
+    parser.add_argument("--pairs-per-tool", type=int, default=None, help="two-intent synthetic queries per tool")
     parser.add_argument("--max-tools", type=int, default=None, help="use only this many tools (experiments)")
     parser.add_argument("--eval-queries", type=int, default=None, help="test queries scored per stage")
     parser.add_argument("--no-bf16", action="store_true", help="train in float32 (no bfloat16 autocast)")
@@ -266,7 +270,7 @@ def _preset(args) -> Preset:
     for stage, head in _overrides(args.head, str).items():
         stages[stage] = replace(stages[stage], head=head)
     changes = {name: getattr(args, name) for name in ("train_layers", "synthetic_per_tool", "synthetic_for",
-                                                      "max_tools", "eval_queries")
+                                                      "pairs_per_tool", "max_tools", "eval_queries")
                if getattr(args, name) is not None}
     return replace(preset, stages=stages, **changes)
 

@@ -162,30 +162,64 @@ def synthetic_queries(tool: Tool, n: int, seed: int = 0) -> list[str]:
     return list(dict.fromkeys(template.format(**fields) for template in chosen))
 
 
+_PAIR_TEMPLATES = (
+    "Can you {a}? Additionally, I would like to {b}.",
+    "I need to {a} and {b}.",
+    "Please {a}. Also, {b}.",
+    "Help me {a}, then {b}.",
+)
+
+
+def _request(tool: Tool) -> str:
+    """What the tool does as an imperative, or "get the <api name>" when it has no description."""
+    return _imperative(_task(tool, max_words=16)) or f"get the {_words(tool.api_name)}"
+
+
+def paired_queries(catalog, per_tool: int, seed: int = 0) -> list[Query]:
+    """Two-intent synthetic queries like the real multi-tool requests: each tool is asked for together with
+    `per_tool` partners, drawn (seeded by the tool id) from the tools sharing its tool name, else its
+    category, else the whole catalog; one of the templates above joins the two requests. Gold: both tools."""
+    groups: dict[str, list[str]] = {}
+    for tool in catalog:
+        groups.setdefault(f"tool:{tool.tool_name}", []).append(tool.id)
+        groups.setdefault(f"category:{tool.category}", []).append(tool.id)
+    queries = []
+    for tool in catalog:
+        rng = random.Random(hashlib.sha1(f"pair:{seed}:{tool.id}".encode("utf-8")).hexdigest())
+        partners = next((ids for ids in (groups[f"tool:{tool.tool_name}"], groups[f"category:{tool.category}"],
+                                         catalog.ids) if len(ids) > 1), [])
+        for number in range(per_tool if len(partners) > 1 else 0):
+            partner = catalog[rng.choice([p for p in partners if p != tool.id])]
+            text = rng.choice(_PAIR_TEMPLATES).format(a=_request(tool), b=_request(partner))
+            queries.append(Query(id=f"pair:{tool.id}:{number}", text=text, gold=(tool.id, partner.id),
+                                 source="synthetic"))
+    return queries
+
+
 def retrieval_examples(toolgen, queries: Iterable[Query], synthetic_per_tool: int = 2,
-                       synthetic_for: str = "missing", seed: int = 0,
+                       synthetic_for: str = "missing", pairs_per_tool: int = 0, seed: int = 0,
                        max_query_tokens: int | None = None) -> list[Example]:
     """Training queries -> each gold tool's code, plus synthetic queries.
 
-    synthetic_for: "missing" gives `synthetic_per_tool` synthetic queries to the catalog tools that no
-    query names as gold; "all" gives them to every tool; "none" adds none. Gold tools outside the catalog
-    raise KeyError.
+    synthetic_for: "missing" gives `synthetic_per_tool` synthetic queries (`synthetic_queries`) to the
+    catalog tools that no query names as gold; "all" gives them to every tool; "none" adds none.
+    pairs_per_tool: two-intent synthetic queries per tool (`paired_queries`). Gold tools outside the
+    catalog raise KeyError.
     """
     if synthetic_for not in ("missing", "all", "none"):
         raise ValueError(f"synthetic_for must be 'missing', 'all' or 'none', got {synthetic_for!r}")
-    tokenizer, examples, covered = toolgen.tokenizer, [], set()
-    for query in queries:
-        text = truncate_tokens(tokenizer, query.text, max_query_tokens)
-        prompt = retrieval_prompt(tokenizer, text)
-        for tool_id in query.gold:
-            examples.append(_prompt_and_code(prompt, toolgen.code_ids(tool_id), RETRIEVAL, tool_id, query.text))
-            covered.add(tool_id)
+    queries = list(queries)
+    covered = {tool_id for query in queries for tool_id in query.gold}
     if synthetic_for != "none":
-        for tool in toolgen.catalog:
-            if synthetic_for == "all" or tool.id not in covered:
-                for text in synthetic_queries(tool, synthetic_per_tool, seed):
-                    prompt = retrieval_prompt(tokenizer, text)
-                    examples.append(_prompt_and_code(prompt, toolgen.code_ids(tool.id), RETRIEVAL, tool.id, text))
+        queries += [Query(id=f"synthetic:{tool.id}:{n}", text=text, gold=(tool.id,), source="synthetic")
+                    for tool in toolgen.catalog if synthetic_for == "all" or tool.id not in covered
+                    for n, text in enumerate(synthetic_queries(tool, synthetic_per_tool, seed))]
+    queries += paired_queries(toolgen.catalog, pairs_per_tool, seed)
+    examples = []
+    for query in queries:
+        prompt = retrieval_prompt(toolgen.tokenizer, truncate_tokens(toolgen.tokenizer, query.text, max_query_tokens))
+        examples += [_prompt_and_code(prompt, toolgen.code_ids(tool_id), RETRIEVAL, tool_id, query.text)
+                     for tool_id in query.gold]
     return examples
 
 
