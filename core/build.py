@@ -34,6 +34,7 @@ from .train import StageConfig, Trainer
 
 CORPORA = ("bfcl", "toolbench")
 STATE_FILE = "stage-state.pt"
+RETRIEVAL_PAIRS_FILE = "retrieval_pairs.jsonl"
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Preset:
     train_layers: int = 2
     max_doc_tokens: int | None = 64  # memorization documents are cut to this many tokens
     max_query_tokens: int | None = 96
-    synthetic_per_tool: int = 4
+    synthetic_per_tool: int = 2
     synthetic_for: str = "all"
     pairs_per_tool: int = 1
     agent_examples: int = 300
@@ -53,13 +54,16 @@ class Preset:
     max_tools: int | None = None
     stages: dict = field(default_factory=lambda: {
         MEMORIZATION: StageConfig(epochs=2, head="codes", lr=5e-4, rows_lr=2e-3),
-        RETRIEVAL: StageConfig(epochs=3, head="codes", lr=5e-4, rows_lr=2e-3),
-        AGENT: StageConfig(epochs=1, head="full", lr=2e-4, rows_lr=5e-4, max_len=512),
+        RETRIEVAL: StageConfig(epochs=2, head="codes", lr=5e-4, rows_lr=2e-3),
+        AGENT: StageConfig(epochs=2, head="full", lr=1e-3, rows_lr=5e-4, max_len=512),
     })
 
 
 PRESETS = {
     "default": Preset(),
+    # ToolBench (2,479 tools, fewer training queries): more synthetic queries pay off there (see README).
+    "default-toolbench": Preset(synthetic_per_tool=4, stages={
+        **Preset().stages, RETRIEVAL: StageConfig(epochs=3, head="codes", lr=5e-4, rows_lr=2e-3)}),
     # A random-init 2-layer model on 40 tools: checks the whole pipeline in about a minute.
     "tiny": Preset(base="tiny", train_layers=-1, max_tools=40, agent_examples=40, agent_replay=40, eval_queries=40,
                    stages={MEMORIZATION: StageConfig(epochs=3, head="codes", lr=3e-3, rows_lr=3e-2),
@@ -141,7 +145,8 @@ def _spread(items: list, n: int) -> list:
     return [items[i * len(items) // n] for i in range(n)]
 
 
-def _sample(items: list, n: int, seed: int) -> list:
+def sample(items: list, n: int, seed: int) -> list:
+    """At most n items, a deterministic pseudo-random choice (by `seed`) kept in their original order."""
     ranked = sorted(range(len(items)), key=lambda i: hashlib.sha1(f"{seed}:{i}".encode()).hexdigest())
     return [items[i] for i in sorted(ranked[:n])]
 
@@ -150,13 +155,16 @@ def stage_examples(stage: str, toolgen, corpus: Corpus, preset: Preset) -> list:
     """The training examples of `stage` for this corpus and preset."""
     if stage == MEMORIZATION:
         return memorization_examples(toolgen, preset.max_doc_tokens)
+    if stage == AGENT:
+        agent = bfcl_agent_examples(toolgen, corpus.train_entries) + [trajectory_example(toolgen, t)
+                                                                      for t in corpus.trajectories]
+        if not agent:  # retrieval replay alone would not be agent tuning
+            return []
     retrieval = retrieval_examples(toolgen, corpus.train, preset.synthetic_per_tool, preset.synthetic_for,
                                    preset.pairs_per_tool, max_query_tokens=preset.max_query_tokens)
     if stage == RETRIEVAL:
         return retrieval
-    agent = bfcl_agent_examples(toolgen, corpus.train_entries) + [trajectory_example(toolgen, t)
-                                                                  for t in corpus.trajectories]
-    return _sample(agent, preset.agent_examples, 0) + _sample(retrieval, preset.agent_replay, 1)
+    return sample(agent, preset.agent_examples, 0) + sample(retrieval, preset.agent_replay, 1)
 
 
 def retrieval_quality(trainer: Trainer, toolgen, queries: list) -> dict:
@@ -177,6 +185,28 @@ def retrieval_quality(trainer: Trainer, toolgen, queries: list) -> dict:
     return {**{k: round(v, 2) for k, v in scores.items()}, "queries": len(queries)}
 
 
+def save_retrieval_pairs(examples: list, out: Path) -> Path:
+    """Write the retrieval stage's (query, gold tool id) pairs to `out/retrieval_pairs.jsonl`, one JSON object
+    `{"query", "tool"}` per line: the fine-tuned embedding baseline trains on exactly these pairs."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RETRIEVAL_PAIRS_FILE
+    with open(path, "w", encoding="utf-8") as handle:
+        for example in examples:
+            handle.write(json.dumps({"query": example.text, "tool": example.tool_id}, ensure_ascii=False) + "\n")
+    return path
+
+
+def load_retrieval_pairs(model_dir: Path | str) -> list[tuple[str, str]]:
+    """The (query, tool id) pairs a build's retrieval stage trained on (see `save_retrieval_pairs`)."""
+    path = Path(model_dir) / RETRIEVAL_PAIRS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the model at {model_dir} was not built by `python -m core build` "
+                                "with a retrieval stage")
+    with open(path, encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return [(row["query"], row["tool"]) for row in rows]
+
+
 def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, stages=STAGES) -> None:
     """Run the `stages` not yet in `info["stages"]`, scoring retrieval and saving to `out` after each one.
 
@@ -194,10 +224,12 @@ def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, st
         if stage in done:
             continue
         examples = stage_examples(stage, toolgen, corpus, preset)
-        check_no_leak(corpus.training_texts() + [e.text for e in examples], [q.text for q in corpus.test])
         if not examples:
             print(f"{stage}: no training examples for corpus {corpus.name}; skipped")
             continue
+        check_no_leak(corpus.training_texts() + [e.text for e in examples], [q.text for q in corpus.test])
+        if stage == RETRIEVAL and trainer.accelerator.is_main_process:
+            save_retrieval_pairs(examples, out)
         reports[stage] = trainer.train(examples, preset.stages[stage], stage, state_path=out / STATE_FILE)
         metrics[stage] = retrieval_quality(trainer, toolgen, eval_queries)
         done.append(stage)
@@ -237,7 +269,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="toolbench: folder with corpus.json and queries/ (default ../shared/data/toolbench); "
                              "bfcl: the bfcl_eval data folder (default: the installed package's)")
     parser.add_argument("--out", default=None, help="checkpoint folder (default models/toolgen-<corpus>)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="settings (default: 'default' for bfcl, 'default-toolbench' for toolbench)")
     parser.add_argument("--scheme", default="atomic", help="tool indexing scheme (default atomic)")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run, in order")
     parser.add_argument("--train-layers", type=int, default=None, help="top decoder layers trained (-1: all)")
@@ -263,6 +296,7 @@ def _overrides(text: str | None, cast) -> dict:
 
 
 def _preset(args) -> Preset:
+    args.preset = args.preset or ("default-toolbench" if args.corpus == "toolbench" else "default")
     preset = PRESETS[args.preset]
     stages = dict(preset.stages)
     for stage, epochs in _overrides(args.epochs, int).items():

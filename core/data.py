@@ -5,10 +5,10 @@ is taken on those tokens only). Sequences are concatenations of ids from `core.p
 `ToolGenModel.code_ids`, never re-tokenized joined strings.
 
 - Stage 1, memorization: `tool.document()` -> the tool's code, one example per catalog tool.
-- Stage 2, retrieval: a training query -> each of its gold tools' codes. Tools that no training query
-  names get `synthetic_queries` made from their documentation (see there for the method).
+- Stage 2, retrieval: a training query -> each of its gold tools' codes, plus template queries made from
+  the documentation: `synthetic_queries` (one tool) and `paired_queries` (two tools in one request).
 - Stage 3, agent tuning: ReAct trajectories (`Step`s) rendered in the agent format of `core.prompts`; the
-  loss covers the assistant turns only. `bfcl_trajectories` builds them from BFCL ground truth, executing
+  loss covers the assistant turns only. `bfcl_trajectory` builds them from BFCL ground truth, executing
   multi-turn calls on the real backends.
 Test queries must never reach these builders: callers split first (`core.splits`) and check for leaks.
 """
@@ -292,6 +292,7 @@ FINISH_THOUGHT = "I have what I need to answer."
 NO_TOOL_THOUGHT = "None of my tools fits this request."
 NO_TOOL_ANSWER = "I cannot help with this using the available tools."
 MISSING_INFO_THOUGHT = "I cannot complete this request as asked."
+CONTINUE_TEXT = "Continue."  # the user text of a BFCL turn that only adds functions
 MISSING_INFO_ANSWER = "I cannot do this yet: a needed tool or detail is missing. Please tell me more."
 
 
@@ -318,16 +319,19 @@ def _call_steps(executor: BfclExecutor, catalog, calls: list[tuple[str, dict]]) 
     return steps
 
 
-def _answer_from(steps: list[Step]) -> str:
-    return steps[-1].observation if steps else NO_TOOL_ANSWER
+def _calls_answer(steps: list[Step], catalog) -> str:
+    """Final answer of a single-turn task: the calls made (their backends are not executable here)."""
+    return "Called " + "; ".join(f"{function_name(catalog[s.tool_id])}({format_arguments(s.arguments)})"
+                                 for s in steps) + "."
 
 
 def bfcl_trajectory(entry: BfclEntry, catalog, max_answer_chars: int = 300) -> Trajectory | None:
     """The ground-truth trajectory of a BFCL entry, its calls executed on a fresh `BfclExecutor`.
 
-    Single-turn AST entries: the ground-truth calls, then Finish. Irrelevance entries: Finish right away.
-    Multi-turn entries: per turn, the ground-truth calls run on the entry's backends (initial config from
-    the entry), then Finish; a turn without ground-truth calls (missing function or parameter) finishes
+    Single-turn AST entries: the ground-truth calls (first acceptable value of each parameter), then Finish
+    listing the calls. Irrelevance entries: Finish right away. Multi-turn entries: per turn, the ground-truth
+    calls run on the entry's backends (initial config from the entry), then Finish with the last
+    observation (a turn with no user message, which only adds functions, gets "Continue."); a turn without ground-truth calls (missing function or parameter) finishes
     with a request for what is missing. Relevance and agentic entries (no ground-truth calls) give None.
     """
     texts = entry_texts(entry)
@@ -338,7 +342,7 @@ def bfcl_trajectory(entry: BfclEntry, catalog, max_answer_chars: int = 300) -> T
         calls = [(by_name[name], _first_acceptable([params]))
                  for item in entry.ground_truth for name, params in item.items()]
         steps = _call_steps(BfclExecutor({}, ()), catalog, calls)
-        final = _finish(FINISH_THOUGHT, _answer_from(steps)[:max_answer_chars])
+        final = _finish(FINISH_THOUGHT, _calls_answer(steps, catalog)[:max_answer_chars])
         return Trajectory(((texts[0], tuple(steps) + (final,)),), entry.id)
     if entry.kind != "multi_turn":
         return None
@@ -353,8 +357,8 @@ def bfcl_trajectory(entry: BfclEntry, catalog, max_answer_chars: int = 300) -> T
                  for name, arguments in parse_call(text, executor.param_order)]
         steps = _call_steps(executor, catalog, calls)
         if not user:  # a turn that only adds functions: its calls continue the previous turn's answer
-            user = "Continue."
-        final = (_finish(FINISH_THOUGHT, _answer_from(steps)[:max_answer_chars]) if steps
+            user = CONTINUE_TEXT
+        final = (_finish(FINISH_THOUGHT, steps[-1].observation[:max_answer_chars]) if steps
                  else _finish(MISSING_INFO_THOUGHT, MISSING_INFO_ANSWER))
         turns.append((user, tuple(steps) + (final,)))
     return Trajectory(tuple(turns), entry.id)

@@ -44,6 +44,7 @@ from .indexing import FINISH
 HEADS = ("full", "codes")
 PAD_MULTIPLE = 16
 MIN_SHARED_PREFIX = 4
+PROBE = 256  # examples (evenly spread) whose loss is reported before and after each stage
 
 
 @dataclass
@@ -181,13 +182,11 @@ class Trainer:
     """
 
     def __init__(self, toolgen, train_layers: int = 2, bf16: bool = True, accelerator: Accelerator | None = None,
-                 cache_dtype: torch.dtype = torch.bfloat16, checkpoint_every_s: float = 300.0,
-                 bf16_train: bool | None = None):
+                 cache_dtype: torch.dtype = torch.bfloat16, checkpoint_every_s: float = 300.0):
         self.toolgen = toolgen
         self.accelerator = accelerator or Accelerator()
         self.device = self.accelerator.device
         self.bf16, self.cache_dtype, self.checkpoint_every_s = bf16, cache_dtype, checkpoint_every_s
-        self.bf16_train = bf16 if bf16_train is None else bf16_train
         model = toolgen.model.to(self.device).eval()
         model.requires_grad_(False)
         layers, _, self._rotary = decoder_parts(model)
@@ -205,9 +204,8 @@ class Trainer:
 
     # ------------------------------------------------------------ lower layers (frozen, cached)
 
-    def _autocast(self, enabled: bool | None = None):
-        enabled = self.bf16 if enabled is None else enabled
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     @torch.no_grad()
     def _lower_states(self, sequences: Sequence[tuple[int, ...]]) -> torch.Tensor:
@@ -294,6 +292,8 @@ class Trainer:
                                             random.Random(config.seed * 1000 + epoch)))
                 for epoch in range(config.epochs)]
         total = sum(len(p) for p in plan)
+        probe = [rows[i * len(rows) // min(len(rows), PROBE)] for i in range(min(len(rows), PROBE))]
+        probe_before = self.mean_loss(probe, head, label_map, config)
         state = self._load_state(state_path, stage, config, optimizer)
         step, losses = state.get("step", 0), state.get("losses", [])
         done_tokens, started, last_save = 0, time.time(), time.time()
@@ -305,7 +305,7 @@ class Trainer:
             self._set_lr(optimizer, index, total, config.warmup)
             hidden = self._lower_states([rows[i].inputs for i in batch])
             positions, labels = _targets(rows, batch, label_map, self.device)
-            with self._autocast(self.bf16_train):
+            with self._autocast():
                 loss = self.top(hidden, positions, labels, head)
             self.accelerator.backward(loss)
             self.accelerator.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
@@ -320,16 +320,34 @@ class Trainer:
                 self._save_state(state_path, stage, config, optimizer, index + 1, losses)
                 last_save = time.time()
         bar.close()
+        seconds = time.time() - started
         self.top.eval()
         self._write_back()
+        probe_after = self.mean_loss(probe, head, label_map, config)
         if state_path and self.accelerator.is_main_process and Path(state_path).exists():
             os.remove(state_path)
-        seconds = time.time() - started
         tenth = max(1, len(losses) // 10)
         return {"stage": stage, "examples": len(rows), "epochs": config.epochs, "steps": total,
                 "loss_first": sum(losses[:tenth]) / tenth, "loss_last": sum(losses[-tenth:]) / tenth,
+                "probe_loss_before": round(probe_before, 4), "probe_loss_after": round(probe_after, 4),
                 "tokens": done_tokens, "seconds": round(seconds, 1),
                 "tokens_per_s": round(done_tokens / max(seconds, 1e-9), 1), "config": asdict(config)}
+
+    @torch.no_grad()
+    def mean_loss(self, rows: list[_Row], head, label_map, config: StageConfig) -> float:
+        """Mean cross-entropy per target token over `rows` with the current weights (NaN for no rows)."""
+        if not rows:
+            return float("nan")
+        top = self.accelerator.unwrap_model(self.top)
+        total, count = 0.0, 0
+        for batch in _length_batches(rows, config.batch_tokens, config.max_batch, random.Random(0), shuffle=False):
+            hidden = self._lower_states([rows[i].inputs for i in batch])
+            positions, labels = _targets(rows, batch, label_map, self.device)
+            with self._autocast():
+                logits = top.logits(top.hidden_at(hidden, positions), head)
+            total += F.cross_entropy(logits.float(), labels, reduction="sum").item()
+            count += len(labels)
+        return total / count
 
     def _head(self, rows: list[_Row], config: StageConfig):
         """The code-token head (ids tensor, label -> index map) for head="codes", else (None, None)."""

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from core.agent import AgentConfig, Trajectory, UserTurn, run_to_end
+from core.data import CONTINUE_TEXT
 from core.indexing import END, FINISH
 from core.model import SMOLLM2, ToolGenModel, load_base
 from core.tools import Tool, ToolCatalog
@@ -56,7 +57,6 @@ from .store import Trajectory as StoredTrajectory
 
 DATASETS = ("bfcl-single", "bfcl-multi", "toolbench")
 SYSTEMS = ("toolgen", "retrieve-read")
-CONTINUE_TEXT = "Continue."  # the user text of a BFCL turn that only adds functions, as in core/data.py
 
 
 @dataclass
@@ -171,7 +171,7 @@ def tune_retrieve_read(system: RetrieveReadSystem, corpus_name: str, data_dir: s
     build's preset and sample; documents in context, so sequences up to 1,024 tokens) and save it to `out`.
     Returns the training report; ValueError when the corpus has no agent trajectories."""
     from core.bfcl import BfclEntry
-    from core.build import Preset, _sample, load_corpus
+    from core.build import Preset, load_corpus, sample
     from core.data import AGENT, bfcl_trajectory
     from core.train import Trainer
 
@@ -183,7 +183,7 @@ def tune_retrieve_read(system: RetrieveReadSystem, corpus_name: str, data_dir: s
     if not sources:
         raise ValueError(f"--tune-baseline: the {corpus_name} corpus has no agent training trajectories")
     chosen = [(bfcl_trajectory(s, system.toolgen.catalog), offered_pools(s)) if isinstance(s, BfclEntry)
-              else (s, None) for s in _sample(sources, n_trajectories, 0)]
+              else (s, None) for s in sample(sources, n_trajectories, 0)]
     examples = retrieve_read_examples(system, chosen)
     report = Trainer(system.toolgen, train_layers=preset.train_layers).train(
         examples, replace(preset.stages[AGENT], max_len=1024), AGENT)

@@ -83,6 +83,22 @@ def bfcl_set(split: str) -> tuple[ToolCatalog, EvalSet]:
     return catalog, EvalSet("bfcl", _keep(queries, split), None, "all-functions", split, data_hash)
 
 
+def toolgen_dir(args: argparse.Namespace, corpus: str) -> Path:
+    """The ToolGen checkpoint evaluated (`--model`, default models/toolgen-<corpus>)."""
+    return Path(args.model or MODELS_DIR / f"toolgen-{corpus}")
+
+
+def toolgen_training_pairs(catalog: ToolCatalog, model_dir: Path) -> list[tuple[str, str]]:
+    """(query, tool document) pairs: exactly the (query, tool) pairs ToolGen's retrieval stage trained on."""
+    from core.build import load_retrieval_pairs
+
+    pairs = load_retrieval_pairs(model_dir)
+    unknown = sorted({tool_id for _, tool_id in pairs if tool_id not in catalog})
+    if unknown:
+        raise ValueError(f"{model_dir}: {len(unknown)} training tools are not in this catalog, e.g. {unknown[0]!r}")
+    return [(query, catalog[tool_id].document()) for query, tool_id in pairs]
+
+
 def make_retriever(system: str, catalog: ToolCatalog, corpus: str, args: argparse.Namespace):
     """Build one system's retriever over `catalog`."""
     from . import retrievers
@@ -95,9 +111,7 @@ def make_retriever(system: str, catalog: ToolCatalog, corpus: str, args: argpars
     if system == "embedding-ft":
         model_dir = Path(args.ft_model or MODELS_DIR / f"embedding-ft-{corpus}")
         if not model_dir.exists():
-            from core.data import retrieval_text_pairs
-
-            pairs = retrieval_text_pairs(corpus, catalog, args.data_dir)
+            pairs = toolgen_training_pairs(catalog, toolgen_dir(args, corpus))
             print(f"fine-tuning MiniLM on {len(pairs)} (query, document) pairs → {model_dir}")
             retrievers.finetune_embedding(pairs, model_dir)
         return retrievers.EmbeddingRetriever(catalog, model_path=model_dir, cache_dir=cache_dir, name="embedding-ft")
@@ -105,8 +119,7 @@ def make_retriever(system: str, catalog: ToolCatalog, corpus: str, args: argpars
         from core.model import ToolGenModel
         from core.retrieval import ToolGenRetriever
 
-        model_dir = Path(args.model or MODELS_DIR / f"toolgen-{corpus}")
-        return ToolGenRetriever(ToolGenModel.load(model_dir), num_beams=args.beams)
+        return ToolGenRetriever(ToolGenModel.load(toolgen_dir(args, corpus)), num_beams=args.beams)
     raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
 
 

@@ -83,3 +83,20 @@ def test_unknown_system_is_a_clear_error(tiny_toolbench, tmp_path):
     with pytest.raises(ValueError, match="unknown system 'grep'"):
         run(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--systems", "grep",
              "--db", str(tmp_path / "x.duckdb")])
+
+
+def test_embedding_ft_pairs_are_the_toolgen_retrieval_pairs(tmp_path, tiny_toolbench):
+    from core.build import RETRIEVAL_PAIRS_FILE, save_retrieval_pairs
+    from core.data import Example
+    from core.toolbench import load_toolbench_corpus
+
+    catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
+    tool = catalog.ids[2]
+    save_retrieval_pairs([Example((1, 2), (False, True), "retrieval", tool, "lyrics <b>please</b>")], tmp_path)
+    assert retrieval_eval.toolgen_training_pairs(catalog, tmp_path) == [("lyrics <b>please</b>",
+                                                                        catalog[tool].document())]
+    (tmp_path / RETRIEVAL_PAIRS_FILE).write_text(json.dumps({"query": "q", "tool": "Nope&&none"}) + "\n")
+    with pytest.raises(ValueError, match="not in this catalog"):
+        retrieval_eval.toolgen_training_pairs(catalog, tmp_path)
+    with pytest.raises(FileNotFoundError, match="retrieval stage"):
+        retrieval_eval.toolgen_training_pairs(catalog, tmp_path / "elsewhere")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from core.build import Corpus, Preset, build_stages, retrieval_quality
+from core.build import Corpus, Preset, build_stages, load_retrieval_pairs, retrieval_quality
 from core.data import (AGENT, FINISH_THOUGHT, MEMORIZATION, RETRIEVAL, STAGES, Step, Trajectory,
                        memorization_examples, retrieval_examples, trajectory_example)
 from core.indexing import FINISH
@@ -49,7 +49,7 @@ def test_three_stages_learn_and_the_checkpoint_reloads(tmp_path, smollm2_tokeniz
     agent = [trajectory_example(toolgen, t) for t in toy_trajectories(toy_catalog)]
     reports.append(trainer.train(agent, STAGE_CONFIGS[AGENT], AGENT))
     for report in reports:
-        assert report["loss_last"] < report["loss_first"], report
+        assert report["probe_loss_after"] < report["probe_loss_before"], report
         assert report["tokens_per_s"] > 0
     assert after > max(0.5, before + 0.3), (before, after)  # chance is 1/20
     final = training_accuracy(trainer, toolgen, retrieval)
@@ -111,6 +111,9 @@ def test_an_interrupted_build_resumes_after_the_last_finished_stage(tmp_path, sm
     assert final.info["reports"][MEMORIZATION] == first_report  # not trained again
     assert set(final.info["metrics"]) == {"untrained", *STAGES}
     assert 0 <= final.info["metrics"][AGENT]["ndcg@1"] <= 100
+    pairs = load_retrieval_pairs(out)  # what the fine-tuned embedding baseline will train on
+    trained_queries = {(q.text, tool_id) for q in corpus.train for tool_id in q.gold}
+    assert trained_queries <= set(pairs) and {tool for _, tool in pairs} <= set(toy_catalog.ids)
 
 
 def test_a_stage_resumes_mid_way_from_its_state_file(tmp_path, smollm2_tokenizer, toy_catalog, monkeypatch):
