@@ -12,7 +12,8 @@ Decoding one assistant turn:
 1. Thought: greedy and unconstrained until the text ends with "\\nAction: ". Hitting `max_thought_tokens` or an
    end-of-turn token first is an error event; the Action then follows the text written so far.
 2. Action: `constrained_beam_search` over the codes of the current tool pool plus `<<Finish>>`, so the model can
-   only name a tool that exists. The best code is taken; the beam's other tools are kept with their log-probs.
+   only name a tool that exists (one-token codes: the same exact ranking, read from the KV-cached context's
+   next-token distribution). The best code is taken; the other ranked tools are kept with their log-probs.
 3. Action Input: the tokens of "\\nAction Input:" are forced, then JSON is generated greedily and stops as soon as
    one complete JSON object has been written (or at an end-of-turn token or `max_argument_tokens`). Recovery,
    never an exception: text around the object is dropped (error event); no complete object means `{}` (for
@@ -40,7 +41,7 @@ import torch
 
 from .constraint import CodeTrie
 from .data import Step, assistant_turn_ids, user_turn_ids
-from .decoding import constrained_beam_search
+from .decoding import constrained_beam_search, top_single_token_codes
 from .executors.base import DEFAULT_TIMEOUT_S, Executor, Observation, error_observation, safe_call, validate_arguments
 from .indexing import FINISH
 from .model import ToolGenModel
@@ -377,13 +378,17 @@ class _Run:
 
     def action(self, turn: int, trie: CodeTrie, prompt: list[int]) -> ActionEvent:
         """Constrained beam search for the action; optionally the unconstrained greedy probe."""
-        decoded = constrained_beam_search(self.toolgen.model, prompt, trie, num_beams=self.config.num_beams,
-                                          top_k=self.config.alternatives, record_steps=False)
-        best = decoded.best
+        if trie.depth == 1:  # one-token codes: the ranking is one masked softmax after the cached prompt
+            log_probs = torch.log_softmax(self.cache.next_logits(prompt), dim=-1)
+            candidates = top_single_token_codes(log_probs, trie, self.config.alternatives)
+        else:
+            candidates = constrained_beam_search(self.toolgen.model, prompt, trie, num_beams=self.config.num_beams,
+                                                 top_k=self.config.alternatives, record_steps=False).candidates
+        best = candidates[0]
         event = ActionEvent(turn=turn, step=self.step, tool_id=best.tool_id, code=self.code_text(best.tool_id),
                             log_prob=best.log_prob,
                             alternatives=[(c.tool_id, self.code_text(c.tool_id), c.log_prob)
-                                          for c in decoded.candidates])
+                                          for c in candidates])
         if self.config.probe_unconstrained:
             free = self.cache.greedy(prompt, trie.depth, lambda ids: _left_or_completed(trie, ids))
             event.unconstrained = self.tokenizer.decode(free)

@@ -104,14 +104,20 @@ def load_corpus(name: str, data_dir: Path | str | None = None, max_tools: int | 
 
 
 def _load_toolbench(data_dir: Path) -> Corpus:
-    from .toolbench import load_toolbench_corpus, load_toolbench_queries
+    """ToolBench: corpus.json, queries/<group>.json, and, when `reference_answers/` exists, the trajectories of
+    its `<group>.json` files (one per query file) for the training queries of that group."""
+    from .toolbench import load_reference_trajectories, load_toolbench_corpus, load_toolbench_queries
 
     catalog = load_toolbench_corpus(data_dir / "corpus.json")
     files = sorted((data_dir / "queries").glob("*.json"))
     if not files:
         raise FileNotFoundError(f"{data_dir / 'queries'}: no query files")
     split = split_queries(q for path in files for q in load_toolbench_queries(path, catalog))
-    return Corpus("toolbench", catalog, split.train, split.test)
+    answers = data_dir / "reference_answers"
+    trajectories = [trajectory for path in files if answers.is_dir()
+                    for trajectory in load_reference_trajectories(
+                        answers / path.name, catalog, [q for q in split.train if q.source == f"toolbench:{path.stem}"])]
+    return Corpus("toolbench", catalog, split.train, split.test, trajectories=trajectories)
 
 
 def _load_bfcl(data_dir) -> Corpus:
@@ -138,7 +144,7 @@ def _limit_tools(corpus: Corpus, max_tools: int) -> Corpus:
                                                             if s.tool_id != FINISH)])
 
 
-def _spread(items: list, n: int) -> list:
+def spread(items: list, n: int) -> list:
     """At most n items, evenly spaced over the list (deterministic)."""
     if len(items) <= n:
         return list(items)
@@ -215,7 +221,7 @@ def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, st
     Scores go to `info["metrics"]` ("untrained" first), training reports to `info["reports"]`.
     """
     toolgen = trainer.toolgen
-    eval_queries = _spread(corpus.test, preset.eval_queries)
+    eval_queries = spread(corpus.test, preset.eval_queries)
     metrics, reports = toolgen.info.setdefault("metrics", {}), toolgen.info.setdefault("reports", {})
     done = toolgen.info.setdefault("stages", [])
     if "untrained" not in metrics and not done:

@@ -296,7 +296,8 @@ CONTINUE_TEXT = "Continue."  # the user text of a BFCL turn that only adds funct
 MISSING_INFO_ANSWER = "I cannot do this yet: a needed tool or detail is missing. Please tell me more."
 
 
-def _finish(thought: str, answer: str) -> Step:
+def finish_step(thought: str, answer: str) -> Step:
+    """The last step of a turn: `<<Finish>>` with `answer` as its final answer."""
     return Step(thought, FINISH, {"final_answer": answer})
 
 
@@ -336,13 +337,13 @@ def bfcl_trajectory(entry: BfclEntry, catalog, max_answer_chars: int = 300) -> T
     """
     texts = entry_texts(entry)
     if entry.kind == "irrelevance":
-        return Trajectory(((texts[0], (_finish(NO_TOOL_THOUGHT, NO_TOOL_ANSWER),)),), entry.id)
+        return Trajectory(((texts[0], (finish_step(NO_TOOL_THOUGHT, NO_TOOL_ANSWER),)),), entry.id)
     if entry.kind == "ast":
         by_name = {function_name(catalog[t]): t for t in entry.pool}
         calls = [(by_name[name], _first_acceptable([params]))
                  for item in entry.ground_truth for name, params in item.items()]
         steps = _call_steps(BfclExecutor({}, ()), catalog, calls)
-        final = _finish(FINISH_THOUGHT, _calls_answer(steps, catalog)[:max_answer_chars])
+        final = finish_step(FINISH_THOUGHT, _calls_answer(steps, catalog)[:max_answer_chars])
         return Trajectory(((texts[0], tuple(steps) + (final,)),), entry.id)
     if entry.kind != "multi_turn":
         return None
@@ -358,8 +359,8 @@ def bfcl_trajectory(entry: BfclEntry, catalog, max_answer_chars: int = 300) -> T
         steps = _call_steps(executor, catalog, calls)
         if not user:  # a turn that only adds functions: its calls continue the previous turn's answer
             user = CONTINUE_TEXT
-        final = (_finish(FINISH_THOUGHT, steps[-1].observation[:max_answer_chars]) if steps
-                 else _finish(MISSING_INFO_THOUGHT, MISSING_INFO_ANSWER))
+        final = (finish_step(FINISH_THOUGHT, steps[-1].observation[:max_answer_chars]) if steps
+                 else finish_step(MISSING_INFO_THOUGHT, MISSING_INFO_ANSWER))
         turns.append((user, tuple(steps) + (final,)))
     return Trajectory(tuple(turns), entry.id)
 

@@ -253,6 +253,19 @@ def constrained_beam_search(model, prompt_ids: Sequence[int], trie: CodeTrie, nu
                                          record_steps, step_top_n)[0]
 
 
+def top_single_token_codes(log_probs: torch.Tensor, trie: CodeTrie, top_k: int) -> list[Candidate]:
+    """The best `top_k` codes of a trie whose codes are all one token (atomic indexing), from the next-token
+    log-probs (1-D) after the prompt: exactly what `constrained_beam_search` returns for such a trie, for a
+    caller that already has those log-probs (e.g. from its own KV cache)."""
+    _check_trie(trie)
+    if trie.depth != 1:
+        raise ValueError(f"the trie's codes are up to {trie.depth} tokens long; use constrained_beam_search")
+    masked = trie.mask(log_probs[None], [()])[0]
+    values, ids = masked.topk(min(top_k, masked.numel()))
+    return [Candidate(trie.tool_at((token,)), value, [token])
+            for value, token in zip(values.tolist(), ids.tolist()) if value > NEG_INF]
+
+
 def constrained_sample(model, prompt_ids: Sequence[int], trie: CodeTrie, temperature: float = 1.0,
                        generator: torch.Generator | None = None) -> DecodeResult:
     """Sample one code token by token from the model's distribution restricted to `trie`.

@@ -1,9 +1,17 @@
-"""ToolBench / StableToolBench loaders: the `api_list` corpus format and the solvable-query files."""
+"""ToolBench / StableToolBench loaders: the `api_list` corpus format, the solvable-query files, and agent
+trajectories made from the GPT-3.5 reference answers."""
 from __future__ import annotations
 
+import ast
 import json
+import logging
+import re
 from pathlib import Path
+from typing import Iterable
 
+from .data import FINISH_THOUGHT, Step, Trajectory, call_thought, finish_step
+from .executors.toolbench import ToolBenchSimulator
+from .splits import normalise
 from .tools import CatalogError, Query, Tool, ToolCatalog
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "toolbench"
@@ -107,3 +115,142 @@ def load_toolbench_queries(path: Path | str, catalog: ToolCatalog | None = None)
         queries.append(Query(id=query_id, text=row["query"], gold=tuple(dict.fromkeys(gold)),
                              pool=tuple(dict.fromkeys(pool)), source=f"toolbench:{group}"))
     return queries
+
+
+# ---------------------------------------------------------------- reference answers -> agent trajectories
+
+log = logging.getLogger(__name__)
+FINISH_FUNCTION = "Finish"
+_NON_IDENTIFIER = re.compile(r"[^\u4e00-\u9fa5a-zA-Z0-9_^]")  # ToolBench's character class (it keeps "^")
+_RESERVED = ("from", "class", "return", "false", "true", "id", "and")
+_STRING = r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\""""  # a Python string literal, closed
+_CALL = re.compile(rf"\{{'name': (?P<name>{_STRING}), 'arguments': (?P<arguments>{_STRING})?")
+
+
+def _standardize(name: str) -> str:
+    """ToolBench's `standardize`: runs of other characters become one "_", lower case, no outer "_"."""
+    return re.sub(r"_+", "_", _NON_IDENTIFIER.sub("_", name)).lower().strip("_")
+
+
+def _identifier(name: str) -> str:
+    """ToolBench's name for an API or parameter: standardized, and `is_` before reserved words such as `id`."""
+    name = _standardize(name)
+    return f"is_{name}" if name in _RESERVED else name
+
+
+def toolbench_function_name(tool: Tool) -> str:
+    """The OpenAI function name ToolBench gives an API: `<api>_for_<tool>`, standardized, its last 64 characters."""
+    return f"{_identifier(tool.api_name)}_for_{_standardize(tool.tool_name)}"[-64:]
+
+
+def load_reference_trajectories(path: Path | str, catalog: ToolCatalog, queries: Iterable[Query],
+                                max_answer_chars: int = 300) -> list[Trajectory]:
+    """Agent trajectories from a reference-answers file (`reference_answers/<group>.json`), for `queries` only.
+
+    Pass the training queries of this file's group (query ids are unique within a group): answers to any
+    other query (another query_id, or the same id with another text) are not read. Answer messages other than
+    tool calls (system, user, assistant text) are not used: thoughts are templated. An answer becomes a trajectory only when it is complete:
+    - every call names a function of the query's offered tools (`pool` and `gold`) by its ToolBench name
+      (`toolbench_function_name`; a name shared by two offered tools does not resolve);
+    - every call's arguments are a whole JSON object (tool messages are cut to 100 characters, which cuts
+      many arguments short);
+    - it is one chain of messages ending with a Finish call, and `final_answer` says `give_answer` with a
+      non-empty answer.
+    Steps: the templated thought (`call_thought`), the catalog tool, the arguments (ToolBench's standardized
+    parameter names mapped back to the catalog's), and the reply of `ToolBenchSimulator`, the environment of
+    the agent evaluation (the recorded replies are cut short); then `finish_step(FINISH_THOUGHT, answer)`
+    with the answer cut to `max_answer_chars`. How many answers were kept and skipped is logged (INFO).
+    A malformed file raises CatalogError naming the file and the query_id.
+    """
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise CatalogError(str(path), "-", "expected a JSON object keyed by query_id")
+    wanted = {query.id: query for query in queries}
+    simulator = ToolBenchSimulator()
+    trajectories, asked = [], 0
+    for query_id, entry in data.items():
+        messages, final_answer = _answer(entry, str(path), query_id)
+        query = wanted.get(query_id)
+        if query is None or normalise(query.text) != normalise(entry["query"]):
+            continue
+        asked += 1
+        steps = _steps(messages, final_answer, query, catalog, simulator, str(path), query_id, max_answer_chars)
+        if steps is not None:
+            trajectories.append(Trajectory(((query.text, steps),), f"{Path(path).stem}:{query_id}"))
+    log.info("%s: %d of %d reference answers to the given queries kept, %d incomplete ones skipped",
+             path, len(trajectories), asked, asked - len(trajectories))
+    return trajectories
+
+
+def _answer(entry: object, source: str, query_id: str) -> tuple[list[dict] | None, str]:
+    """(the messages along the answer's single chain, or None when the tree branches; the final_answer text)."""
+    answer = entry.get("answer") if isinstance(entry, dict) else None
+    if not (isinstance(entry, dict) and isinstance(entry.get("query"), str) and isinstance(answer, dict)
+            and isinstance(answer.get("final_answer"), str) and isinstance(answer.get("answer_details"), list)):
+        raise CatalogError(source, query_id, "expected {query, answer: {final_answer, answer_details}}")
+    messages, level = [], answer["answer_details"]
+    while level:
+        for node in level:
+            if not (isinstance(node, dict) and isinstance(node.get("role"), str)
+                    and isinstance(node.get("message"), str) and isinstance(node.get("next"), list)):
+                raise CatalogError(source, query_id, "answer_details: every node needs role, message and next")
+        if len(level) > 1:
+            return None, answer["final_answer"]
+        messages.append(level[0])
+        level = level[0]["next"]
+    return messages, answer["final_answer"]
+
+
+def _steps(messages: list[dict] | None, final_answer: str, query: Query, catalog: ToolCatalog,
+           simulator: ToolBenchSimulator, source: str, query_id: str, max_answer_chars: int) -> tuple | None:
+    """The steps of a complete answer (see `load_reference_trajectories`), else None."""
+    answer = _given_answer(final_answer)
+    if messages is None or answer is None:
+        return None
+    calls = [_call(m["message"], source, query_id) for m in messages if m["role"] == "tool"]
+    if not calls or calls[-1][0] != FINISH_FUNCTION:
+        return None
+    offered = {}
+    for tool in (catalog.get(t) for t in dict.fromkeys(query.pool + query.gold)):
+        if tool is not None:
+            name = toolbench_function_name(tool)
+            offered[name] = None if name in offered else tool  # a shared name does not resolve
+    steps = []
+    for name, arguments in calls[:-1]:
+        tool = offered.get(name)
+        if tool is None or arguments is None:
+            return None
+        parameters = {_identifier(p): p for p in tool.parameters.get("properties") or {}}
+        arguments = {parameters.get(key, key): value for key, value in arguments.items()}
+        observation = simulator.call(tool, arguments).content
+        steps.append(Step(call_thought(tool), tool.id, arguments, observation))
+    return tuple(steps) + (finish_step(FINISH_THOUGHT, answer[:max_answer_chars]),)
+
+
+def _call(message: str, source: str, query_id: str) -> tuple[str, dict | None]:
+    """(function name, arguments) of a tool message (the repr of a dict, cut to 100 characters); the
+    arguments are None when they were cut short or are not a JSON object."""
+    match = _CALL.match(message)
+    if match is None:
+        raise CatalogError(source, query_id, f"tool message is not a {{'name': …, 'arguments': …}} record: "
+                                             f"{message[:60]!r}")
+    name = ast.literal_eval(match["name"])
+    if match["arguments"] is None:
+        return name, None
+    try:
+        arguments = json.loads(ast.literal_eval(match["arguments"]))
+    except (ValueError, SyntaxError):
+        return name, None
+    return name, arguments if isinstance(arguments, dict) else None
+
+
+def _given_answer(final_answer: str) -> str | None:
+    """The answer text of a `give_answer` final answer (a JSON object as text), else None."""
+    try:
+        parsed = json.loads(final_answer, strict=False)  # some answers hold raw newlines
+    except ValueError:
+        return None  # empty, or cut short
+    if not isinstance(parsed, dict) or parsed.get("return_type") != "give_answer":
+        return None
+    answer = parsed.get("final_answer")
+    return answer.strip() if isinstance(answer, str) and answer.strip() else None

@@ -353,7 +353,9 @@ def build_tasks(args: argparse.Namespace, catalog: ToolCatalog) -> list[Task]:
         data_dir = Path(args.data_dir)
         files = [Path(f) for f in args.queries] if args.queries else sorted((data_dir / "queries").glob("*.json"))
         tasks = toolbench_tasks(catalog, files, args.split, args.pool, args.cache)
-    return tasks[:args.limit] if args.limit else tasks
+    from core.build import spread
+
+    return spread(tasks, args.limit) if args.limit else tasks
 
 
 def load_catalog(args: argparse.Namespace) -> ToolCatalog:
@@ -408,7 +410,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-thought-tokens", type=int, default=AgentConfig.max_thought_tokens)
     parser.add_argument("--max-argument-tokens", type=int, default=AgentConfig.max_argument_tokens)
     parser.add_argument("--cache", help="ToolBench response cache file (JSON records of real responses)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N tasks")
+    parser.add_argument("--limit", type=int, help="evaluate N tasks spread evenly over the dataset (deterministic)")
     parser.add_argument("--db", default=str(DEFAULT_DB))
     parser.add_argument("--json", action="store_true", help="print the metrics per system as JSON")
 

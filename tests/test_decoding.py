@@ -8,7 +8,8 @@ import torch
 from transformers import LogitsProcessorList
 
 from core.constraint import CodeTrie, ToolConstraintLogitsProcessor
-from core.decoding import constrained_beam_search, constrained_beam_search_batch, constrained_sample
+from core.decoding import (constrained_beam_search, constrained_beam_search_batch, constrained_sample,
+                           top_single_token_codes)
 from core.indexing import build_indexing
 from tests.conftest import peaked_llama
 
@@ -64,6 +65,11 @@ def test_atomic_top_k_beyond_num_beams_is_exact_in_one_forward(model):
     best = ids[log_probs[ids].topk(15).indices].tolist()
     assert [c.token_ids[0] for c in result.candidates] == best
     assert [c.log_prob for c in result.candidates] == pytest.approx(log_probs[best].tolist(), abs=1e-5)
+    ranked = top_single_token_codes(log_probs, trie, 15)  # the same ranking from log-probs a caller already has
+    assert [(c.tool_id, c.token_ids) for c in ranked] == [(c.tool_id, c.token_ids) for c in result.candidates]
+    assert [c.log_prob for c in ranked] == pytest.approx([c.log_prob for c in result.candidates], abs=1e-5)
+    with pytest.raises(ValueError, match="constrained_beam_search"):
+        top_single_token_codes(log_probs, CodeTrie(EQUAL_CODES), 5)
 
 
 def test_agrees_with_hf_generate_beam_search(model):
