@@ -104,9 +104,11 @@ def load_corpus(name: str, data_dir: Path | str | None = None, max_tools: int | 
 
 
 def _load_toolbench(data_dir: Path) -> Corpus:
-    """ToolBench: corpus.json, queries/<group>.json, and, when `reference_answers/` exists, the trajectories of
-    its `<group>.json` files (one per query file) for the training queries of that group."""
-    from .toolbench import load_reference_trajectories, load_toolbench_corpus, load_toolbench_queries
+    """ToolBench: corpus.json, queries/<group>.json, and agent trajectories for training queries only: the
+    complete ones of `reference_answers/<group>.json` (when that folder exists), and synthetic ones
+    (`core.toolbench.synthetic_trajectories`) for the training queries without one."""
+    from .toolbench import (load_reference_trajectories, load_toolbench_corpus, load_toolbench_queries,
+                            synthetic_trajectories)
 
     catalog = load_toolbench_corpus(data_dir / "corpus.json")
     files = sorted((data_dir / "queries").glob("*.json"))
@@ -117,6 +119,8 @@ def _load_toolbench(data_dir: Path) -> Corpus:
     trajectories = [trajectory for path in files if answers.is_dir()
                     for trajectory in load_reference_trajectories(
                         answers / path.name, catalog, [q for q in split.train if q.source == f"toolbench:{path.stem}"])]
+    answered = {normalise(user) for trajectory in trajectories for user, _ in trajectory.turns}
+    trajectories += synthetic_trajectories([q for q in split.train if normalise(q.text) not in answered], catalog)
     return Corpus("toolbench", catalog, split.train, split.test, trajectories=trajectories)
 
 

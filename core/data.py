@@ -9,7 +9,7 @@ is taken on those tokens only). Sequences are concatenations of ids from `core.p
   the documentation: `synthetic_queries` (one tool) and `paired_queries` (two tools in one request).
 - Stage 3, agent tuning: ReAct trajectories (`Step`s) rendered in the agent format of `core.prompts`; the
   loss covers the assistant turns only. `bfcl_trajectory` builds them from BFCL ground truth, executing
-  multi-turn calls on the real backends.
+  multi-turn calls on the real backends. ToolBench trajectories are mostly synthetic (see core/toolbench.py).
 Test queries must never reach these builders: callers split first (`core.splits`) and check for leaks.
 """
 from __future__ import annotations

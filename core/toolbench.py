@@ -1,5 +1,15 @@
 """ToolBench / StableToolBench loaders: the `api_list` corpus format, the solvable-query files, and agent
-trajectories made from the GPT-3.5 reference answers."""
+trajectories made from the GPT-3.5 reference answers, or synthesised where no complete answer exists.
+
+Synthetic trajectories (`synthetic_trajectories`): the shipped reference answers give almost no complete
+trajectory for the training queries, so each training query without one gets a templated trajectory. Each
+gold tool is called in order with its required parameters set to their documented `default` values
+(`default_arguments`: optional parameters left out, a number or boolean default written as text read as JSON,
+e.g. "10" -> 10), answered by `ToolBenchSimulator`, the environment of the agent evaluation; then Finish
+answers with a summary of the observations. A query with a gold tool whose required parameter has no usable
+default, or whose defaults fail `validate_arguments`, gets no trajectory: the simulator would refuse such a
+call, and the model should not learn invalid calls.
+"""
 from __future__ import annotations
 
 import ast
@@ -10,7 +20,8 @@ from pathlib import Path
 from typing import Iterable
 
 from .data import FINISH_THOUGHT, Step, Trajectory, call_thought, finish_step
-from .executors.toolbench import ToolBenchSimulator
+from .executors.base import validate_arguments
+from .executors.toolbench import SIMULATED_KEY, ToolBenchSimulator
 from .splits import normalise
 from .tools import CatalogError, Query, Tool, ToolCatalog
 
@@ -254,3 +265,84 @@ def _given_answer(final_answer: str) -> str | None:
         return None
     answer = parsed.get("final_answer")
     return answer.strip() if isinstance(answer, str) and answer.strip() else None
+
+
+# ---------------------------------------------------------------- synthetic trajectories
+
+_SUMMARY_CHARS = 100  # characters of each observation quoted in a synthetic final answer
+
+
+def default_arguments(tool: Tool) -> dict | None:
+    """The tool's required parameters set to their documented defaults (optional ones left out), or None when
+    a required parameter has none. A default written as text for a number or boolean parameter ("10", "true")
+    becomes that JSON value; anything else is kept as documented (`validate_arguments` judges it)."""
+    properties = tool.parameters.get("properties") or {}
+    arguments = {}
+    for name in tool.parameters.get("required") or []:
+        spec = properties.get(name) or {}
+        if "default" not in spec:
+            return None
+        arguments[name] = _typed(spec["default"], spec.get("type"))
+    return arguments
+
+
+def _typed(value: object, kind: object) -> object:
+    if isinstance(value, str) and kind in ("number", "integer", "boolean"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def synthetic_trajectories(queries: Iterable[Query], catalog: ToolCatalog,
+                           max_answer_chars: int = 300) -> list[Trajectory]:
+    """One single-turn trajectory per query whose gold tools can all be called with their defaults.
+
+    Steps: for each gold tool in order, `call_thought(tool)`, the tool, `default_arguments(tool)` and the reply
+    of a fresh `ToolBenchSimulator`; then `finish_step(FINISH_THOUGHT, answer)` with the answer
+    "Results: <api name>: <observation, first 100 characters>; …" cut to `max_answer_chars`. Queries with no
+    gold tool, a required parameter without a default, or defaults that fail `validate_arguments` are skipped
+    (counts logged at INFO). A gold tool missing from the catalog raises CatalogError naming the query.
+    """
+    trajectories, skipped = [], 0
+    for query in queries:
+        trajectory = _synthetic_trajectory(query, catalog, max_answer_chars)
+        if trajectory is None:
+            skipped += 1
+        else:
+            trajectories.append(trajectory)
+    log.info("synthetic trajectories: %d queries kept, %d skipped (no gold tool, or a required parameter "
+             "without a valid default)", len(trajectories), skipped)
+    return trajectories
+
+
+def _synthetic_trajectory(query: Query, catalog: ToolCatalog, max_answer_chars: int) -> Trajectory | None:
+    simulator, steps = ToolBenchSimulator(), []
+    for tool_id in query.gold:
+        tool = catalog.get(tool_id)
+        if tool is None:
+            raise CatalogError(query.source, query.id, f"gold tool {tool_id!r} is not in the catalog")
+        arguments = default_arguments(tool)
+        if arguments is None or validate_arguments(tool, arguments):
+            return None
+        observation = simulator.call(tool, arguments).content
+        steps.append(Step(call_thought(tool), tool.id, arguments, observation))
+    if not steps:
+        return None
+    results = "; ".join(f"{catalog[s.tool_id].api_name}: {_result_text(s.observation)[:_SUMMARY_CHARS]}"
+                        for s in steps)
+    answer = finish_step(FINISH_THOUGHT, f"Results: {results}"[:max_answer_chars])
+    return Trajectory(((query.text, tuple(steps) + (answer,)),), f"synthetic:{query.source}:{query.id}")
+
+
+def _result_text(observation: str) -> str:
+    """An observation without the simulator's `"_simulated": true` marker (a final answer should not quote it)."""
+    try:
+        data = json.loads(observation)
+    except ValueError:
+        return observation
+    if not isinstance(data, dict) or SIMULATED_KEY not in data:
+        return observation
+    data.pop(SIMULATED_KEY)
+    return json.dumps(data, ensure_ascii=False)

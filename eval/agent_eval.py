@@ -12,8 +12,8 @@ Systems (both run the same agent loop, core/agent.py):
   checked exactly like ToolGen's. The model is `--baseline-model` (default models/retrieve-read-<corpus>) when
   that checkpoint exists; else, with `--tune-baseline`, the base model (`--base`) is tuned with core/train.py on
   the training trajectories ToolGen's agent stage samples (core/build.py), rendered with the retrieved documents
-  in context (gold tools always among them), and saved there; otherwise the untuned base model acts (a corpus
-  without agent trajectories, such as ToolBench here, cannot tune it). Runs record `tuned`.
+  in context (gold tools always among them), and saved there; otherwise the untuned base model acts. Runs record
+  `tuned`.
 
 Datasets (`--split test`, the default, keeps the held-out test side of core/splits.py; `--split all` keeps all):
 - bfcl-single: BFCL's AST and relevance categories. The calls made before Finish are checked with

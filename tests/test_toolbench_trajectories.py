@@ -1,4 +1,5 @@
-"""Agent trajectories from the ToolBench GPT-3.5 reference answers (core.toolbench.load_reference_trajectories)."""
+"""ToolBench agent trajectories: from the GPT-3.5 reference answers (core.toolbench.load_reference_trajectories)
+and synthetic ones calling the gold tools with their documented defaults (core.toolbench.synthetic_trajectories)."""
 from __future__ import annotations
 
 import json
@@ -8,17 +9,20 @@ from collections import defaultdict
 import pytest
 
 from core.data import FINISH_THOUGHT, call_thought, finish_step
-from core.executors.toolbench import ToolBenchSimulator
+from core.executors.base import validate_arguments
+from core.executors.toolbench import SIMULATED_KEY, ToolBenchSimulator
 from core.indexing import FINISH
 from core.splits import is_test, split_queries
 from core.tools import CatalogError, Query, Tool, ToolCatalog
-from core.toolbench import (load_reference_trajectories, load_toolbench_corpus, load_toolbench_queries,
-                            toolbench_function_name)
+from core.toolbench import (api_to_tool, default_arguments, load_reference_trajectories, load_toolbench_corpus,
+                            load_toolbench_queries, synthetic_trajectories, toolbench_function_name)
 
 
-def api(tool_name: str, api_name: str, required=(), optional=()) -> dict:
-    """A ToolBench `api_list` entry."""
-    param = lambda name: {"name": name, "type": "STRING", "description": "", "default": ""}  # noqa: E731
+def api(tool_name: str, api_name: str, required=(), optional=(), defaults=None, types=None) -> dict:
+    """A ToolBench `api_list` entry; parameters are STRINGs without a default unless `types`/`defaults` say."""
+    defaults, types = defaults or {}, types or {}
+    param = lambda name: {"name": name, "type": types.get(name, "STRING"), "description": "",  # noqa: E731
+                          "default": defaults.get(name, "")}
     return {"category_name": "Test", "tool_name": tool_name, "api_name": api_name, "api_description": "Test API.",
             "required_parameters": [param(p) for p in required], "optional_parameters": [param(p) for p in optional],
             "method": "GET", "template_response": {"city": "str", "temperature": "float"}}
@@ -59,8 +63,6 @@ QUERIES = {"1": "What is the weather in Paris?", "2": "Forecast for a long city 
 
 @pytest.fixture
 def catalog() -> ToolCatalog:
-    from core.toolbench import api_to_tool
-
     return ToolCatalog(api_to_tool(entry, "corpus", index) for index, entry in enumerate(CORPUS))
 
 
@@ -161,7 +163,7 @@ def test_the_toolbench_build_corpus_gets_training_trajectories_only(tmp_path):
     (tmp_path / "queries").mkdir()
     (tmp_path / "corpus.json").write_text(json.dumps(CORPUS), encoding="utf-8")
     (tmp_path / "queries" / "G1_tool.json").write_text(json.dumps(rows), encoding="utf-8")
-    assert load_corpus("toolbench", tmp_path).trajectories == []  # no reference_answers/ folder
+    assert load_corpus("toolbench", tmp_path).trajectories == []  # no reference_answers/, no default for "city"
     call = ("current_weather_for_weather_hub", {"city": "Rome"})
     answers = {str(i): reference_entry(text, [call, FINISH_CALL], give_answer("Sunny."))
                for i, text in ((1, train), (2, test))}
@@ -200,3 +202,126 @@ def test_real_reference_answers(shared_data):
         (_, steps), = trajectory.turns
         assert steps[-1].tool_id == FINISH and 0 < len(steps[-1].arguments["final_answer"]) <= 300
         assert all(step.tool_id in catalog and step.observation for step in steps[:-1])
+
+
+# ---------------------------------------------------------------- synthetic trajectories
+
+DEFAULTS_CORPUS = [
+    api("Weather Hub", "Current Weather", required=["city"], optional=["units"],
+        defaults={"city": "Paris", "units": "metric"}),
+    api("Weather Hub", "Forecast", required=["city", "days", "hourly"], defaults={"city": "Oslo", "days": "3",
+        "hourly": "true"}, types={"days": "NUMBER", "hourly": "BOOLEAN"}),
+    api("Weather Hub", "Alerts", required=["region", "level"], defaults={"region": "EU"}),  # "level": no default
+    api("Weather Hub", "History", required=["days"], defaults={"days": "last week"}, types={"days": "NUMBER"}),
+    api("Weather Hub", "Status"),  # no parameter at all
+]
+ALERTS, HISTORY, STATUS = "Weather Hub&&Alerts", "Weather Hub&&History", "Weather Hub&&Status"
+
+
+@pytest.fixture
+def defaults_catalog() -> ToolCatalog:
+    return ToolCatalog(api_to_tool(entry, "corpus", index) for index, entry in enumerate(DEFAULTS_CORPUS))
+
+
+def synthetic_query(query_id: str, *gold: str) -> Query:
+    return Query(id=query_id, text=f"Question {query_id} about the weather.", gold=gold, source="toolbench:G1_tool")
+
+
+def test_default_arguments_fill_required_parameters_only(defaults_catalog):
+    assert defaults_catalog[WEATHER].parameters["properties"]["city"]["default"] == "Paris"  # kept by api_to_tool
+    assert default_arguments(defaults_catalog[WEATHER]) == {"city": "Paris"}  # optional "units" left out
+    assert default_arguments(defaults_catalog[FORECAST]) == {"city": "Oslo", "days": 3, "hourly": True}
+    assert default_arguments(defaults_catalog[ALERTS]) is None
+    assert default_arguments(defaults_catalog[HISTORY]) == {"days": "last week"}  # not a number: kept as written
+    assert default_arguments(defaults_catalog[STATUS]) == {}
+
+
+def test_a_synthetic_trajectory_calls_the_gold_tools_with_their_defaults(defaults_catalog):
+    query = synthetic_query("7", FORECAST, WEATHER, STATUS)
+    (trajectory,) = synthetic_trajectories([query], defaults_catalog, max_answer_chars=1000)
+    (user, steps), = trajectory.turns
+    assert user == query.text and trajectory.source == "synthetic:toolbench:G1_tool:7"
+    *calls, finish = steps
+    assert [s.tool_id for s in calls] == [FORECAST, WEATHER, STATUS]
+    assert [s.arguments for s in calls] == [{"city": "Oslo", "days": 3, "hourly": True}, {"city": "Paris"}, {}]
+    for step in calls:
+        tool = defaults_catalog[step.tool_id]
+        assert step.thought == call_thought(tool) and validate_arguments(tool, step.arguments) == []
+        assert step.observation == ToolBenchSimulator().call(tool, step.arguments).content
+        assert json.loads(step.observation)[SIMULATED_KEY] is True
+    assert finish.tool_id == FINISH and finish.thought == FINISH_THOUGHT and finish.observation == ""
+    answer = finish.arguments["final_answer"]
+    assert answer.startswith("Results: Forecast: {") and "; Current Weather: {" in answer and "; Status: {" in answer
+    assert SIMULATED_KEY not in answer
+    body = json.dumps({k: v for k, v in json.loads(calls[0].observation).items() if k != SIMULATED_KEY})
+    assert answer.split("; Current Weather: ")[0] == f"Results: Forecast: {body[:100]}"
+
+
+def test_the_final_answer_is_cut_to_max_answer_chars(defaults_catalog):
+    query = synthetic_query("7", FORECAST, WEATHER, STATUS)
+    long, = synthetic_trajectories([query], defaults_catalog, max_answer_chars=1000)
+    short, = synthetic_trajectories([query], defaults_catalog, max_answer_chars=40)
+    long_answer, short_answer = (t.turns[0][1][-1].arguments["final_answer"] for t in (long, short))
+    assert len(long_answer) > 40 and short_answer == long_answer[:40]
+
+
+def test_queries_a_default_cannot_serve_are_skipped(defaults_catalog, caplog):
+    queries = [synthetic_query("1", WEATHER, ALERTS),  # "level" of Alerts has no default: the whole query goes
+               synthetic_query("2", HISTORY),          # "last week" is no number: the call would be invalid
+               synthetic_query("3"),                   # no gold tool
+               synthetic_query("4", WEATHER)]
+    with caplog.at_level(logging.INFO, logger="core.toolbench"):
+        kept = synthetic_trajectories(queries, defaults_catalog)
+    assert [t.source for t in kept] == ["synthetic:toolbench:G1_tool:4"]
+    assert "1 queries kept, 3 skipped" in caplog.text
+
+
+def test_synthetic_trajectories_are_deterministic(defaults_catalog):
+    queries = [synthetic_query(str(n), FORECAST, WEATHER) for n in range(3)]
+    assert synthetic_trajectories(queries, defaults_catalog) == synthetic_trajectories(queries, defaults_catalog)
+
+
+def test_a_gold_tool_outside_the_catalog_is_an_error(defaults_catalog):
+    with pytest.raises(CatalogError, match="toolbench:G1_tool: entry 9: gold tool 'Nope&&Nothing' is not in"):
+        synthetic_trajectories([synthetic_query("9", "Nope&&Nothing")], defaults_catalog)
+
+
+def test_the_toolbench_build_adds_synthetic_trajectories_for_training_queries_only(tmp_path):
+    from core.build import load_corpus
+
+    texts = [f"What is the forecast for city number {n}?" for n in range(40)]
+    train = [t for t in texts if not is_test(t)][:2]
+    test = next(t for t in texts if is_test(t))
+    rows = [{"query_id": i, "query": text, "relevant APIs": [["Weather Hub", "Current Weather"]],
+             "api_list": DEFAULTS_CORPUS[:1]} for i, text in enumerate(train + [test])]
+    (tmp_path / "queries").mkdir()
+    (tmp_path / "corpus.json").write_text(json.dumps(DEFAULTS_CORPUS), encoding="utf-8")
+    (tmp_path / "queries" / "G1_tool.json").write_text(json.dumps(rows), encoding="utf-8")
+    answers = {"0": reference_entry(train[0], [("current_weather_for_weather_hub", {"city": "Rome"}), FINISH_CALL],
+                                    give_answer("Sunny."))}
+    (tmp_path / "reference_answers").mkdir()
+    (tmp_path / "reference_answers" / "G1_tool.json").write_text(json.dumps(answers), encoding="utf-8")
+    corpus = load_corpus("toolbench", tmp_path)
+    assert [(t.source, t.turns[0][0]) for t in corpus.trajectories] == [
+        ("G1_tool:0", train[0]), ("synthetic:toolbench:G1_tool:1", train[1])]
+    assert test not in corpus.training_texts()
+
+
+def test_real_synthetic_trajectories(shared_data):
+    data = shared_data / "toolbench"
+    catalog = load_toolbench_corpus(data / "corpus.json")
+    files = sorted((data / "queries").glob("*.json"))
+    split = split_queries(q for path in files for q in load_toolbench_queries(path, catalog))
+    kept = synthetic_trajectories(split.train, catalog)
+    calls = [step for t in kept for step in t.turns[0][1][:-1]]
+    print(f"\n{len(kept)} of {len(split.train)} training queries get a synthetic trajectory "
+          f"({len(split.train) - len(kept)} skipped), {len(calls)} tool calls")
+    assert len(kept) > len(split.train) // 2
+    train_texts = {q.text for q in split.train}
+    for trajectory in kept:
+        (user, steps), = trajectory.turns
+        assert user in train_texts and not is_test(user)
+        assert steps[-1].tool_id == FINISH and 0 < len(steps[-1].arguments["final_answer"]) <= 300
+    for step in calls:
+        assert validate_arguments(catalog[step.tool_id], step.arguments) == []
+        assert not step.observation.startswith("Error:")
