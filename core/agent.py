@@ -14,12 +14,11 @@ Decoding one assistant turn:
 2. Action: `constrained_beam_search` over the codes of the current tool pool plus `<<Finish>>`, so the model can
    only name a tool that exists (one-token codes: the same exact ranking, read from the KV-cached context's
    next-token distribution). The best code is taken; the other ranked tools are kept with their log-probs.
-3. Action Input: the tokens of "\\nAction Input:" are forced, then JSON is generated greedily and stops as soon as
-   one complete JSON object has been written (or at an end-of-turn token or `max_argument_tokens`). Recovery,
-   never an exception: text around the object is dropped (error event); no complete object means `{}` (for
-   Finish, the raw text becomes the final answer) with an error event. Greedy decoding is deterministic, so
-   retrying would only repeat the same output. Arguments that break the tool's schema are reported in the
-   arguments event and still sent: the executor answers with an error observation the model can read.
+3. Action Input: the tokens of "\\nAction Input:" are forced, then `core.arguments.decode_arguments` writes a JSON
+   object whose keys come from the tool's parameter schema (Finish: `final_answer`) and whose values the model
+   generates; it always parses and holds every required parameter. A value that does not complete within
+   `max_argument_tokens` is an error event (a cut string is kept). Values that break the schema (a wrong type)
+   are reported in the arguments event and still sent: the executor answers with an error observation.
    Whatever was generated, the context receives the canonical turn (`assistant_turn_ids`) of what was executed.
 4. Execution: `executor.call(tool, arguments)` under a time limit. A raise, a timeout or a result that is not an
    `Observation` becomes an error observation. The context gets the first `max_observation_chars` characters.
@@ -32,21 +31,20 @@ Thought and argument decoding share one KV cache over the growing context, so ea
 """
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Iterator, Sequence
 
 import torch
 
+from .arguments import FINISH_SCHEMA, decode_arguments
 from .constraint import CodeTrie
 from .data import Step, assistant_turn_ids, user_turn_ids
 from .decoding import constrained_beam_search, top_single_token_codes
 from .executors.base import DEFAULT_TIMEOUT_S, Executor, Observation, error_observation, safe_call, validate_arguments
 from .indexing import FINISH
 from .model import ToolGenModel
-from .prompts import (ACTION, ACTION_INPUT, THOUGHT, agent_prompt, encode, end_of_turn_ids, format_arguments,
-                      observation_ids)
+from .prompts import ACTION, ACTION_INPUT, THOUGHT, agent_prompt, encode, end_of_turn_ids, observation_ids
 
 FINISH_ID = FINISH  # the pseudo tool id of the Finish action (as in `ToolGenModel.code_sequences`)
 DEFAULT_CONTEXT_TOKENS = 4096  # context limit for models whose config names none
@@ -207,20 +205,6 @@ def forced_input_prefix(tokenizer) -> list[int]:
     while ids and not ACTION_INPUT.startswith(tokenizer.decode(ids)):
         ids = ids[:-1]
     return ids
-
-
-def parse_arguments(text: str) -> tuple[dict | None, str | None]:
-    """The JSON object in `text` and a problem description: (object, None) when `text` is exactly one object,
-    (object, problem) when text around it was dropped, (None, problem) when there is no complete object."""
-    start = text.find("{")
-    if start < 0:
-        return None, f"no JSON object in the Action Input {text.strip()[:200]!r}"
-    try:
-        value, end = json.JSONDecoder().raw_decode(text, start)
-    except json.JSONDecodeError as e:
-        return None, f"unparsable Action Input {text.strip()[:200]!r} ({e.msg})"
-    extra = (text[:start] + text[end:]).strip()
-    return value, (f"text around the JSON object was dropped: {extra[:200]!r}" if extra else None)
 
 
 # ---------------------------------------------------------------- decoding helpers
@@ -396,30 +380,21 @@ class _Run:
         return event
 
     def arguments(self, turn: int, action: ActionEvent, prompt: list[int]) -> Iterator[AgentEvent]:
-        """Greedy JSON after the forced "\\nAction Input:"; recovery as in the module docstring.
-        The last event is the ArgumentsEvent."""
-        tokenizer = self.tokenizer
-
-        def complete(ids):
-            return ids[-1] in self.stop_ids or parse_arguments(tokenizer.decode(ids))[0] is not None
-
-        new = self.cache.greedy(prompt, self.config.max_argument_tokens, complete)
-        text = tokenizer.decode([i for i in new if i not in self.stop_ids])
-        arguments, problem = parse_arguments(text)
+        """Schema-guided JSON after the forced "\\nAction Input:" (core/arguments.py); the last event is the
+        ArgumentsEvent."""
         finish = action.tool_id == FINISH_ID
-        if arguments is None:
-            arguments = {"final_answer": text.strip()} if finish else {}
-            recovery = "the raw text is the final answer" if finish else "the tool is called with {}"
-            yield ErrorEvent(turn=turn, step=self.step, message=problem, recovery=recovery)
-        elif problem:
-            yield ErrorEvent(turn=turn, step=self.step, message=problem, recovery="the JSON object alone is used")
+        schema = FINISH_SCHEMA if finish else self.toolgen.catalog[action.tool_id].parameters
+        decoded = decode_arguments(self.cache.next_logits, self.tokenizer, prompt, schema,
+                                   self.config.max_argument_tokens, frozenset(self.stop_ids))
+        arguments = decoded.arguments
+        if decoded.problem:
+            yield ErrorEvent(turn=turn, step=self.step, message=decoded.problem,
+                             recovery="the arguments decoded before it are used")
         if finish and not isinstance(arguments.get("final_answer"), str):
-            yield ErrorEvent(turn=turn, step=self.step, message="Finish without a string final_answer",
-                             recovery="the whole Action Input is the final answer")
-            arguments = {"final_answer": format_arguments(arguments)}
+            arguments = {"final_answer": ""}
         problems = [] if finish else validate_arguments(self.toolgen.catalog[action.tool_id], arguments)
-        yield ArgumentsEvent(turn=turn, step=self.step, tool_id=action.tool_id, arguments=arguments, text=text,
-                             problems=problems)
+        yield ArgumentsEvent(turn=turn, step=self.step, tool_id=action.tool_id, arguments=arguments,
+                             text=decoded.text, problems=problems)
 
 
 def _left_or_completed(trie: CodeTrie, ids: Sequence[int]) -> bool:
