@@ -62,7 +62,7 @@ class Preset:
 PRESETS = {
     "default": Preset(),
     # ToolBench (2,479 tools, fewer training queries): more synthetic queries pay off there (see README).
-    "default-toolbench": Preset(synthetic_per_tool=4, stages={
+    "default-toolbench": Preset(synthetic_per_tool=4, pairs_per_tool=2, stages={
         **Preset().stages, RETRIEVAL: StageConfig(epochs=3, head="codes", lr=5e-4, rows_lr=2e-3)}),
     # A random-init 2-layer model on 40 tools: checks the whole pipeline in about a minute.
     "tiny": Preset(base="tiny", train_layers=-1, max_tools=40, agent_examples=40, agent_replay=40, eval_queries=40,

@@ -143,7 +143,7 @@ def _standardize(name: str) -> str:
     return re.sub(r"_+", "_", _NON_IDENTIFIER.sub("_", name)).lower().strip("_")
 
 
-def _identifier(name: str) -> str:
+def function_identifier(name: str) -> str:
     """ToolBench's name for an API or parameter: standardized, and `is_` before reserved words such as `id`."""
     name = _standardize(name)
     return f"is_{name}" if name in _RESERVED else name
@@ -151,7 +151,7 @@ def _identifier(name: str) -> str:
 
 def toolbench_function_name(tool: Tool) -> str:
     """The OpenAI function name ToolBench gives an API: `<api>_for_<tool>`, standardized, its last 64 characters."""
-    return f"{_identifier(tool.api_name)}_for_{_standardize(tool.tool_name)}"[-64:]
+    return f"{function_identifier(tool.api_name)}_for_{_standardize(tool.tool_name)}"[-64:]
 
 
 def load_reference_trajectories(path: Path | str, catalog: ToolCatalog, queries: Iterable[Query],
@@ -160,7 +160,8 @@ def load_reference_trajectories(path: Path | str, catalog: ToolCatalog, queries:
 
     Pass the training queries of this file's group (query ids are unique within a group): answers to any
     other query (another query_id, or the same id with another text) are not read. Answer messages other than
-    tool calls (system, user, assistant text) are not used: thoughts are templated. An answer becomes a trajectory only when it is complete:
+    tool calls (system, user, assistant text) are not used: thoughts are templated. An answer becomes a
+    trajectory only when it is complete:
     - every call names a function of the query's offered tools (`pool` and `gold`) by its ToolBench name
       (`toolbench_function_name`; a name shared by two offered tools does not resolve);
     - every call's arguments are a whole JSON object (tool messages are cut to 100 characters, which cuts
@@ -180,7 +181,7 @@ def load_reference_trajectories(path: Path | str, catalog: ToolCatalog, queries:
     simulator = ToolBenchSimulator()
     trajectories, asked = [], 0
     for query_id, entry in data.items():
-        messages, final_answer = _answer(entry, str(path), query_id)
+        messages, final_answer = reference_messages(entry, str(path), query_id)
         query = wanted.get(query_id)
         if query is None or normalise(query.text) != normalise(entry["query"]):
             continue
@@ -193,7 +194,7 @@ def load_reference_trajectories(path: Path | str, catalog: ToolCatalog, queries:
     return trajectories
 
 
-def _answer(entry: object, source: str, query_id: str) -> tuple[list[dict] | None, str]:
+def reference_messages(entry: object, source: str, query_id: str) -> tuple[list[dict] | None, str]:
     """(the messages along the answer's single chain, or None when the tree branches; the final_answer text)."""
     answer = entry.get("answer") if isinstance(entry, dict) else None
     if not (isinstance(entry, dict) and isinstance(entry.get("query"), str) and isinstance(answer, dict)
@@ -215,10 +216,10 @@ def _answer(entry: object, source: str, query_id: str) -> tuple[list[dict] | Non
 def _steps(messages: list[dict] | None, final_answer: str, query: Query, catalog: ToolCatalog,
            simulator: ToolBenchSimulator, source: str, query_id: str, max_answer_chars: int) -> tuple | None:
     """The steps of a complete answer (see `load_reference_trajectories`), else None."""
-    answer = _given_answer(final_answer)
+    answer = given_answer(final_answer)
     if messages is None or answer is None:
         return None
-    calls = [_call(m["message"], source, query_id) for m in messages if m["role"] == "tool"]
+    calls = [parse_reference_call(m["message"], source, query_id) for m in messages if m["role"] == "tool"]
     if not calls or calls[-1][0] != FINISH_FUNCTION:
         return None
     offered = {}
@@ -231,14 +232,14 @@ def _steps(messages: list[dict] | None, final_answer: str, query: Query, catalog
         tool = offered.get(name)
         if tool is None or arguments is None:
             return None
-        parameters = {_identifier(p): p for p in tool.parameters.get("properties") or {}}
+        parameters = {function_identifier(p): p for p in tool.parameters.get("properties") or {}}
         arguments = {parameters.get(key, key): value for key, value in arguments.items()}
         observation = simulator.call(tool, arguments).content
         steps.append(Step(call_thought(tool), tool.id, arguments, observation))
     return tuple(steps) + (finish_step(FINISH_THOUGHT, answer[:max_answer_chars]),)
 
 
-def _call(message: str, source: str, query_id: str) -> tuple[str, dict | None]:
+def parse_reference_call(message: str, source: str, query_id: str) -> tuple[str, dict | None]:
     """(function name, arguments) of a tool message (the repr of a dict, cut to 100 characters); the
     arguments are None when they were cut short or are not a JSON object."""
     match = _CALL.match(message)
@@ -255,7 +256,7 @@ def _call(message: str, source: str, query_id: str) -> tuple[str, dict | None]:
     return name, arguments if isinstance(arguments, dict) else None
 
 
-def _given_answer(final_answer: str) -> str | None:
+def given_answer(final_answer: str) -> str | None:
     """The answer text of a `give_answer` final answer (a JSON object as text), else None."""
     try:
         parsed = json.loads(final_answer, strict=False)  # some answers hold raw newlines

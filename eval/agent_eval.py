@@ -1,8 +1,8 @@
 """End-to-end agent evaluation: ToolGen against a retrieve-read agent on BFCL and ToolBench.
 
-`python -m eval agent --dataset bfcl-single|bfcl-multi|toolbench [--data-dir DIR] [--systems toolgen,retrieve-read]
- [--model DIR] [--baseline-model DIR] [--tune-baseline] [--base smollm2] [--db FILE] [--split test|all]
- [--limit N] [--json]`
+`python -m eval agent --dataset bfcl-single|bfcl-multi|toolbench|toolbench-reference [--data-dir DIR]
+ [--systems toolgen,retrieve-read] [--model DIR] [--baseline-model DIR] [--tune-baseline] [--base smollm2] [--db FILE]
+ [--split test|all] [--limit N] [--json]`
 
 Systems (both run the same agent loop, core/agent.py):
 - toolgen: the ToolGen checkpoint; actions are decoded over the codes of the offered tools.
@@ -27,6 +27,14 @@ Datasets (`--split test`, the default, keeps the held-out test side of core/spli
 - toolbench: the visible query files on the simulated environment (core/executors/toolbench.py): `gold_recall`
   (share of the gold APIs called), `finished`. `--pool query` offers the query's api_list, `--pool catalog` the
   whole catalog (the paper's unfiltered setting).
+- toolbench-reference: the queries of the GPT-3.5 reference answers (DATA_DIR/reference_answers/*.json, read by
+  eval/reference_answers.py) on the same environment. `--pool query` offers the answer's available tools that
+  resolve to catalog tools (answers with none are left out). `--split test` leaves out the queries whose
+  normalised text feeds ToolGen's training (core.build.load_corpus: training queries and trajectories).
+  `reference_recall`: share of the resolved tools GPT-3.5 called that the system called too (absent when it
+  called none). The GPT-3.5 answers of the tasks are stored as trajectories of system `gpt-3.5-reference`, once
+  per task however often the dataset runs, so the Annotate tab pairs them with the systems' runs; the report
+  gives their metrics (eval/reference_answers.py) beside the systems'.
 Metrics of every system: `finished` (every user turn ended with Finish), `steps`, `calls`, `errors` (error
 events), `hallucinated` (calls to a tool outside the offered set: zero for both systems by construction, counted
 from the trajectories anyway) and `probe_invalid` (share of actions where greedy decoding *without* the
@@ -55,20 +63,21 @@ from .stats import bootstrap_ci
 from .store import MetricValue, ResultsStore
 from .store import Trajectory as StoredTrajectory
 
-DATASETS = ("bfcl-single", "bfcl-multi", "toolbench")
+DATASETS = ("bfcl-single", "bfcl-multi", "toolbench", "toolbench-reference")
 SYSTEMS = ("toolgen", "retrieve-read")
 
 
 @dataclass
 class Task:
     """One conversation to run: user texts with the tools offered from each turn on, an executor factory,
-    and a scorer of the finished trajectory (tool ids in, metrics out)."""
+    a scorer of the finished trajectory (tool ids in, metrics out), and a reference run to store with it."""
 
     id: str
     group: str  # the dataset name stored with the trajectory
     turns: list[tuple[str, tuple[str, ...] | None]]  # (user text, offered tool ids or None = the whole catalog)
     make_executor: Callable[[], object]
     score: Callable[[Trajectory], dict[str, float]]
+    reference: StoredTrajectory | None = None
 
     @property
     def offered(self) -> set[str] | None:
@@ -271,14 +280,21 @@ def _split_entries(entries: list, split: str) -> list:
     return entries if split == "all" else split_entries(entries).test
 
 
+def toolbench_environment(cache_file: str | None) -> Callable[[], object]:
+    """A factory of ToolBench simulators sharing one response cache (see core/executors/toolbench.py)."""
+    from core.executors.toolbench import ResponseCache, ToolBenchSimulator
+
+    cache = ResponseCache.load(cache_file) if cache_file else ResponseCache()
+    return lambda: ToolBenchSimulator(cache)
+
+
 def toolbench_tasks(catalog: ToolCatalog, query_files: Sequence[Path], split: str, pool: str,
                     cache_file: str | None) -> list[Task]:
     """One task per ToolBench query on the simulated environment."""
-    from core.executors.toolbench import ResponseCache, ToolBenchSimulator
     from core.splits import split_queries
     from core.toolbench import load_toolbench_queries
 
-    cache = ResponseCache.load(cache_file) if cache_file else ResponseCache()
+    environment = toolbench_environment(cache_file)
     tasks = []
     for path in query_files:
         queries = load_toolbench_queries(path, catalog)
@@ -289,8 +305,33 @@ def toolbench_tasks(catalog: ToolCatalog, query_files: Sequence[Path], split: st
                 return {"gold_recall": len(called & set(gold)) / len(gold) if gold else 0.0}
 
             tasks.append(Task(query.id, f"toolbench:{Path(path).stem}",
-                              [(query.text, query.pool if pool == "query" else None)],
-                              lambda: ToolBenchSimulator(cache), score))
+                              [(query.text, query.pool if pool == "query" else None)], environment, score))
+    return tasks
+
+
+def toolbench_reference_tasks(catalog: ToolCatalog, answer_files: Sequence[Path], pool: str, cache_file: str | None,
+                              excluded_texts: Sequence[str] = ()) -> list[Task]:
+    """One task per GPT-3.5 reference answer that offers a catalog tool and whose normalised query is not one of
+    `excluded_texts`; each carries the answer as its reference trajectory."""
+    from core.splits import normalise
+
+    from .reference_answers import function_index, load_reference_answers
+
+    environment, index = toolbench_environment(cache_file), function_index(catalog)
+    excluded = {normalise(text) for text in excluded_texts}
+    tasks = []
+    for path in answer_files:
+        for answer in load_reference_answers(path, catalog, index):
+            if not answer.offered or normalise(answer.query) in excluded:
+                continue
+
+            def score(trajectory: Trajectory, reference=answer.called) -> dict[str, float]:
+                called = {tool_id for _, tool_id, _ in trajectory.calls}
+                return {"reference_recall": len(called & set(reference)) / len(reference)} if reference else {}
+
+            group = f"toolbench-reference:{answer.group}"
+            tasks.append(Task(answer.query_id, group, [(answer.query, answer.offered if pool == "query" else None)],
+                              environment, score, reference=answer.trajectory(group)))
     return tasks
 
 
@@ -343,12 +384,33 @@ def summarise(trajectories: Sequence[StoredTrajectory]) -> dict[str, dict]:
     return summary
 
 
+def store_once(store: ResultsStore, trajectories: Sequence[StoredTrajectory]) -> int:
+    """Store the trajectories whose (system, dataset, query id) the store does not hold yet; how many it stored."""
+    held = {(t.system, t.dataset, t.query_id) for dataset in {t.dataset for t in trajectories}
+            for t in store.trajectories(dataset=dataset)}
+    new = {}
+    for trajectory in trajectories:
+        key = (trajectory.system, trajectory.dataset, trajectory.query_id)
+        if key not in held:
+            new.setdefault(key, trajectory)
+    store.add_trajectories(new.values())
+    return len(new)
+
+
 def build_tasks(args: argparse.Namespace, catalog: ToolCatalog) -> list[Task]:
     categories = [c.strip() for c in args.categories.split(",")] if args.categories else None
     if args.dataset == "bfcl-single":
         tasks = bfcl_single_tasks(catalog, args.split, categories)
     elif args.dataset == "bfcl-multi":
         tasks = bfcl_multi_tasks(catalog, args.split, categories)
+    elif args.dataset == "toolbench-reference":
+        from core.build import load_corpus
+
+        data_dir = Path(args.data_dir)
+        files = ([Path(f) for f in args.queries] if args.queries
+                 else sorted((data_dir / "reference_answers").glob("*.json")))
+        training = load_corpus("toolbench", data_dir).training_texts() if args.split == "test" else ()
+        tasks = toolbench_reference_tasks(catalog, files, args.pool, args.cache, training)
     else:
         data_dir = Path(args.data_dir)
         files = [Path(f) for f in args.queries] if args.queries else sorted((data_dir / "queries").glob("*.json"))
@@ -360,7 +422,7 @@ def build_tasks(args: argparse.Namespace, catalog: ToolCatalog) -> list[Task]:
 
 def load_catalog(args: argparse.Namespace) -> ToolCatalog:
     """The dataset's tool catalog (the retrieve-read agent's tools, and the ids tasks are written in)."""
-    if args.dataset == "toolbench":
+    if args.dataset.startswith("toolbench"):
         from core.toolbench import load_toolbench_corpus
 
         return load_toolbench_corpus(Path(args.data_dir) / "corpus.json")
@@ -391,12 +453,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from core.toolbench import DEFAULT_DATA_DIR
 
     parser.add_argument("--dataset", choices=DATASETS, required=True)
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="ToolBench data folder (toolbench)")
-    parser.add_argument("--queries", nargs="*", help="ToolBench query files (default: every file in DATA_DIR/queries)")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="ToolBench data folder (toolbench*)")
+    parser.add_argument("--queries", nargs="*", help="ToolBench query files (default: every file in DATA_DIR/queries); "
+                                                      "toolbench-reference: reference-answer files (default: every "
+                                                      "file in DATA_DIR/reference_answers)")
     parser.add_argument("--categories", help="BFCL categories, comma-separated (default: all of the dataset's)")
     parser.add_argument("--split", choices=("test", "all"), default="test")
     parser.add_argument("--pool", choices=("query", "catalog"), default="query",
-                        help="toolbench: offer the query's api_list or the whole catalog")
+                        help="toolbench*: offer the query's tools (api_list, or the answer's available tools) or "
+                             "the whole catalog")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--model", help="ToolGen checkpoint (default: models/toolgen-<bfcl|toolbench>)")
     parser.add_argument("--baseline-model", help="retrieve-read checkpoint (default: models/retrieve-read-<corpus>)")
@@ -425,11 +490,16 @@ def run(args: argparse.Namespace) -> int:
     tasks = build_tasks(args, catalog)
     config = AgentConfig(max_steps=args.max_steps, max_thought_tokens=args.max_thought_tokens,
                          max_argument_tokens=args.max_argument_tokens, probe_unconstrained=True)
-    corpus = "toolbench" if args.dataset == "toolbench" else "bfcl"
-    setting = f"pool={args.pool}" if args.dataset == "toolbench" else "offered-functions"
+    corpus = "toolbench" if args.dataset.startswith("toolbench") else "bfcl"
+    setting = f"pool={args.pool}" if corpus == "toolbench" else "offered-functions"
     log = (lambda message: None) if args.json else print
     report = {}
     with ResultsStore(args.db) as store:
+        references = [task.reference for task in tasks if task.reference is not None]
+        if references:
+            added = store_once(store, references)
+            report[references[0].system] = {"tasks": len(references), "stored_now": added, "skipped": [],
+                                            **{n: round(s["mean"], 4) for n, s in summarise(references).items()}}
         for name in systems:
             if name == "toolgen":
                 system, tuned = ToolGenSystem(ToolGenModel.load(args.model or MODELS_DIR / f"toolgen-{corpus}")), True
