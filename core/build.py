@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import resource
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -217,10 +218,18 @@ def load_retrieval_pairs(model_dir: Path | str) -> list[tuple[str, str]]:
     return [(row["query"], row["tool"]) for row in rows]
 
 
+def retrieval_checkpoint(out: Path | str) -> Path:
+    """Where a build that goes on to agent tuning also keeps its retrieval-stage model: `<out>-retrieval`."""
+    out = Path(out)
+    return out.with_name(out.name + "-retrieval")
+
+
 def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, stages=STAGES) -> None:
     """Run the `stages` not yet in `info["stages"]`, scoring retrieval and saving to `out` after each one.
 
     Before each stage its examples and the corpus's training texts are checked against the test queries.
+    When the agent stage follows, the retrieval-stage model is also saved to `retrieval_checkpoint(out)`
+    (retrieval is evaluated on it, as in the paper; the agent uses `out`).
 
     Scores go to `info["metrics"]` ("untrained" first), training reports to `info["reports"]`.
     """
@@ -245,6 +254,9 @@ def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, st
         done.append(stage)
         if trainer.accelerator.is_main_process:
             toolgen.save(out)
+            if stage == RETRIEVAL and AGENT in stages:  # agent tuning costs retrieval quality: keep this one too
+                toolgen.save(retrieval_checkpoint(out))
+                shutil.copy(out / RETRIEVAL_PAIRS_FILE, retrieval_checkpoint(out))
         trainer.accelerator.wait_for_everyone()
 
 

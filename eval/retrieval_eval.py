@@ -84,8 +84,14 @@ def bfcl_set(split: str) -> tuple[ToolCatalog, EvalSet]:
 
 
 def toolgen_dir(args: argparse.Namespace, corpus: str) -> Path:
-    """The ToolGen checkpoint evaluated (`--model`, default models/toolgen-<corpus>)."""
-    return Path(args.model or MODELS_DIR / f"toolgen-{corpus}")
+    """The ToolGen checkpoint evaluated: `--model`, else the build's retrieval-stage model
+    (models/toolgen-<corpus>-retrieval) when it exists, else models/toolgen-<corpus>."""
+    if args.model:
+        return Path(args.model)
+    from core.build import retrieval_checkpoint
+
+    built = MODELS_DIR / f"toolgen-{corpus}"
+    return retrieval_checkpoint(built) if retrieval_checkpoint(built).exists() else built
 
 
 def toolgen_training_pairs(catalog: ToolCatalog, model_dir: Path) -> list[tuple[str, str]]:
@@ -179,7 +185,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--setting", choices=("in-domain", "multi-domain"), default="multi-domain")
     parser.add_argument("--split", choices=("test", "all"), default="test")
     parser.add_argument("--systems", default="toolgen,bm25,embedding,embedding-ft")
-    parser.add_argument("--model", help="ToolGen checkpoint (default: models/toolgen-<corpus>)")
+    parser.add_argument("--model", help="ToolGen checkpoint (default: models/toolgen-<corpus>-retrieval, the build's "
+                                        "retrieval-stage model, else models/toolgen-<corpus>)")
     parser.add_argument("--ft-model", help="fine-tuned embedding model (default: models/embedding-ft-<corpus>, "
                                            "trained on ToolGen's retrieval-stage pairs when missing)")
     parser.add_argument("--beams", type=int, default=5)

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from core.build import Corpus, Preset, build_stages, load_retrieval_pairs, retrieval_quality
+from core.build import (Corpus, Preset, build_stages, load_retrieval_pairs, retrieval_checkpoint,
+                        retrieval_quality)
 from core.data import (AGENT, FINISH_THOUGHT, MEMORIZATION, RETRIEVAL, STAGES, Step, Trajectory,
                        memorization_examples, retrieval_examples, trajectory_example)
 from core.indexing import FINISH
@@ -111,6 +112,9 @@ def test_an_interrupted_build_resumes_after_the_last_finished_stage(tmp_path, sm
     assert final.info["reports"][MEMORIZATION] == first_report  # not trained again
     assert set(final.info["metrics"]) == {"untrained", *STAGES}
     assert 0 <= final.info["metrics"][AGENT]["ndcg@1"] <= 100
+    snapshot = ToolGenModel.load(retrieval_checkpoint(out))  # what retrieval is evaluated on
+    assert snapshot.info["stages"] == [MEMORIZATION, RETRIEVAL]
+    assert load_retrieval_pairs(retrieval_checkpoint(out)) == load_retrieval_pairs(out)
     pairs = load_retrieval_pairs(out)  # what the fine-tuned embedding baseline will train on
     trained_queries = {(q.text, tool_id) for q in corpus.train for tool_id in q.gold}
     assert trained_queries <= set(pairs) and {tool for _, tool in pairs} <= set(toy_catalog.ids)
