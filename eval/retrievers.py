@@ -214,7 +214,7 @@ def finetune_embedding(pairs: Sequence[tuple[str, str]], out_dir: str | Path, ep
     with tempfile.TemporaryDirectory() as scratch:
         args = SentenceTransformerTrainingArguments(
             output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate, warmup_ratio=0.1, seed=seed, save_strategy="no", report_to=[],
+            learning_rate=learning_rate, warmup_steps=0.1, seed=seed, save_strategy="no", report_to=[],
             batch_sampler=BatchSamplers.NO_DUPLICATES, disable_tqdm=True, logging_strategy="no",
             dataloader_pin_memory=torch.cuda.is_available())
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,

@@ -61,7 +61,7 @@ window.wb = {
 # tab id -> (element that shows the tab is open, JavaScript starting its main action, condition saying it is
 # done, JavaScript arranging the view before the picture)
 SHOTS = {
-    "chat": ("chat-input", "wb.fill('chat-input', 'List the files in my home folder.'); wb.click('chat-send');",
+    "chat": ("chat-input", "wb.fill('chat-input', 'What is the current stock price of NVDA?'); wb.click('chat-send');",
              "wb.text('chat-history').includes('✅') || wb.text('chat-history').includes('without a final answer')",
              "wb.openFirstCall()"),
     "beam": ("beam-query", "wb.fill('beam-query', 'list the files in my home folder'); wb.click('beam-run');",
