@@ -185,9 +185,8 @@ def tune_retrieve_read(system: RetrieveReadSystem, corpus_name: str, data_dir: s
     from core.train import Trainer
 
     preset, corpus = Preset(), load_corpus(corpus_name, data_dir)
-    # the build's agent sources in its order: entries that have a trajectory (relevance and agentic entries have
-    # none, see core.data.bfcl_trajectory), then ready-made trajectories
-    sources = [e for e in corpus.train_entries if e.kind in ("ast", "irrelevance", "multi_turn")]
+    # the build's agent sources in its order: `Corpus.agent_entries`, then ready-made trajectories
+    sources = list(corpus.agent_entries())
     sources += list(corpus.trajectories)
     if not sources:
         raise ValueError(f"--tune-baseline: the {corpus_name} corpus has no agent training trajectories")

@@ -432,3 +432,35 @@ class ResultsStore:
         quoted = str(path).replace("'", "''")
         self._cursor().execute(f"COPY (SELECT * FROM {table} ORDER BY ALL) TO '{quoted}' ({formats[path.suffix]})")
         return path
+
+    def merge_from(self, path: str | Path) -> dict[str, int]:
+        """Copy the runs (with their query results and metrics) and the trajectories of another store file into
+        this one, under new ids; votes stay behind (they point at that file's trajectories). DuckDB allows one
+        writer per file, so parallel evaluation jobs write separate files and are merged afterwards.
+        Returns how many runs and trajectories were copied."""
+        other = ResultsStore(path)  # migrates it to this schema version; StoreLockedError if it is in use
+        other.close()
+        quoted = str(Path(path)).replace("'", "''")
+        columns = "created_at, system, config, code_version, dataset, dataset_hash, setting, split"
+        trajectory_columns = "system, dataset, query_id, query, steps, final_answer, metrics, created_at"
+
+        def work(cursor):
+            runs = [row[0] for row in cursor.execute("SELECT id FROM other.runs ORDER BY id").fetchall()]
+            for old in runs:
+                new = cursor.execute(f"INSERT INTO runs ({columns}) SELECT {columns} FROM other.runs WHERE id = ? "
+                                     "RETURNING id", [old]).fetchone()[0]
+                cursor.execute("INSERT INTO query_results SELECT ?, query_id, query, ranked, scores, gold, latency_ms "
+                               "FROM other.query_results WHERE run_id = ?", [new, old])
+                cursor.execute("INSERT INTO metrics SELECT ?, name, value, ci_low, ci_high FROM other.metrics "
+                               "WHERE run_id = ?", [new, old])
+            cursor.execute(f"INSERT INTO trajectories ({trajectory_columns}) SELECT {trajectory_columns} "
+                           "FROM other.trajectories ORDER BY id")
+            trajectories = cursor.execute("SELECT count(*) FROM other.trajectories").fetchone()[0]
+            return {"runs": len(runs), "trajectories": trajectories}
+
+        cursor = self._cursor()
+        cursor.execute(f"ATTACH '{quoted}' AS other (READ_ONLY)")
+        try:
+            return self._write(work)
+        finally:
+            cursor.execute("DETACH other")

@@ -194,3 +194,20 @@ def test_export_csv_and_parquet(store, tmp_path):
         store.export("runs; DROP TABLE runs", tmp_path / "x.csv")
     with pytest.raises(ValueError, match="unsupported export format"):
         store.export("runs", tmp_path / "x.json")
+
+
+def test_merge_from_another_file_renumbers_runs_and_trajectories(store, tmp_path):
+    store.add_run("bm25", "bfcl", _results(1), [MetricValue("ndcg@1", 0.1)])
+    _trajectories(store, systems=("bm25",))
+    with ResultsStore(tmp_path / "other's.duckdb") as other:  # a quote in the name on purpose
+        run_id = other.add_run("toolgen", "bfcl", _results(2), [MetricValue("ndcg@1", 0.9, 0.8, 1.0)])
+        _trajectories(other, systems=("toolgen", "embed"))
+        a, b = [t.id for t in other.trajectories()]
+        other.add_vote(a, b, "ann", "A")
+    assert store.merge_from(tmp_path / "other's.duckdb") == {"runs": 1, "trajectories": 2}
+    runs = store.runs().set_index("system")
+    assert len(runs) == 2 and runs.loc["toolgen", "id"] == 2 and run_id == 1  # renumbered after this file's run
+    assert store.query_results(int(runs.loc["toolgen", "id"])) == _results(2)
+    assert store.metrics([int(runs.loc["toolgen", "id"])])["value"].tolist() == [0.9]
+    assert sorted((t.id, t.system) for t in store.trajectories()) == [(1, "bm25"), (2, "toolgen"), (3, "embed")]
+    assert store.votes().empty
