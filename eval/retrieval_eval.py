@@ -118,6 +118,10 @@ def make_retriever(system: str, catalog: ToolCatalog, corpus: str, args: argpars
         model_dir = Path(args.ft_model or MODELS_DIR / f"embedding-ft-{corpus}")
         if not model_dir.exists():
             pairs = toolgen_training_pairs(catalog, toolgen_dir(args, corpus))
+            if args.ft_max_pairs:
+                from core.build import spread
+
+                pairs = spread(pairs, args.ft_max_pairs)
             print(f"fine-tuning MiniLM on {len(pairs)} (query, document) pairs → {model_dir}")
             retrievers.finetune_embedding(pairs, model_dir)
         return retrievers.EmbeddingRetriever(catalog, model_path=model_dir, cache_dir=cache_dir, name="embedding-ft")
@@ -189,6 +193,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "retrieval-stage model, else models/toolgen-<corpus>)")
     parser.add_argument("--ft-model", help="fine-tuned embedding model (default: models/embedding-ft-<corpus>, "
                                            "trained on ToolGen's retrieval-stage pairs when missing)")
+    parser.add_argument("--ft-max-pairs", type=int, help="fine-tune embedding-ft on at most N of ToolGen's pairs, "
+                                                         "evenly spread (default: all; see the README for the cost)")
     parser.add_argument("--beams", type=int, default=5)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--limit", type=int, help="evaluate only the first N queries of each set")
