@@ -12,10 +12,12 @@ Splits: for the visible query files and BFCL, `--split test` (default) keeps the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,8 +124,9 @@ def make_retriever(system: str, catalog: ToolCatalog, corpus: str, args: argpars
                 from core.build import spread
 
                 pairs = spread(pairs, args.ft_max_pairs)
-            print(f"fine-tuning MiniLM on {len(pairs)} (query, document) pairs → {model_dir}")
-            retrievers.finetune_embedding(pairs, model_dir)
+            print(f"fine-tuning MiniLM on {len(pairs)} (query, document) pairs → {model_dir}", file=sys.stderr)
+            with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its summary; stdout carries --json
+                retrievers.finetune_embedding(pairs, model_dir)
         return retrievers.EmbeddingRetriever(catalog, model_path=model_dir, cache_dir=cache_dir, name="embedding-ft")
     if system == "toolgen":
         from core.model import ToolGenModel
