@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .data import (AGENT, MEMORIZATION, RETRIEVAL, STAGES, bfcl_agent_examples, memorization_examples,
-                   retrieval_examples, trajectory_example)
+                   retrieval_examples, spread, trajectory_example)
 from .indexing import FINISH
 from .model import DEFAULT_MODEL_DIR, REPO_ROOT, SMOLLM2, ToolGenModel, load_base
 from .prompts import retrieval_prompt
@@ -156,13 +156,6 @@ def _limit_tools(corpus: Corpus, max_tools: int) -> Corpus:
                   [e for e in corpus.train_entries if inside(e.gold) and inside(e.pool)],
                   [t for t in corpus.trajectories if inside(s.tool_id for _, steps in t.turns for s in steps
                                                             if s.tool_id != FINISH)])
-
-
-def spread(items: list, n: int) -> list:
-    """At most n items, evenly spaced over the list (deterministic)."""
-    if len(items) <= n:
-        return list(items)
-    return [items[i * len(items) // n] for i in range(n)]
 
 
 def sample(items: list, n: int, seed: int) -> list:

@@ -54,6 +54,13 @@ class Example:
         return [token for token, scored in zip(self.ids, self.mask) if scored]
 
 
+def spread(items: Sequence, n: int) -> list:
+    """At most n items, evenly spaced over the sequence (deterministic)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
+
+
 def _prompt_and_code(prompt: list[int], code: Sequence[int], stage: str, tool_id: str, text: str) -> Example:
     return Example(tuple(prompt) + tuple(code), (False,) * len(prompt) + (True,) * len(code), stage, tool_id, text)
 
@@ -292,8 +299,8 @@ FINISH_THOUGHT = "I have what I need to answer."
 NO_TOOL_THOUGHT = "None of my tools fits this request."
 NO_TOOL_ANSWER = "I cannot help with this using the available tools."
 MISSING_INFO_THOUGHT = "I cannot complete this request as asked."
-CONTINUE_TEXT = "Continue."  # the user text of a BFCL turn that only adds functions
 MISSING_INFO_ANSWER = "I cannot do this yet: a needed tool or detail is missing. Please tell me more."
+CONTINUE_TEXT = "Continue."  # the user text of a BFCL turn that only adds functions
 
 
 def finish_step(thought: str, answer: str) -> Step:
@@ -332,8 +339,8 @@ def bfcl_trajectory(entry: BfclEntry, catalog, max_answer_chars: int = 300) -> T
     Single-turn AST entries: the ground-truth calls (first acceptable value of each parameter), then Finish
     listing the calls. Irrelevance entries: Finish right away. Multi-turn entries: per turn, the ground-truth
     calls run on the entry's backends (initial config from the entry), then Finish with the last
-    observation (a turn with no user message, which only adds functions, gets "Continue."); a turn without ground-truth calls (missing function or parameter) finishes
-    with a request for what is missing. Relevance and agentic entries (no ground-truth calls) give None.
+    observation (a turn with no user message, which only adds functions, gets CONTINUE_TEXT); a turn without
+    ground-truth calls (missing function or parameter) finishes with a request for what is missing. Relevance and agentic entries (no ground-truth calls) give None.
     """
     texts = entry_texts(entry)
     if entry.kind == "irrelevance":

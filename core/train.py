@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
-from .data import Example
+from .data import Example, spread
 from .indexing import FINISH
 
 HEADS = ("full", "codes")
@@ -237,7 +237,8 @@ class Trainer:
             else:
                 prefix = ()
             suffixes = [list(s[len(prefix):]) for s in sequences]
-            hidden = _run_layers(self.lower, self._rotary, model.config, embed(_pad(suffixes, 0).to(self.device)), cache)
+            ids = _pad(suffixes, 0).to(self.device)
+            hidden = _run_layers(self.lower, self._rotary, model.config, embed(ids), cache)
         self.lower_tokens += len(prefix) + sum(len(s) for s in suffixes)
         if prefix:
             return [torch.cat([shared, hidden[i, :len(s)]]) for i, s in enumerate(suffixes)]
@@ -292,7 +293,7 @@ class Trainer:
                                             random.Random(config.seed * 1000 + epoch)))
                 for epoch in range(config.epochs)]
         total = sum(len(p) for p in plan)
-        probe = [rows[i * len(rows) // min(len(rows), PROBE)] for i in range(min(len(rows), PROBE))]
+        probe = spread(rows, PROBE)
         probe_before = self.mean_loss(probe, head, label_map, config)
         state = self._load_state(state_path, stage, config, optimizer)
         step, losses = state.get("step", 0), state.get("losses", [])

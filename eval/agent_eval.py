@@ -414,7 +414,7 @@ def build_tasks(args: argparse.Namespace, catalog: ToolCatalog) -> list[Task]:
         data_dir = Path(args.data_dir)
         files = [Path(f) for f in args.queries] if args.queries else sorted((data_dir / "queries").glob("*.json"))
         tasks = toolbench_tasks(catalog, files, args.split, args.pool, args.cache)
-    from core.build import spread
+    from core.data import spread
 
     return spread(tasks, args.limit) if args.limit else tasks
 
