@@ -104,7 +104,8 @@ def tiny_models(tmp_path_factory, bfcl_catalog):
 def test_cli_runs_the_systems_and_stores_trajectories(tiny_models, tmp_path, capsys, dataset, systems):
     db = tmp_path / "results.duckdb"
     code = main(["agent", "--dataset", dataset, "--systems", ",".join(systems), "--model", str(tiny_models / "toolgen"),
-                 "--base", str(tiny_models / "base"), "--db", str(db), "--limit", "1", "--max-steps", "1",
+                 "--base", str(tiny_models / "base"), "--baseline-model", str(tmp_path / "no-baseline"),
+                 "--db", str(db), "--limit", "1", "--max-steps", "1",
                  "--max-thought-tokens", "4", "--max-argument-tokens", "4", "--json"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)

@@ -172,6 +172,7 @@ def tiny_models(tmp_path_factory, data_dir):
 def run_cli(data_dir, tiny_models, db, systems: str, capsys) -> dict:
     code = main(["agent", "--dataset", "toolbench-reference", "--data-dir", str(data_dir), "--systems", systems,
                  "--model", str(tiny_models / "toolgen"), "--base", str(tiny_models / "base"), "--db", str(db),
+                 "--baseline-model", str(tiny_models / "no-baseline"),
                  "--max-steps", "1", "--max-thought-tokens", "4", "--max-argument-tokens", "4", "--json"])
     assert code == 0
     return json.loads(capsys.readouterr().out)
