@@ -154,6 +154,30 @@ def toolbench_function_name(tool: Tool) -> str:
     return f"{function_identifier(tool.api_name)}_for_{_standardize(tool.tool_name)}"[-64:]
 
 
+def function_index(tools: Iterable[Tool]) -> dict[str, str | None]:
+    """ToolBench function name -> tool id, for `tools` (None for a name two of them share: it does not resolve)."""
+    index: dict[str, str | None] = {}
+    for tool in tools:
+        name = toolbench_function_name(tool)
+        index[name] = None if name in index else tool.id
+    return index
+
+
+def catalog_arguments(tool: Tool, arguments: dict) -> dict:
+    """A recorded call's arguments with ToolBench's standardized parameter names (e.g. `is_id`) mapped back to
+    the tool's own; unknown names are kept."""
+    names = {function_identifier(p): p for p in tool.parameters.get("properties") or {}}
+    return {names.get(key, key): value for key, value in arguments.items()}
+
+
+def check_answer_node(node: object, source: str, query_id: str) -> dict:
+    """`node` of a reference answer's `answer_details` tree, checked: a {role, message, next} object."""
+    if not (isinstance(node, dict) and isinstance(node.get("role"), str)
+            and isinstance(node.get("message"), str) and isinstance(node.get("next"), list)):
+        raise CatalogError(source, query_id, "answer_details: every node needs role, message and next")
+    return node
+
+
 def load_reference_trajectories(path: Path | str, catalog: ToolCatalog, queries: Iterable[Query],
                                 max_answer_chars: int = 300) -> list[Trajectory]:
     """Agent trajectories from a reference-answers file (`reference_answers/<group>.json`), for `queries` only.
@@ -203,9 +227,7 @@ def reference_messages(entry: object, source: str, query_id: str) -> tuple[list[
     messages, level = [], answer["answer_details"]
     while level:
         for node in level:
-            if not (isinstance(node, dict) and isinstance(node.get("role"), str)
-                    and isinstance(node.get("message"), str) and isinstance(node.get("next"), list)):
-                raise CatalogError(source, query_id, "answer_details: every node needs role, message and next")
+            check_answer_node(node, source, query_id)
         if len(level) > 1:
             return None, answer["final_answer"]
         messages.append(level[0])
@@ -222,18 +244,14 @@ def _steps(messages: list[dict] | None, final_answer: str, query: Query, catalog
     calls = [parse_reference_call(m["message"], source, query_id) for m in messages if m["role"] == "tool"]
     if not calls or calls[-1][0] != FINISH_FUNCTION:
         return None
-    offered = {}
-    for tool in (catalog.get(t) for t in dict.fromkeys(query.pool + query.gold)):
-        if tool is not None:
-            name = toolbench_function_name(tool)
-            offered[name] = None if name in offered else tool  # a shared name does not resolve
+    offered = function_index(catalog[t] for t in dict.fromkeys(query.pool + query.gold) if t in catalog)
     steps = []
     for name, arguments in calls[:-1]:
-        tool = offered.get(name)
-        if tool is None or arguments is None:
+        tool_id = offered.get(name)
+        if tool_id is None or arguments is None:
             return None
-        parameters = {function_identifier(p): p for p in tool.parameters.get("properties") or {}}
-        arguments = {parameters.get(key, key): value for key, value in arguments.items()}
+        tool = catalog[tool_id]
+        arguments = catalog_arguments(tool, arguments)
         observation = simulator.call(tool, arguments).content
         steps.append(Step(call_thought(tool), tool.id, arguments, observation))
     return tuple(steps) + (finish_step(FINISH_THOUGHT, answer[:max_answer_chars]),)

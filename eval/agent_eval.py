@@ -314,7 +314,9 @@ def toolbench_reference_tasks(catalog: ToolCatalog, answer_files: Sequence[Path]
     `excluded_texts`; each carries the answer as its reference trajectory."""
     from core.splits import normalise
 
-    from .reference_answers import function_index, load_reference_answers
+    from core.toolbench import function_index
+
+    from .reference_answers import load_reference_answers
 
     environment, index = toolbench_environment(cache_file), function_index(catalog)
     excluded = {normalise(text) for text in excluded_texts}

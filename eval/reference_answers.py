@@ -28,8 +28,8 @@ from typing import Iterator
 
 from core.agent import FINISH_ID, ActionEvent, ArgumentsEvent, FinalAnswerEvent, ObservationEvent, ThoughtEvent
 from core.executors.base import validate_arguments
-from core.toolbench import (FINISH_FUNCTION, function_identifier, given_answer, parse_reference_call, read_json,
-                            reference_messages, toolbench_function_name)
+from core.toolbench import (FINISH_FUNCTION, catalog_arguments, check_answer_node, function_index, given_answer,
+                            parse_reference_call, read_json, reference_messages)
 from core.tools import CatalogError, ToolCatalog
 
 from .store import Trajectory as StoredTrajectory
@@ -55,15 +55,6 @@ class ReferenceAnswer:
         """The answer as a stored trajectory of REFERENCE_SYSTEM under `dataset`."""
         return StoredTrajectory(REFERENCE_SYSTEM, dataset, self.query_id, self.query, self.steps, self.final_answer,
                                 self.metrics)
-
-
-def function_index(catalog: ToolCatalog) -> dict[str, str | None]:
-    """ToolBench function name -> catalog tool id (None for a name two tools share)."""
-    index: dict[str, str | None] = {}
-    for tool in catalog:
-        name = toolbench_function_name(tool)
-        index[name] = None if name in index else tool.id
-    return index
 
 
 def load_reference_answers(path: Path | str, catalog: ToolCatalog,
@@ -117,10 +108,7 @@ def _reference_answer(entry: object, source: str, query_id: str, catalog: ToolCa
 def _recorded_order(nodes: list, source: str, query_id: str) -> Iterator[dict]:
     """The messages of an answer tree depth first (for a chain: in order)."""
     for node in nodes:
-        if not (isinstance(node, dict) and isinstance(node.get("role"), str)
-                and isinstance(node.get("message"), str) and isinstance(node.get("next"), list)):
-            raise CatalogError(source, query_id, "answer_details: every node needs role, message and next")
-        yield node
+        yield check_answer_node(node, source, query_id)
         yield from _recorded_order(node["next"], source, query_id)
 
 
@@ -131,8 +119,7 @@ def _arguments_event(step: int, tool_id: str, arguments: dict | None, catalog: T
         return ArgumentsEvent(turn=0, step=step, tool_id=tool_id, arguments={}, text="", problems=[CUT_ARGUMENTS])
     if tool is None:
         return ArgumentsEvent(turn=0, step=step, tool_id=tool_id, arguments=arguments, text="", problems=[])
-    names = {function_identifier(p): p for p in tool.parameters.get("properties") or {}}
-    arguments = {names.get(key, key): value for key, value in arguments.items()}
+    arguments = catalog_arguments(tool, arguments)
     return ArgumentsEvent(turn=0, step=step, tool_id=tool_id, arguments=arguments, text="",
                           problems=validate_arguments(tool, arguments))
 
