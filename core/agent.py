@@ -382,17 +382,17 @@ class _Run:
     def arguments(self, turn: int, action: ActionEvent, prompt: list[int]) -> Iterator[AgentEvent]:
         """Schema-guided JSON after the forced "\\nAction Input:" (core/arguments.py); the last event is the
         ArgumentsEvent."""
-        finish = action.tool_id == FINISH_ID
-        schema = FINISH_SCHEMA if finish else self.toolgen.catalog[action.tool_id].parameters
-        decoded = decode_arguments(self.cache.next_logits, self.tokenizer, prompt, schema,
+        tool = None if action.tool_id == FINISH_ID else self.toolgen.catalog[action.tool_id]
+        decoded = decode_arguments(self.cache.next_logits, self.tokenizer, prompt,
+                                   FINISH_SCHEMA if tool is None else tool.parameters,
                                    self.config.max_argument_tokens, frozenset(self.stop_ids))
         arguments = decoded.arguments
         if decoded.problem:
             yield ErrorEvent(turn=turn, step=self.step, message=decoded.problem,
                              recovery="the arguments decoded before it are used")
-        if finish and not isinstance(arguments.get("final_answer"), str):
+        if tool is None and not isinstance(arguments.get("final_answer"), str):
             arguments = {"final_answer": ""}
-        problems = [] if finish else validate_arguments(self.toolgen.catalog[action.tool_id], arguments)
+        problems = [] if tool is None else validate_arguments(tool, arguments)
         yield ArgumentsEvent(turn=turn, step=self.step, tool_id=action.tool_id, arguments=arguments,
                              text=decoded.text, problems=problems)
 

@@ -126,7 +126,7 @@ def _load_toolbench(data_dir: Path) -> Corpus:
         raise FileNotFoundError(f"{data_dir / 'queries'}: no query files")
     split = split_queries(q for path in files for q in load_toolbench_queries(path, catalog))
     answers = data_dir / "reference_answers"
-    trajectories = [trajectory for path in files if answers.is_dir()
+    trajectories = [trajectory for path in (files if answers.is_dir() else [])
                     for trajectory in load_reference_trajectories(
                         answers / path.name, catalog, [q for q in split.train if q.source == f"toolbench:{path.stem}"])]
     answered = {normalise(user) for trajectory in trajectories for user, _ in trajectory.turns}

@@ -17,14 +17,7 @@ from eval.reference_answers import CUT_ARGUMENTS, REFERENCE_SYSTEM
 from eval.store import ResultsStore
 from tests.conftest import tiny_llama
 from tests.test_agent_eval import made_trajectory
-
-
-def api(tool_name: str, api_name: str, required=(), optional=()) -> dict:
-    """A ToolBench `api_list` entry with STRING parameters."""
-    param = lambda name: {"name": name, "type": "STRING", "description": "", "default": ""}  # noqa: E731
-    return {"category_name": "Test", "tool_name": tool_name, "api_name": api_name, "api_description": "Test API.",
-            "required_parameters": [param(p) for p in required], "optional_parameters": [param(p) for p in optional],
-            "method": "GET", "template_response": {"city": "str", "temperature": "float"}}
+from tests.test_toolbench_trajectories import api
 
 
 CORPUS = [api("Weather Hub", "Current Weather", required=["city"], optional=["cityId"]),
