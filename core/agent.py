@@ -1,7 +1,7 @@
 """The ToolGen agent: a ReAct loop over a `ToolGenModel` that streams structured events.
 
 The model sees one token-id context built by concatenating ids, exactly as agent tuning renders trajectories
-(core/prompts.py, core/data.py):
+(core/prompts.py owns the format):
 
     agent_prompt(query)
     + assistant_turn_ids(Step(thought, tool, arguments))    "Thought: …\\nAction: <code>\\nAction Input: {…}"
@@ -39,12 +39,12 @@ import torch
 
 from .arguments import FINISH_SCHEMA, decode_arguments
 from .constraint import CodeTrie
-from .data import Step, assistant_turn_ids, user_turn_ids
 from .decoding import constrained_beam_search, top_single_token_codes
 from .executors.base import DEFAULT_TIMEOUT_S, Executor, Observation, error_observation, safe_call, validate_arguments
 from .indexing import FINISH
 from .model import ToolGenModel
-from .prompts import ACTION, ACTION_INPUT, THOUGHT, agent_prompt, encode, end_of_turn_ids, observation_ids
+from .prompts import (ACTION, ACTION_INPUT, THOUGHT, Step, agent_prompt, assistant_turn_ids, encode, end_of_turn_ids,
+                      observation_ids, user_turn_ids)
 
 FINISH_ID = FINISH  # the pseudo tool id of the Finish action (as in `ToolGenModel.code_sequences`)
 DEFAULT_CONTEXT_TOKENS = 4096  # context limit for models whose config names none

@@ -23,8 +23,8 @@ from typing import Iterable, Sequence
 from .bfcl import BfclEntry, function_name, parse_call
 from .executors import BfclExecutor
 from .indexing import FINISH
-from .prompts import (ACTION, ACTION_INPUT, THOUGHT, agent_prompt, chat_text, encode, end_of_turn_ids,
-                      format_arguments, memorization_prompt, observation_ids, retrieval_prompt)
+from .prompts import (Step, agent_prompt, assistant_turn_ids, format_arguments, memorization_prompt, observation_ids,
+                      retrieval_prompt, truncate_tokens, user_turn_ids)
 from .splits import entry_texts
 from .tools import Query, Tool
 
@@ -63,14 +63,6 @@ def spread(items: Sequence, n: int) -> list:
 
 def _prompt_and_code(prompt: list[int], code: Sequence[int], stage: str, tool_id: str, text: str) -> Example:
     return Example(tuple(prompt) + tuple(code), (False,) * len(prompt) + (True,) * len(code), stage, tool_id, text)
-
-
-def truncate_tokens(tokenizer, text: str, max_tokens: int | None) -> str:
-    """`text` cut to its first `max_tokens` tokens (unchanged when shorter or when max_tokens is None)."""
-    if max_tokens is None:
-        return text
-    ids = encode(tokenizer, text)
-    return text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens])
 
 
 # ---------------------------------------------------------------- stage 1: memorization
@@ -233,38 +225,11 @@ def retrieval_examples(toolgen, queries: Iterable[Query], synthetic_per_tool: in
 # ---------------------------------------------------------------- stage 3: agent trajectories
 
 @dataclass(frozen=True)
-class Step:
-    """One assistant turn: a thought, then a tool call (`tool_id`, `arguments`) and what it returned; or,
-    with `tool_id == FINISH`, the final answer in `arguments["final_answer"]` and no observation."""
-
-    thought: str
-    tool_id: str
-    arguments: dict
-    observation: str = ""
-
-
-@dataclass(frozen=True)
 class Trajectory:
     """A solved task: user turns, each followed by the assistant's steps (the last one a Finish)."""
 
     turns: tuple[tuple[str, tuple[Step, ...]], ...]
     source: str = ""
-
-
-def assistant_turn_ids(toolgen, step: Step) -> list[int]:
-    """Ids of one assistant turn: `Thought: …\\nAction: <code>\\nAction Input: {json}` and the end of turn."""
-    tokenizer = toolgen.tokenizer
-    code = (toolgen.finish_id,) if step.tool_id == FINISH else toolgen.code_ids(step.tool_id)
-    return (encode(tokenizer, THOUGHT + step.thought + ACTION) + list(code)
-            + encode(tokenizer, ACTION_INPUT + format_arguments(step.arguments)) + end_of_turn_ids(tokenizer))
-
-
-def user_turn_ids(tokenizer, text: str) -> list[int]:
-    """Ids of a new user message after a finished assistant turn, ending where the next assistant turn begins."""
-    messages = [{"role": "assistant", "content": "X"}, {"role": "user", "content": text}]
-    full = chat_text(tokenizer, messages, add_generation_prompt=True)
-    closing = chat_text(tokenizer, messages[:1], add_generation_prompt=False)
-    return encode(tokenizer, full[len(closing):])
 
 
 def trajectory_example(toolgen, trajectory: Trajectory, max_observation_chars: int = 300) -> Example:

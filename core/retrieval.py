@@ -8,7 +8,7 @@ from typing import Sequence
 from .constraint import CodeTrie
 from .decoding import DecodeResult, constrained_beam_search, constrained_beam_search_batch
 from .model import ToolGenModel
-from .prompts import retrieval_prompt
+from .prompts import retrieval_prompt, truncate_tokens
 
 MAX_QUERY_TOKENS = 512
 
@@ -41,10 +41,7 @@ class ToolGenRetriever:
         if not text:
             raise QueryError("the query is empty")
         tokenizer = self.toolgen.tokenizer
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) > MAX_QUERY_TOKENS:
-            text = tokenizer.decode(ids[:MAX_QUERY_TOKENS])
-        return retrieval_prompt(tokenizer, text)
+        return retrieval_prompt(tokenizer, truncate_tokens(tokenizer, text, MAX_QUERY_TOKENS))
 
     def trie_for(self, pool: Sequence[str] | None) -> CodeTrie:
         """The full code trie, or the sub-trie of the tools in `pool` (unknown ids raise QueryError)."""
