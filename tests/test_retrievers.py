@@ -37,9 +37,10 @@ def embedding(catalog, tmp_path_factory):
     return EmbeddingRetriever(catalog, cache_dir=tmp_path_factory.mktemp("emb-cache"))
 
 
-def test_tokenize():
+def test_tokenize_splits_identifiers_drops_stop_words_and_stems():
     assert tokenize("getWeatherData for Paris&&current_weather v2.1") == \
-        ["get", "weather", "data", "for", "paris", "current", "weather", "v2", "1"]
+        ["weather", "data", "pari", "current", "weather", "v2", "1"]  # "get", "for": stop words
+    assert tokenize("getHTTPStatus of the running queries") == ["http", "status", "run", "queri"]
 
 
 def test_top_k_matches_full_sort_with_catalog_order_ties():
