@@ -9,7 +9,13 @@ The schema is versioned: `MIGRATIONS[i]` upgrades the schema to version i + 1; o
 recorded in `schema_version` are applied in order. Add a migration to change the schema; never edit one.
 
 A battle stores its trajectory pair canonically (smaller id first, the vote flipped to match), so one
-annotator can vote on an unordered pair at most once; a second vote is refused, never overwritten.
+annotator can vote on an unordered pair at most once; a second vote is refused, never overwritten. A vote may
+carry salted hashes of the client address and session it came from (for audits); annotators an operator flags
+(`flag`) stay stored but `votes(include_flagged=False)` leaves them out.
+
+Durability: a commit is in the write-ahead log (`FILE.wal`) when it returns; `checkpoint()` moves the log into
+the database file (the app does it every few seconds, `close()` does it always), so the `.duckdb` file alone
+holds every vote after a clean close. `backup(out_dir)` writes a consistent copy while the store is in use.
 """
 from __future__ import annotations
 
@@ -86,9 +92,18 @@ MIGRATIONS: list[str] = [
         UNIQUE (trajectory_a, trajectory_b, annotator)
     );
     """,
+    """
+    ALTER TABLE battles ADD COLUMN client_hash VARCHAR;
+    ALTER TABLE battles ADD COLUMN session_hash VARCHAR;
+    CREATE TABLE flagged_annotators (
+        annotator VARCHAR PRIMARY KEY,
+        reason VARCHAR,
+        flagged_at TIMESTAMP NOT NULL
+    );
+    """,
 ]
 
-TABLES = ("runs", "query_results", "metrics", "trajectories", "battles")
+TABLES = ("runs", "query_results", "metrics", "trajectories", "battles", "flagged_annotators")
 _FLIPPED_VOTE = {"A": "B", "B": "A", "tie": "tie", "both_bad": "both_bad"}
 
 
@@ -188,6 +203,7 @@ class ResultsStore:
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._write_lock = threading.Lock()
+        self._unsaved_writes = 0  # commits since the last checkpoint
         self._migrate()
 
     # -- connection plumbing -------------------------------------------------------------------------
@@ -213,6 +229,7 @@ class ResultsStore:
                 cursor.rollback()
                 raise
             cursor.commit()
+            self._unsaved_writes += 1
             return result
 
     def _migrate(self) -> None:
@@ -231,19 +248,35 @@ class ResultsStore:
     def schema_version(self) -> int:
         return self._cursor().execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
 
+    @property
+    def unsaved_writes(self) -> int:
+        """Commits since the last checkpoint (they are in the write-ahead log, not yet in the database file)."""
+        return self._unsaved_writes
+
+    def checkpoint(self) -> None:
+        """Move the write-ahead log into the database file (DuckDB's CHECKPOINT), between writes."""
+        cursor = self._cursor()
+        with self._write_lock:
+            cursor.execute("CHECKPOINT")
+            self._unsaved_writes = 0
+
     def close(self) -> None:
-        """Close every thread's cursor and the connection; the store cannot be used afterwards.
+        """Checkpoint, then close every thread's cursor and the connection; the store cannot be used afterwards.
 
         The references go too (a fresh `threading.local` forgets the cursors of threads that outlive the
         store): DuckDB objects still alive at interpreter exit make its bindings print "nanobind: leaked …".
         """
-        with self._write_lock:
-            con, cursors = self._con, self._cursors
-            self._con, self._cursors, self._local = None, [], threading.local()
-        for cursor in cursors:
-            cursor.close()
-        if con is not None:
-            con.close()
+        try:
+            if self._con is not None:
+                self.checkpoint()
+        finally:
+            with self._write_lock:
+                con, cursors = self._con, self._cursors
+                self._con, self._cursors, self._local = None, [], threading.local()
+            for cursor in cursors:
+                cursor.close()
+            if con is not None:
+                con.close()
 
     def __enter__(self) -> "ResultsStore":
         return self
@@ -362,11 +395,13 @@ class ResultsStore:
                            json.loads(metrics or "{}"), id=tid)
                 for tid, system, ds, qid, query, steps, final_answer, metrics in rows]
 
-    def add_vote(self, trajectory_a: int, trajectory_b: int, annotator: str, vote: str, comment: str = "") -> bool:
+    def add_vote(self, trajectory_a: int, trajectory_b: int, annotator: str, vote: str, comment: str = "", *,
+                 client_hash: str | None = None, session_hash: str | None = None) -> bool:
         """Record `annotator`'s vote on a pair of trajectories of the same query.
 
-        `vote` refers to the order given ("A" = trajectory_a is better). Returns False, storing nothing,
-        if this annotator already voted on this pair (in either order).
+        `vote` refers to the order given ("A" = trajectory_a is better); `client_hash` and `session_hash` are
+        the app's salted fingerprints of where the vote came from. Returns False, storing nothing, if this
+        annotator already voted on this pair (in either order).
         """
         if vote not in VOTES:
             raise ValueError(f"unknown vote {vote!r}, expected one of {VOTES}")
@@ -390,19 +425,62 @@ class ResultsStore:
                               " AND annotator = ?", [trajectory_a, trajectory_b, annotator]).fetchone()[0]:
                 return False
             cursor.execute(
-                "INSERT INTO battles (query_id, trajectory_a, trajectory_b, annotator, vote, comment, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [found[trajectory_a], trajectory_a, trajectory_b, annotator, vote, comment, _utc_now()])
+                "INSERT INTO battles (query_id, trajectory_a, trajectory_b, annotator, vote, comment, created_at,"
+                " client_hash, session_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [found[trajectory_a], trajectory_a, trajectory_b, annotator, vote, comment, _utc_now(), client_hash,
+                 session_hash])
             return True
 
         return self._write(work)
 
-    def votes(self) -> pd.DataFrame:
-        """All votes with the systems and dataset of both trajectories (pair in canonical order)."""
+    def votes(self, include_flagged: bool = True) -> pd.DataFrame:
+        """All votes (or only those of unflagged annotators) with the systems and dataset of both trajectories
+        (pair in canonical order)."""
         return self._cursor().execute(
             "SELECT b.*, ta.system AS system_a, tb.system AS system_b, ta.dataset"
             " FROM battles b JOIN trajectories ta ON ta.id = b.trajectory_a"
-            " JOIN trajectories tb ON tb.id = b.trajectory_b ORDER BY b.id").df()
+            " JOIN trajectories tb ON tb.id = b.trajectory_b"
+            + ("" if include_flagged else " WHERE b.annotator NOT IN (SELECT annotator FROM flagged_annotators)")
+            + " ORDER BY b.id").df()
+
+    def flag(self, annotators: Iterable[str], reason: str = "") -> int:
+        """Flag annotators (their votes stay stored, the leaderboard leaves them out); returns how many were new."""
+        names = sorted(set(annotators))
+
+        def work(cursor):
+            known = {a for (a,) in cursor.execute("SELECT annotator FROM flagged_annotators").fetchall()}
+            new = [a for a in names if a not in known]
+            if new:
+                cursor.executemany("INSERT INTO flagged_annotators VALUES (?, ?, ?)",
+                                   [[a, reason, _utc_now()] for a in new])
+            return len(new)
+
+        return self._write(work)
+
+    def unflag(self, annotators: Iterable[str]) -> int:
+        """Lift the flag of annotators; returns how many were flagged."""
+        names = sorted(set(annotators))
+
+        def work(cursor):
+            return len(cursor.execute("DELETE FROM flagged_annotators WHERE annotator IN (SELECT unnest(?))"
+                                      " RETURNING annotator", [names]).fetchall())
+
+        return self._write(work)
+
+    def flagged(self) -> dict[str, str]:
+        """Flagged annotator -> the reason given."""
+        return dict(self._cursor().execute(
+            "SELECT annotator, coalesce(reason, '') FROM flagged_annotators ORDER BY annotator").fetchall())
+
+    def audit(self) -> pd.DataFrame:
+        """One row per annotator: votes, distinct client and session hashes, first and last vote, flag."""
+        return self._cursor().execute(
+            "SELECT b.annotator, count(*) AS votes, count(DISTINCT b.client_hash) AS clients,"
+            " count(DISTINCT b.session_hash) AS sessions, min(b.created_at) AS first_vote,"
+            " max(b.created_at) AS last_vote, f.annotator IS NOT NULL AS flagged,"
+            " string_agg(DISTINCT b.client_hash, ' ') AS client_hashes"
+            " FROM battles b LEFT JOIN flagged_annotators f ON f.annotator = b.annotator"
+            " GROUP BY b.annotator, f.annotator ORDER BY votes DESC, b.annotator").df()
 
     def vote_count(self, annotator: str) -> int:
         """How many votes `annotator` has cast."""
@@ -432,6 +510,35 @@ class ResultsStore:
         quoted = str(path).replace("'", "''")
         self._cursor().execute(f"COPY (SELECT * FROM {table} ORDER BY ALL) TO '{quoted}' ({formats[path.suffix]})")
         return path
+
+    def backup(self, out_dir: str | Path) -> Path:
+        """A consistent copy of the whole store as a new DuckDB file in `out_dir` (named after this file and the
+        UTC time), taken in one read transaction while other threads go on writing; returns its path."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stamp = _utc_now().strftime("%Y%m%dT%H%M%S%fZ")
+        target = out_dir / f"{self.path.stem}-{stamp}.duckdb"
+        partial = target.with_suffix(".duckdb.partial")
+        alias = f"backup_{stamp}"
+        quoted = str(partial).replace("'", "''")
+        cursor = self._cursor()
+        source = cursor.execute("SELECT current_database()").fetchone()[0]
+        cursor.execute(f"ATTACH '{quoted}' AS {alias}")
+        try:
+            try:
+                cursor.begin()
+                cursor.execute(f"COPY FROM DATABASE {source} TO {alias}")
+                cursor.commit()
+            except BaseException:
+                cursor.rollback()
+                raise
+            finally:
+                cursor.execute(f"DETACH {alias}")
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.rename(target)
+        return target
 
     def merge_from(self, path: str | Path) -> dict[str, int]:
         """Copy the runs (with their query results and metrics) and the trajectories of another store file into
