@@ -24,12 +24,13 @@ from pathlib import Path
 
 import torch
 
-from .data import (AGENT, MEMORIZATION, RETRIEVAL, STAGES, bfcl_agent_examples, memorization_examples,
-                   retrieval_examples, spread, trajectory_example)
+from .bfcl_trajectories import bfcl_agent_examples
+from .examples import (AGENT, MEMORIZATION, RETRIEVAL, STAGES, memorization_examples, retrieval_examples,
+                       trajectory_example)
 from .indexing import FINISH
 from .model import DEFAULT_MODEL_DIR, REPO_ROOT, SMOLLM2, ToolGenModel, load_base
 from .prompts import retrieval_prompt
-from .splits import check_no_leak, entry_texts, normalise, split_entries, split_queries
+from .splits import check_no_leak, entry_texts, normalise, split_entries, split_queries, spread
 from .tools import ToolCatalog
 from .train import StageConfig, Trainer
 
@@ -76,7 +77,7 @@ PRESETS = {
 @dataclass
 class Corpus:
     """A catalog with its training queries, held-out test queries, and the sources of agent trajectories:
-    BFCL training entries (executed by `bfcl_agent_examples`) and ready-made `Trajectory`s."""
+    BFCL training entries (executed by `bfcl_agent_examples`) and ready-made `TrainingTrajectory`s."""
 
     name: str
     catalog: ToolCatalog

@@ -1,4 +1,5 @@
-"""Deterministic train/test splits of queries, and the check that no test query feeds training.
+"""Deterministic train/test splits of queries, the check that no test query feeds training, and `spread`
+(a deterministic even subset).
 
 The rule (one for every corpus): a query is in the test split when
 
@@ -17,7 +18,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 TEST_BUCKETS, BUCKETS = 2, 10
 _MULTI_TURN_ID = re.compile(r"^multi_turn_[a-z_]+?_(\d+)$")
@@ -88,3 +89,10 @@ def check_no_leak(train_texts: Iterable[str], test_texts: Iterable[str]) -> None
     leaked = list(dict.fromkeys(t for t in test_texts if normalise(t) in seen))
     if leaked:
         raise LeakError(leaked)
+
+
+def spread(items: Sequence, n: int) -> list:
+    """At most n items, evenly spaced over the sequence (deterministic)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]

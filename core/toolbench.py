@@ -19,9 +19,10 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from .data import FINISH_THOUGHT, Step, Trajectory, call_thought, finish_step
+from .examples import FINISH_THOUGHT, TrainingTrajectory, call_thought, finish_step
 from .executors.base import validate_arguments
 from .executors.toolbench import SIMULATED_KEY, ToolBenchSimulator
+from .prompts import Step
 from .splits import normalise
 from .tools import CatalogError, Query, Tool, ToolCatalog
 
@@ -179,7 +180,7 @@ def check_answer_node(node: object, source: str, query_id: str) -> dict:
 
 
 def load_reference_trajectories(path: Path | str, catalog: ToolCatalog, queries: Iterable[Query],
-                                max_answer_chars: int = 300) -> list[Trajectory]:
+                                max_answer_chars: int = 300) -> list[TrainingTrajectory]:
     """Agent trajectories from a reference-answers file (`reference_answers/<group>.json`), for `queries` only.
 
     Pass the training queries of this file's group (query ids are unique within a group): answers to any
@@ -212,7 +213,7 @@ def load_reference_trajectories(path: Path | str, catalog: ToolCatalog, queries:
         asked += 1
         steps = _steps(messages, final_answer, query, catalog, simulator, str(path), query_id, max_answer_chars)
         if steps is not None:
-            trajectories.append(Trajectory(((query.text, steps),), f"{Path(path).stem}:{query_id}"))
+            trajectories.append(TrainingTrajectory(((query.text, steps),), f"{Path(path).stem}:{query_id}"))
     log.info("%s: %d of %d reference answers to the given queries kept, %d incomplete ones skipped",
              path, len(trajectories), asked, asked - len(trajectories))
     return trajectories
@@ -315,7 +316,7 @@ def _typed(value: object, kind: object) -> object:
 
 
 def synthetic_trajectories(queries: Iterable[Query], catalog: ToolCatalog,
-                           max_answer_chars: int = 300) -> list[Trajectory]:
+                           max_answer_chars: int = 300) -> list[TrainingTrajectory]:
     """One single-turn trajectory per query whose gold tools can all be called with their defaults.
 
     Steps: for each gold tool in order, `call_thought(tool)`, the tool, `default_arguments(tool)` and the reply
@@ -336,7 +337,7 @@ def synthetic_trajectories(queries: Iterable[Query], catalog: ToolCatalog,
     return trajectories
 
 
-def _synthetic_trajectory(query: Query, catalog: ToolCatalog, max_answer_chars: int) -> Trajectory | None:
+def _synthetic_trajectory(query: Query, catalog: ToolCatalog, max_answer_chars: int) -> TrainingTrajectory | None:
     simulator, steps = ToolBenchSimulator(), []
     for tool_id in query.gold:
         tool = catalog.get(tool_id)
@@ -352,7 +353,7 @@ def _synthetic_trajectory(query: Query, catalog: ToolCatalog, max_answer_chars: 
     results = "; ".join(f"{catalog[s.tool_id].api_name}: {_result_text(s.observation)[:_SUMMARY_CHARS]}"
                         for s in steps)
     answer = finish_step(FINISH_THOUGHT, f"Results: {results}"[:max_answer_chars])
-    return Trajectory(((query.text, tuple(steps) + (answer,)),), f"synthetic:{query.source}:{query.id}")
+    return TrainingTrajectory(((query.text, tuple(steps) + (answer,)),), f"synthetic:{query.source}:{query.id}")
 
 
 def _result_text(observation: str) -> str:

@@ -38,8 +38,9 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
-from .data import Example, spread
+from .examples import Example
 from .indexing import FINISH
+from .splits import spread
 
 HEADS = ("full", "codes")
 PAD_MULTIPLE = 16

@@ -23,7 +23,7 @@ Datasets (`--split test`, the default, keeps the held-out test side of core/spli
 - bfcl-multi: BFCL's multi-turn categories on live backends (the entry's initial config). The model's calls of
   each turn and the ground truth are replayed on fresh backends (state and responses per turn): `correct` is BFCL's
   task accuracy, `turns_passed` the share of turns passed before the first failure. Held-out functions join the
-  offered tools at their turn. User turns are rendered as in agent tuning (core/data.py).
+  offered tools at their turn. User turns are rendered as in agent tuning (core/examples.py).
 - toolbench: the visible query files on the simulated environment (core/executors/toolbench.py): `gold_recall`
   (share of the gold APIs called), `finished`. `--pool query` offers the query's api_list, `--pool catalog` the
   whole catalog (the paper's unfiltered setting).
@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from core.agent import AgentConfig, Trajectory, UserTurn, run_to_end
-from core.data import CONTINUE_TEXT
+from core.bfcl_trajectories import CONTINUE_TEXT
 from core.indexing import END, FINISH
 from core.model import SMOLLM2, ToolGenModel, load_base
 from core.tools import Tool, ToolCatalog
@@ -158,11 +158,10 @@ def offered_pools(entry) -> list[tuple[str, ...]]:
 
 
 def retrieve_read_examples(system: RetrieveReadSystem, trajectories: Sequence[tuple[object, list | None]]) -> list:
-    """Agent-tuning examples for the retrieve-read agent: training trajectories (core/data.py) with each user
+    """Agent-tuning examples for the retrieve-read agent: training trajectories (core/examples.py) with each user
     message followed by its retrieved documents, gold tools included. Each trajectory comes with the tools offered
     at each of its turns (None: the whole catalog)."""
-    from core.data import Trajectory as TrainingTrajectory
-    from core.data import trajectory_example
+    from core.examples import TrainingTrajectory, trajectory_example
 
     examples = []
     for trajectory, pools in trajectories:
@@ -181,7 +180,8 @@ def tune_retrieve_read(system: RetrieveReadSystem, corpus_name: str, data_dir: s
     Returns the training report; ValueError when the corpus has no agent trajectories."""
     from core.bfcl import BfclEntry
     from core.build import Preset, load_corpus, sample
-    from core.data import AGENT, bfcl_trajectory
+    from core.bfcl_trajectories import bfcl_trajectory
+    from core.examples import AGENT
     from core.train import Trainer
 
     preset, corpus = Preset(), load_corpus(corpus_name, data_dir)
@@ -416,7 +416,7 @@ def build_tasks(args: argparse.Namespace, catalog: ToolCatalog) -> list[Task]:
         data_dir = Path(args.data_dir)
         files = [Path(f) for f in args.queries] if args.queries else sorted((data_dir / "queries").glob("*.json"))
         tasks = toolbench_tasks(catalog, files, args.split, args.pool, args.cache)
-    from core.data import spread
+    from core.splits import spread
 
     return spread(tasks, args.limit) if args.limit else tasks
 
@@ -435,7 +435,7 @@ def load_catalog(args: argparse.Namespace) -> ToolCatalog:
 def make_retrieve_read(args: argparse.Namespace, catalog: ToolCatalog, corpus: str,
                        log) -> tuple[RetrieveReadSystem, bool]:
     """The retrieve-read system and whether its model was agent-tuned (see the module docstring)."""
-    from core.data import AGENT
+    from core.examples import AGENT
 
     path = Path(args.baseline_model or MODELS_DIR / f"retrieve-read-{corpus}")
     if (path / "toolgen.json").exists():

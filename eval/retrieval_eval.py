@@ -121,7 +121,7 @@ def make_retriever(system: str, catalog: ToolCatalog, corpus: str, args: argpars
         if not model_dir.exists():
             pairs = toolgen_training_pairs(catalog, toolgen_dir(args, corpus))
             if args.ft_max_pairs:
-                from core.data import spread
+                from core.splits import spread
 
                 pairs = spread(pairs, args.ft_max_pairs)
             print(f"fine-tuning MiniLM on {len(pairs)} (query, document) pairs → {model_dir}", file=sys.stderr)

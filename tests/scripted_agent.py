@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import torch
 
 from core.agent import FINISH_ID
-from core.data import Step, assistant_turn_ids
+from core.prompts import Step, assistant_turn_ids
 from core.executors.base import Observation
 from core.prompts import encode
 
@@ -74,7 +74,7 @@ class TurnScript:
 
 
 def turn(toolgen, thought, tool_id, arguments):
-    """An assistant turn exactly as agent tuning renders it (core/data.py)."""
+    """An assistant turn exactly as agent tuning renders it (core/prompts.py)."""
     return assistant_turn_ids(toolgen, Step(thought, tool_id, arguments))
 
 

@@ -8,10 +8,9 @@ import pytest
 
 from core.agent import (FINISH_ID, AgentConfig, ArgumentsEvent, Conversation, UserTurn, forced_input_prefix,
                         run_agent, run_to_end)
-from core.data import user_turn_ids
 from core.executors.base import Observation
 from core.model import ToolGenModel
-from core.prompts import agent_prompt, encode, observation_ids
+from core.prompts import agent_prompt, encode, observation_ids, user_turn_ids
 from tests.conftest import tiny_llama
 from tests.scripted_agent import FORECAST, LYRICS, TWO_ANSWERS, WEATHER, RecordingExecutor, scripted, turn
 

@@ -3,11 +3,13 @@ import json
 
 import pytest
 
-from core.data import (AGENT, FINISH_THOUGHT, MEMORIZATION, RETRIEVAL, Step, Trajectory, bfcl_trajectory,
-                       memorization_examples, retrieval_examples, synthetic_queries, trajectory_example)
+from core.bfcl_trajectories import bfcl_trajectory
+from core.examples import (AGENT, FINISH_THOUGHT, MEMORIZATION, RETRIEVAL, TrainingTrajectory, memorization_examples,
+                           retrieval_examples, trajectory_example)
 from core.indexing import FINISH
 from core.model import ToolGenModel
-from core.prompts import memorization_prompt, observation_ids, retrieval_prompt
+from core.prompts import Step, memorization_prompt, observation_ids, retrieval_prompt
+from core.synthetic_queries import synthetic_queries
 from core.tools import Query, ToolCatalog
 from tests.conftest import tiny_llama
 
@@ -69,7 +71,7 @@ def test_agent_mask_covers_assistant_turns_only(smollm2_tokenizer, toy_catalog):
     toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
     steps = (Step("I should use forecast.", "Weather&&forecast", {"q": "Rome"}, "Sunny, 25 C"),
              Step(FINISH_THOUGHT, FINISH, {"final_answer": "Sunny."}))
-    example = trajectory_example(toolgen, Trajectory((("Weather in Rome?", steps),)))
+    example = trajectory_example(toolgen, TrainingTrajectory((("Weather in Rome?", steps),)))
     assert example.stage == AGENT
     scored = smollm2_tokenizer.decode(example.targets)
     unscored = smollm2_tokenizer.decode([t for t, m in zip(example.ids, example.mask) if not m])

@@ -87,7 +87,7 @@ def test_unknown_system_is_a_clear_error(tiny_toolbench, tmp_path):
 
 def test_embedding_ft_pairs_are_the_toolgen_retrieval_pairs(tmp_path, tiny_toolbench):
     from core.build import RETRIEVAL_PAIRS_FILE, save_retrieval_pairs
-    from core.data import Example
+    from core.examples import Example
     from core.toolbench import load_toolbench_corpus
 
     catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")

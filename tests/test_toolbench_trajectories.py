@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import pytest
 
-from core.data import FINISH_THOUGHT, call_thought, finish_step
+from core.examples import FINISH_THOUGHT, call_thought, finish_step
 from core.executors.base import validate_arguments
 from core.executors.toolbench import SIMULATED_KEY, ToolBenchSimulator
 from core.indexing import FINISH

@@ -4,11 +4,11 @@ import torch
 
 from core.build import (Corpus, Preset, build_stages, load_retrieval_pairs, retrieval_checkpoint,
                         retrieval_quality)
-from core.data import (AGENT, FINISH_THOUGHT, MEMORIZATION, RETRIEVAL, STAGES, Step, Trajectory,
-                       memorization_examples, retrieval_examples, trajectory_example)
+from core.examples import (AGENT, FINISH_THOUGHT, MEMORIZATION, RETRIEVAL, STAGES, TrainingTrajectory,
+                           memorization_examples, retrieval_examples, trajectory_example)
 from core.indexing import FINISH
 from core.model import ToolGenModel
-from core.prompts import retrieval_prompt
+from core.prompts import Step, retrieval_prompt
 from core.tools import Query
 from core.train import StageConfig, Trainer
 from tests.conftest import tiny_llama
@@ -33,7 +33,7 @@ def training_accuracy(trainer, toolgen, examples):
 
 
 def toy_trajectories(catalog):
-    return [Trajectory(((f"Please give me the {tool.api_name} for Rome.",
+    return [TrainingTrajectory(((f"Please give me the {tool.api_name} for Rome.",
                          (Step(f"I should use {tool.api_name}.", tool.id, {"q": "Rome"}, f"{tool.api_name}: ok"),
                           Step(FINISH_THOUGHT, FINISH, {"final_answer": "ok"}))),))
             for tool in catalog]
