@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from core.agent import (ActionEvent, AgentConfig, AgentEvent, ArgumentsEvent, Conversation, ErrorEvent,
-                        FinalAnswerEvent, FINISH_ID, ObservationEvent, ThoughtEvent)
+                        FinalAnswerEvent, ObservationEvent, ThoughtEvent)
 from core.bfcl import BACKEND_DOCS
 from core.executors import BfclExecutor, Executor
 from core.executors.toolbench import ToolBenchSimulator
+from core.indexing import FINISH
 from core.model import ToolGenModel
 
 from .beam import format_prob
@@ -99,7 +100,7 @@ class ChatRenderer:
 
     def _action(self, key: tuple[int, int], event: ActionEvent) -> None:
         call_id = f"{self.prefix}-{event.turn}-{event.step}"
-        title = "🏁 Finish" if event.tool_id == FINISH_ID else f"🛠️ {md_text(event.code)}"
+        title = "🏁 Finish" if event.tool_id == FINISH else f"🛠️ {md_text(event.code)}"
         self._calls[key] = self._add(f"**Action** <code>{esc(event.code)}</code> · log P {event.log_prob:.3f}",
                                      title=title, id=call_id, status="pending")
         rows = "".join(f"<tr><td>{rank}</td><td><code>{esc(code)}</code></td><td>{lp:.3f}</td>"

@@ -46,7 +46,6 @@ from .model import ToolGenModel
 from .prompts import (ACTION, ACTION_INPUT, THOUGHT, Step, agent_prompt, assistant_turn_ids, encode, end_of_turn_ids,
                       observation_ids, user_turn_ids)
 
-FINISH_ID = FINISH  # the pseudo tool id of the Finish action (as in `ToolGenModel.code_sequences`)
 DEFAULT_CONTEXT_TOKENS = 4096  # context limit for models whose config names none
 
 
@@ -101,7 +100,7 @@ class ThoughtEvent(AgentEvent):
 
 @dataclass(kw_only=True)
 class ActionEvent(AgentEvent):
-    """The chosen tool (or FINISH_ID) and the beam's ranked alternatives `(tool_id, code, log_prob)`, best first.
+    """The chosen tool (or FINISH) and the beam's ranked alternatives `(tool_id, code, log_prob)`, best first.
 
     With `probe_unconstrained`: `unconstrained` is what greedy decoding writes at this point without the
     constraint, `unconstrained_valid` whether that text starts with a code of the pool (or Finish).
@@ -153,10 +152,10 @@ class ErrorEvent(AgentEvent):
     recovery: str
 
 
-# ---------------------------------------------------------------- trajectory
+# ---------------------------------------------------------------- trace
 
 @dataclass
-class Trajectory:
+class AgentTrace:
     """A finished run: the user turns, every event, and the final answer of each user turn (None: no Finish)."""
 
     turns: list[str]
@@ -181,7 +180,7 @@ class Trajectory:
     def calls(self) -> list[tuple[int, str, dict]]:
         """Tool calls made, in order: (user turn, tool id, arguments); Finish is not a call."""
         return [(e.turn, e.tool_id, e.arguments) for e in self.events
-                if isinstance(e, ArgumentsEvent) and e.tool_id != FINISH_ID]
+                if isinstance(e, ArgumentsEvent) and e.tool_id != FINISH]
 
     def calls_by_turn(self) -> list[list[tuple[str, dict]]]:
         """The (tool id, arguments) calls of each user turn."""
@@ -300,7 +299,7 @@ class _Run:
         return self.config.max_context_tokens or self.model_limit or DEFAULT_CONTEXT_TOKENS
 
     def code_text(self, tool_id: str) -> str:
-        return FINISH if tool_id == FINISH_ID else self.toolgen.indexing.code(tool_id)
+        return FINISH if tool_id == FINISH else self.toolgen.indexing.code(tool_id)
 
     def user_turn(self, turn: int, text: str, trie: CodeTrie) -> Iterator[AgentEvent]:
         """User message `text` enters the context (after the agent prompt if it is the first), then assistant
@@ -330,8 +329,8 @@ class _Run:
         prompt = self.context + encode(self.tokenizer, THOUGHT + thought + ACTION)
         action = self.action(turn, trie, prompt)
         yield action
-        finish = action.tool_id == FINISH_ID
-        code_ids = [self.toolgen.finish_id] if finish else list(self.toolgen.code_ids(action.tool_id))
+        finish = action.tool_id == FINISH
+        code_ids = [self.toolgen.finish_token_id] if finish else list(self.toolgen.code_ids(action.tool_id))
         for event in self.arguments(turn, action, prompt + code_ids + self.input_prefix):
             yield event
         arguments = event.arguments  # the arguments event comes last
@@ -382,7 +381,7 @@ class _Run:
     def arguments(self, turn: int, action: ActionEvent, prompt: list[int]) -> Iterator[AgentEvent]:
         """Schema-guided JSON after the forced "\\nAction Input:" (core/arguments.py); the last event is the
         ArgumentsEvent."""
-        tool = None if action.tool_id == FINISH_ID else self.toolgen.catalog[action.tool_id]
+        tool = None if action.tool_id == FINISH else self.toolgen.catalog[action.tool_id]
         decoded = decode_arguments(self.cache.next_logits, self.tokenizer, prompt,
                                    FINISH_SCHEMA if tool is None else tool.parameters,
                                    self.config.max_argument_tokens, frozenset(self.stop_ids))
@@ -438,15 +437,15 @@ def run_agent(toolgen: ToolGenModel, query: str | UserTurn | Sequence[str | User
 
 
 def run_to_end(toolgen: ToolGenModel, query: str | UserTurn | Sequence[str | UserTurn], executor: Executor,
-               pool: Sequence[str] | None = None, config: AgentConfig | None = None) -> Trajectory:
-    """`run_agent` to completion, collected into a Trajectory."""
+               pool: Sequence[str] | None = None, config: AgentConfig | None = None) -> AgentTrace:
+    """`run_agent` to completion, collected into an AgentTrace."""
     texts = [turn.text for turn in _user_turns(query)]
     events = list(run_agent(toolgen, query, executor, pool, config))
     answers: list[str | None] = [None] * len(texts)
     for event in events:
         if isinstance(event, FinalAnswerEvent):
             answers[event.turn] = event.text
-    return Trajectory(turns=texts, events=events, answers=answers)
+    return AgentTrace(turns=texts, events=events, answers=answers)
 
 
 class Conversation:
@@ -470,7 +469,7 @@ class Conversation:
 
     def _start(self) -> None:
         self._run = _Run(self.toolgen, self.executor, self.config)
-        self._trajectory = Trajectory(turns=[], events=[], answers=[])
+        self._trajectory = AgentTrace(turns=[], events=[], answers=[])
 
     @property
     def pool(self) -> tuple[str, ...] | None:
@@ -488,10 +487,10 @@ class Conversation:
         return list(self._run.context)
 
     @property
-    def trajectory(self) -> Trajectory:
+    def trajectory(self) -> AgentTrace:
         """The conversation so far: one user turn per message, as `run_to_end` returns for the same messages."""
         t = self._trajectory
-        return Trajectory(turns=list(t.turns), events=list(t.events), answers=list(t.answers))
+        return AgentTrace(turns=list(t.turns), events=list(t.events), answers=list(t.answers))
 
     @property
     def can_continue(self) -> bool:

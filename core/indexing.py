@@ -24,7 +24,7 @@ import numpy as np
 from .tools import Tool, ToolCatalog
 
 END = "<<end>>"
-FINISH = "<<Finish>>"
+FINISH = "<<Finish>>"  # the Finish action: its token, and its pseudo tool id wherever tool ids go
 _TOKEN_RE = re.compile(r"^<<(.+?)&&(.+)>>$", re.DOTALL)
 
 

@@ -78,12 +78,16 @@ def _save_weights(model, tokenizer, directory: Path) -> None:
 
 
 class ToolGenModel:
-    """A causal LM whose vocabulary holds one code per tool of `catalog`, under `indexing`."""
+    """A causal LM whose vocabulary holds one code per tool of `catalog`, under `indexing`.
+
+    `finish_token_id` is the vocabulary id of the `<<Finish>>` token (an int); the Finish action's pseudo
+    tool id is the string `core.indexing.FINISH`.
+    """
 
     def __init__(self, model, tokenizer, catalog: ToolCatalog, indexing: Indexing, info: dict | None = None):
         self.model, self.tokenizer, self.catalog, self.indexing = model, tokenizer, catalog, indexing
         self.info = dict(info or {})
-        self.finish_id = tokenizer.convert_tokens_to_ids(FINISH)
+        self.finish_token_id = tokenizer.convert_tokens_to_ids(FINISH)
         self._code_ids = self._tokenize_codes()
 
     @classmethod
@@ -128,7 +132,7 @@ class ToolGenModel:
         else:
             codes = {tool_id: self.code_ids(tool_id) for tool_id in pool}
         if include_finish:
-            codes[FINISH] = (self.finish_id,)
+            codes[FINISH] = (self.finish_token_id,)
         return codes
 
     def save(self, directory: Path | str) -> Path:

@@ -101,6 +101,6 @@ class Step:
 def assistant_turn_ids(toolgen, step: Step) -> list[int]:
     """Ids of one assistant turn: `Thought: …\\nAction: <code>\\nAction Input: {json}` and the end of turn."""
     tokenizer = toolgen.tokenizer
-    code = (toolgen.finish_id,) if step.tool_id == FINISH else toolgen.code_ids(step.tool_id)
+    code = (toolgen.finish_token_id,) if step.tool_id == FINISH else toolgen.code_ids(step.tool_id)
     return (encode(tokenizer, THOUGHT + step.thought + ACTION) + list(code)
             + encode(tokenizer, ACTION_INPUT + format_arguments(step.arguments)) + end_of_turn_ids(tokenizer))

@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from core.agent import AgentConfig, Trajectory, UserTurn, run_to_end
+from core.agent import AgentConfig, AgentTrace, UserTurn, run_to_end
 from core.bfcl_trajectories import CONTINUE_TEXT
 from core.indexing import END, FINISH
 from core.model import SMOLLM2, ToolGenModel, load_base
@@ -76,7 +76,7 @@ class Task:
     group: str  # the dataset name stored with the trajectory
     turns: list[tuple[str, tuple[str, ...] | None]]  # (user text, offered tool ids or None = the whole catalog)
     make_executor: Callable[[], object]
-    score: Callable[[Trajectory], dict[str, float]]
+    score: Callable[[AgentTrace], dict[str, float]]
     reference: StoredTrajectory | None = None
 
     @property
@@ -229,7 +229,7 @@ def bfcl_single_tasks(catalog: ToolCatalog, split: str, categories: Sequence[str
     tasks = []
     for entry in _split_entries(entries, split):
 
-        def score(trajectory: Trajectory, entry=entry) -> dict[str, float]:
+        def score(trajectory: AgentTrace, entry=entry) -> dict[str, float]:
             calls = _bfcl_calls(catalog, trajectory.calls_by_turn()[0])
             if entry.kind == "ast" and "parallel" not in entry.category:
                 calls = calls[:1]
@@ -254,7 +254,7 @@ def bfcl_multi_tasks(catalog: ToolCatalog, split: str, categories: Sequence[str]
     for entry in _split_entries(entries, split):
         long_context = entry.category == "multi_turn_long_context"
 
-        def score(trajectory: Trajectory, entry=entry, long_context=long_context) -> dict[str, float]:
+        def score(trajectory: AgentTrace, entry=entry, long_context=long_context) -> dict[str, float]:
             attempted = 1 + max((e.turn for e in trajectory.events), default=0)
             model_turns = [_bfcl_calls(catalog, calls) for calls in trajectory.calls_by_turn()[:attempted]]
             passed = 0
@@ -299,7 +299,7 @@ def toolbench_tasks(catalog: ToolCatalog, query_files: Sequence[Path], split: st
         queries = load_toolbench_queries(path, catalog)
         for query in queries if split == "all" else split_queries(queries).test:
 
-            def score(trajectory: Trajectory, gold=query.gold) -> dict[str, float]:
+            def score(trajectory: AgentTrace, gold=query.gold) -> dict[str, float]:
                 called = {tool_id for _, tool_id, _ in trajectory.calls}
                 return {"gold_recall": len(called & set(gold)) / len(gold) if gold else 0.0}
 
@@ -326,7 +326,7 @@ def toolbench_reference_tasks(catalog: ToolCatalog, answer_files: Sequence[Path]
             if not answer.offered or normalise(answer.query) in excluded:
                 continue
 
-            def score(trajectory: Trajectory, reference=answer.called) -> dict[str, float]:
+            def score(trajectory: AgentTrace, reference=answer.called) -> dict[str, float]:
                 called = {tool_id for _, tool_id, _ in trajectory.calls}
                 return {"reference_recall": len(called & set(reference)) / len(reference)} if reference else {}
 
@@ -338,7 +338,7 @@ def toolbench_reference_tasks(catalog: ToolCatalog, answer_files: Sequence[Path]
 
 # ---------------------------------------------------------------- running and scoring
 
-def trajectory_metrics(trajectory: Trajectory, offered: set[str]) -> dict[str, float]:
+def trajectory_metrics(trajectory: AgentTrace, offered: set[str]) -> dict[str, float]:
     """Metrics every system gets (see the module docstring)."""
     actions = [e for e in trajectory.events if e.kind == "action"]
     probed = [a for a in actions if a.unconstrained_valid is not None]

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from core.agent import FINISH_ID, ActionEvent, ArgumentsEvent, FinalAnswerEvent, ObservationEvent, ThoughtEvent
+from core.agent import ActionEvent, ArgumentsEvent, FinalAnswerEvent, ObservationEvent, ThoughtEvent
 from core.executors.base import validate_arguments
+from core.indexing import FINISH
 from core.toolbench import (FINISH_FUNCTION, catalog_arguments, check_answer_node, function_index, given_answer,
                             parse_reference_call, read_json, reference_messages)
 from core.tools import CatalogError, ToolCatalog
@@ -84,10 +85,10 @@ def _reference_answer(entry: object, source: str, query_id: str, catalog: ToolCa
         if message["role"] != "tool":
             continue
         name, arguments = parse_reference_call(message["message"], source, query_id)
-        tool_id = FINISH_ID if name == FINISH_FUNCTION else offered.get(name, name)
+        tool_id = FINISH if name == FINISH_FUNCTION else offered.get(name, name)
         steps.append(ActionEvent(turn=0, step=step, tool_id=tool_id, code=name, log_prob=None,
                                  alternatives=[]).to_dict())
-        if tool_id == FINISH_ID:
+        if tool_id == FINISH:
             continue
         calls.append(name)
         steps.append(_arguments_event(step, tool_id, arguments, catalog).to_dict())

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import torch
 
-from core.agent import FINISH_ID
+from core.indexing import FINISH
 from core.prompts import Step, assistant_turn_ids
 from core.executors.base import Observation
 from core.prompts import encode
@@ -96,5 +96,5 @@ def scripted(build, turns_spec):
     return build([turn(probe, *spec) for spec in turns_spec])
 
 
-TWO_ANSWERS = [("a", WEATHER, {"q": "Oslo"}), ("b", FINISH_ID, {"final_answer": "one"}),
-               ("c", LYRICS, {"q": "song"}), ("d", FINISH_ID, {"final_answer": "two"})]
+TWO_ANSWERS = [("a", WEATHER, {"q": "Oslo"}), ("b", FINISH, {"final_answer": "one"}),
+               ("c", LYRICS, {"q": "song"}), ("d", FINISH, {"final_answer": "two"})]

@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from core.agent import (FINISH_ID, AgentConfig, ArgumentsEvent, Conversation, UserTurn, forced_input_prefix,
+from core.agent import (AgentConfig, ArgumentsEvent, Conversation, UserTurn, forced_input_prefix,
                         run_agent, run_to_end)
 from core.executors.base import Observation
+from core.indexing import FINISH
 from core.model import ToolGenModel
 from core.prompts import agent_prompt, encode, observation_ids, user_turn_ids
 from tests.conftest import tiny_llama
@@ -20,7 +21,7 @@ def kinds(events):
 
 
 CALL_THEN_FINISH = [("I need the weather.", WEATHER, {"q": "Paris"}),
-                    ("Done.", FINISH_ID, {"final_answer": "It is sunny in Paris."})]
+                    ("Done.", FINISH, {"final_answer": "It is sunny in Paris."})]
 
 
 def test_call_then_finish_emits_events_in_order(setup):
@@ -36,7 +37,7 @@ def test_call_then_finish_emits_events_in_order(setup):
     assert [a[2] for a in events[1].alternatives] == sorted((a[2] for a in events[1].alternatives), reverse=True)
     assert events[2].arguments == {"q": "Paris"} and events[2].problems == []
     assert events[3].content == "sunny in Paris" and events[3].ok
-    assert events[5].tool_id == FINISH_ID and events[7].text == "It is sunny in Paris."
+    assert events[5].tool_id == FINISH and events[7].text == "It is sunny in Paris."
     assert executor.calls == [(WEATHER, {"q": "Paris"})]
 
 
@@ -75,7 +76,7 @@ def test_unparsable_arguments_become_an_error_and_an_empty_call(setup):
     probe = build([[0]])
     garbage = (encode(tokenizer, "Thought: hmm\nAction: ") + list(probe.code_ids(WEATHER))
                + encode(tokenizer, "\nAction Input: weather please") + [tokenizer.convert_tokens_to_ids("<|im_end|>")])
-    toolgen = build([garbage, turn(probe, "ok", FINISH_ID, {"final_answer": "done"})])
+    toolgen = build([garbage, turn(probe, "ok", FINISH, {"final_answer": "done"})])
     executor = RecordingExecutor()
     events = list(run_agent(toolgen, "Weather?", executor, pool=[WEATHER]))
     assert kinds(events) == ["thought", "action", "error", "arguments", "observation", "thought", "action",
@@ -89,9 +90,9 @@ def test_unparsable_arguments_become_an_error_and_an_empty_call(setup):
 def test_a_finish_without_a_usable_answer_still_ends_the_turn(setup):
     tokenizer, build = setup
     probe = build([[0]])
-    no_json = (encode(tokenizer, "Thought: x\nAction: ") + [probe.finish_id]
+    no_json = (encode(tokenizer, "Thought: x\nAction: ") + [probe.finish_token_id]
                + encode(tokenizer, "\nAction Input: it is 42") + [tokenizer.convert_tokens_to_ids("<|im_end|>")])
-    wrong_key = turn(probe, "x", FINISH_ID, {"answer": 42})
+    wrong_key = turn(probe, "x", FINISH, {"answer": 42})
     for script in (no_json, wrong_key):  # the decoder forces "final_answer"; the script then has nothing to say
         events = list(run_agent(build([script]), "Answer?", RecordingExecutor(), pool=[]))
         assert kinds(events) == ["thought", "action", "error", "arguments", "final_answer"]
@@ -124,11 +125,11 @@ def test_executor_failures_become_error_observations(setup, reply, expected):
 
 def test_action_is_always_in_the_pool_and_the_probe_sees_the_hallucination(setup):
     _, build = setup
-    toolgen = scripted(build, [("Lyrics!", LYRICS, {"q": "x"}), ("ok", FINISH_ID, {"final_answer": "-"})])
+    toolgen = scripted(build, [("Lyrics!", LYRICS, {"q": "x"}), ("ok", FINISH, {"final_answer": "-"})])
     events = list(run_agent(toolgen, "Weather?", RecordingExecutor(), pool=[WEATHER, FORECAST],
                             config=AgentConfig(max_steps=2, probe_unconstrained=True)))
     actions = [e for e in events if e.kind == "action"]
-    assert actions and all(a.tool_id in (WEATHER, FORECAST, FINISH_ID) for a in actions)
+    assert actions and all(a.tool_id in (WEATHER, FORECAST, FINISH) for a in actions)
     assert actions[0].unconstrained == "<<Music&&lyrics>>" and actions[0].unconstrained_valid is False
 
 
@@ -217,7 +218,7 @@ def _check_grammar(events, pool):
         core = [k for k in sequence if k != "error"]
         assert core in (["thought", "action", "arguments", "observation"], ["thought", "action", "arguments",
                                                                             "final_answer"], []), sequence
-    calls = [e for e in events if isinstance(e, ArgumentsEvent) and e.tool_id != FINISH_ID]
+    calls = [e for e in events if isinstance(e, ArgumentsEvent) and e.tool_id != FINISH]
     assert all(c.tool_id in pool for c in calls)
 
 

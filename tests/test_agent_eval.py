@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from core.agent import ArgumentsEvent, FinalAnswerEvent, Trajectory
+from core.agent import AgentTrace, ArgumentsEvent, FinalAnswerEvent
 from core.bfcl import function_name, load_bfcl_catalog, load_bfcl_entries, parse_call
 from core.executors.bfcl import BfclExecutor
 from eval.__main__ import main
@@ -30,7 +30,7 @@ def made_trajectory(calls_by_turn, finished=True):
             events.append(FinalAnswerEvent(turn=turn, step=step, text="done"))
             step += 1
     answers = ["done" if finished else None] * len(calls_by_turn)
-    return Trajectory(turns=[f"turn {i}" for i in range(len(calls_by_turn))], events=events, answers=answers)
+    return AgentTrace(turns=[f"turn {i}" for i in range(len(calls_by_turn))], events=events, answers=answers)
 
 
 def _task(tasks, task_id):

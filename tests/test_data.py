@@ -78,7 +78,7 @@ def test_agent_mask_covers_assistant_turns_only(smollm2_tokenizer, toy_catalog):
     assert scored.count("Thought: ") == 2 and "Action Input: " + json.dumps({"q": "Rome"}) in scored
     assert "Sunny, 25 C" not in scored and "Weather in Rome?" not in scored
     assert "Observation: Sunny, 25 C" in unscored
-    code, finish = toolgen.code_ids("Weather&&forecast")[0], toolgen.finish_id
+    code, finish = toolgen.code_ids("Weather&&forecast")[0], toolgen.finish_token_id
     assert [t for t in example.targets if t in (code, finish)] == [code, finish]
     observation = observation_ids(smollm2_tokenizer, "Sunny, 25 C")
     start = next(i for i in range(len(example.ids)) if example.ids[i:i + len(observation)] == tuple(observation))
@@ -117,4 +117,4 @@ def test_bfcl_multi_turn_trajectory_runs_on_the_real_backend(bfcl_entries, smoll
     assert not any(s.observation.startswith("Error") for s in calls[:1])
     toolgen = tiny_toolgen(smollm2_tokenizer, ToolCatalog(catalog[t] for t in entry.pool))
     example = trajectory_example(toolgen, trajectory)
-    assert example.targets.count(toolgen.finish_id) == len(entry.ground_truth)
+    assert example.targets.count(toolgen.finish_token_id) == len(entry.ground_truth)

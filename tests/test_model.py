@@ -62,7 +62,7 @@ def test_checkpoint_round_trip(tmp_path, smollm2_tokenizer, toy_catalog, scheme)
     again = ToolGenModel.load(tmp_path / "ckpt")
     assert again.indexing.scheme == scheme and again.info["stages"] == ["memorization"]
     assert [t.to_dict() for t in again.catalog] == [t.to_dict() for t in toy_catalog]
-    assert again.code_sequences() == toolgen.code_sequences() and again.finish_id == toolgen.finish_id
+    assert again.code_sequences() == toolgen.code_sequences() and again.finish_token_id == toolgen.finish_token_id
     ids = torch.tensor([[1, 2, 3, toolgen.code_ids(toy_catalog.ids[0])[-1]]])
     assert torch.allclose(again.model(ids).logits, toolgen.model(ids).logits, atol=1e-6)
 

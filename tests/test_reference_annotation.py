@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from core.agent import FINISH_ID
+from core.indexing import FINISH
 from core.splits import is_test, normalise
 from core.toolbench import api_to_tool, toolbench_function_name
 from eval.__main__ import main
@@ -117,7 +117,7 @@ def test_reference_trajectory_steps(data_dir):
     assert [s["kind"] for s in steps] == ["thought"] + ["action", "arguments", "observation"] * 4 + [
         "action", "final_answer"]
     assert [s["tool_id"] for s in steps if s["kind"] == "action"] == [
-        WEATHER.id, MISSING, FORECAST.id, "made_up_for_weather_hub", FINISH_ID]
+        WEATHER.id, MISSING, FORECAST.id, "made_up_for_weather_hub", FINISH]
     arguments = [s for s in steps if s["kind"] == "arguments"]
     assert arguments[0]["arguments"] == {"city": "Tokyo", "cityId": "1"} and arguments[0]["problems"] == []
     assert arguments[2]["arguments"] == {} and arguments[2]["problems"] == [CUT_ARGUMENTS]
