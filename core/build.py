@@ -28,6 +28,7 @@ from .bfcl_trajectories import bfcl_agent_examples
 from .examples import (AGENT, MEMORIZATION, RETRIEVAL, STAGES, memorization_examples, retrieval_examples,
                        trajectory_example)
 from .indexing import FINISH
+from .metrics import ndcg
 from .model import DEFAULT_MODEL_DIR, REPO_ROOT, SMOLLM2, ToolGenModel, load_base
 from .prompts import retrieval_prompt
 from .splits import check_no_leak, entry_texts, normalise, split_entries, split_queries, spread
@@ -183,8 +184,6 @@ def stage_examples(stage: str, toolgen, corpus: Corpus, preset: Preset) -> list:
 
 def retrieval_quality(trainer: Trainer, toolgen, queries: list) -> dict:
     """NDCG@1/@5 of ranking the whole catalog by each tool's code-token logit after the retrieval prompt."""
-    from eval.metrics import ndcg
-
     if toolgen.indexing.scheme != "atomic":
         return {"skipped": f"logit ranking needs atomic indexing, not {toolgen.indexing.scheme}"}
     if not queries:

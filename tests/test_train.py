@@ -153,7 +153,6 @@ def test_a_stage_resumes_mid_way_from_its_state_file(tmp_path, smollm2_tokenizer
 
 
 def test_retrieval_quality_reports_ndcg(smollm2_tokenizer, toy_catalog):
-    pytest.importorskip("eval.metrics")
     toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
     scores = retrieval_quality(Trainer(toolgen, train_layers=0, bf16=False), toolgen, toy_corpus(toy_catalog).test)
     assert scores["queries"] == 20 and 0 <= scores["ndcg@1"] <= scores["ndcg@5"] <= 100
