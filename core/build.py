@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import torch
 
 from .bfcl_trajectories import bfcl_agent_examples
 from .examples import (AGENT, MEMORIZATION, RETRIEVAL, STAGES, memorization_examples, retrieval_examples,
@@ -91,9 +90,8 @@ class Corpus:
         """The BFCL training entries agent tuning learns from: AST (single-turn calls) and multi-turn ones.
 
         Irrelevance entries (the offered functions do not fit, so Finish at once) are left out: ToolGen's model
-        never sees the offered functions, so it can only learn to refuse from the request's wording, and did so
-        for answerable requests too (with them: 11 of 13 irrelevance tasks right, 1 of 27 others on a 40-task run;
-        without them 12 of 12 and 2 of 28: see the README)."""
+        never sees the offered functions, so it can only learn to refuse from the request's wording, and then
+        refuses answerable requests too (the README has the measurements)."""
         return [e for e in self.train_entries if e.kind in ("ast", "multi_turn")]
 
     def training_texts(self) -> list[str]:
@@ -270,15 +268,13 @@ def _start_model(args, corpus: Corpus, preset: Preset) -> ToolGenModel:
             raise SystemExit(f"{out} holds a model over another catalog; use --fresh or another --out")
         return toolgen
     if preset.base == "tiny":
-        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+        from transformers import AutoTokenizer
 
         from .model import smollm2_dir
+        from .tiny import tiny_llama
 
         tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
-        torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
-        model = LlamaForCausalLM(config)
+        model = tiny_llama(len(tokenizer))
     else:
         model, tokenizer = load_base(preset.base)
     toolgen = ToolGenModel.from_base(corpus.catalog, scheme=args.scheme, base=preset.base, model=model,
