@@ -1,4 +1,5 @@
-"""Shared fixtures: the shared data folder, the packaged SmolLM2 tokenizer, tiny random models, a toy catalog."""
+"""Shared fixtures only (helper functions are in helpers.py): the shared data folder, the packaged SmolLM2
+tokenizer, a toy catalog, and the scripted agent model."""
 from __future__ import annotations
 
 import os
@@ -7,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.tiny import tiny_llama  # noqa: F401  (re-exported for tests)
+from core.settings import SHARED_DATA_DIR
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +22,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def peaked_llama(vocab_size: int, seed: int = 0):
-    """A tiny random Llama with large embeddings, so its next-token distributions are far from uniform."""
-    model = tiny_llama(vocab_size, hidden=32, layers=1, seed=seed)
-    torch.nn.init.normal_(model.get_input_embeddings().weight, std=0.3)
-    return model
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """`../shared/data`, or skip when this checkout has no shared data beside it."""
-    if not SHARED_DATA.exists():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    if not SHARED_DATA_DIR.exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA_DIR}")
+    return SHARED_DATA_DIR
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from core.executors.base import Observation
 from core.indexing import FINISH
 from core.model import ToolGenModel
 from core.prompts import agent_prompt, encode, observation_ids, user_turn_ids
-from tests.conftest import tiny_llama
+from core.tiny import tiny_llama
 from tests.scripted_agent import FORECAST, LYRICS, TWO_ANSWERS, WEATHER, RecordingExecutor, scripted, turn
 
 

@@ -3,34 +3,21 @@ import json
 
 import pytest
 
-from core.agent import AgentTrace, ArgumentsEvent, FinalAnswerEvent
 from core.bfcl import function_name, load_bfcl_catalog, load_bfcl_entries, parse_call
+from core.bfcl_trajectories import CONTINUE_TEXT
 from core.executors.bfcl import BfclExecutor
+from core.tiny import tiny_llama
 from eval.__main__ import main
-from eval.agent_eval import (CONTINUE_TEXT, bfcl_multi_tasks, bfcl_single_tasks, bfcl_turn_texts, documents_message,
-                             trajectory_metrics)
+from eval.agent_datasets import bfcl_multi_tasks, bfcl_single_tasks, bfcl_turn_texts
+from eval.agent_eval import trajectory_metrics
+from eval.agent_systems import RetrieveReadSystem, documents_message
 from eval.store import ResultsStore
-from tests.conftest import tiny_llama
+from tests.helpers import made_trajectory
 
 
 @pytest.fixture(scope="module")
 def bfcl_catalog():
     return load_bfcl_catalog()
-
-
-def made_trajectory(calls_by_turn, finished=True):
-    """A trajectory holding the given (tool id, arguments) calls per user turn, each turn ended by Finish."""
-    events, step = [], 0
-    for turn, calls in enumerate(calls_by_turn):
-        for tool_id, arguments in calls:
-            events.append(ArgumentsEvent(turn=turn, step=step, tool_id=tool_id, arguments=arguments, text="",
-                                         problems=[]))
-            step += 1
-        if finished:
-            events.append(FinalAnswerEvent(turn=turn, step=step, text="done"))
-            step += 1
-    answers = ["done" if finished else None] * len(calls_by_turn)
-    return AgentTrace(turns=[f"turn {i}" for i in range(len(calls_by_turn))], events=events, answers=answers)
 
 
 def _task(tasks, task_id):
@@ -104,7 +91,7 @@ def tiny_models(tmp_path_factory, bfcl_catalog):
 def test_cli_runs_the_systems_and_stores_trajectories(tiny_models, tmp_path, capsys, dataset, systems):
     db = tmp_path / "results.duckdb"
     code = main(["agent", "--dataset", dataset, "--systems", ",".join(systems), "--model", str(tiny_models / "toolgen"),
-                 "--base", str(tiny_models / "base"), "--baseline-model", str(tmp_path / "no-baseline"),
+                 "--base", str(tiny_models / "base"), "--untuned-baseline",
                  "--db", str(db), "--limit", "1", "--max-steps", "1",
                  "--max-thought-tokens", "4", "--max-argument-tokens", "4", "--json"])
     assert code == 0
@@ -139,7 +126,6 @@ def test_cli_toolbench_on_the_simulator(tiny_models, tmp_path, capsys, shared_da
 
 def test_retrieve_read_keeps_gold_tools_in_training_messages(tiny_models, bfcl_catalog):
     from core.model import ToolGenModel
-    from eval.agent_eval import RetrieveReadSystem
 
     toolgen = ToolGenModel.load(tiny_models / "toolgen")
     semantic = ToolGenModel.from_base(bfcl_catalog, scheme="semantic", model=toolgen.model, tokenizer=toolgen.tokenizer)
@@ -154,16 +140,24 @@ def test_retrieve_read_keeps_gold_tools_in_training_messages(tiny_models, bfcl_c
     assert f"Action name: {name}\n{bfcl_catalog[gold].document()}" in tuned.text
 
 
-def test_cli_tunes_the_baseline_when_asked(tiny_models, tmp_path, capsys):
+def test_train_baseline_then_evaluate_it(tiny_models, tmp_path, capsys):
     from core.model import ToolGenModel
 
     out = tmp_path / "rr"
-    code = main(["agent", "--dataset", "bfcl-single", "--systems", "retrieve-read", "--tune-baseline",
-                 "--baseline-model", str(out), "--baseline-trajectories", "3", "--base", str(tiny_models / "base"),
-                 "--db", str(tmp_path / "r.duckdb"), "--limit", "1", "--max-steps", "1",
-                 "--max-thought-tokens", "4", "--max-argument-tokens", "4", "--json"])
-    assert code == 0 and json.loads(capsys.readouterr().out)["retrieve-read"]["tasks"] == 1
+    evaluate = ["agent", "--dataset", "bfcl-single", "--systems", "toolgen,retrieve-read",
+                "--model", str(tiny_models / "toolgen"), "--baseline-model", str(out),
+                "--db", str(tmp_path / "r.duckdb"), "--limit", "1", "--max-steps", "1",
+                "--max-thought-tokens", "4", "--max-argument-tokens", "4", "--json"]
+    assert main(evaluate) == 2  # no baseline yet: refused before any system runs, naming the training command
+    assert "python -m eval train-baseline --kind retrieve-read --corpus bfcl" in capsys.readouterr().err
+    assert not (tmp_path / "r.duckdb").exists()
+    train = ["train-baseline", "--kind", "retrieve-read", "--corpus", "bfcl", "--trajectories", "3",
+             "--base", str(tiny_models / "base"), "--out", str(out)]
+    assert main(train) == 0
     tuned = ToolGenModel.load(out)
     assert tuned.indexing.scheme == "semantic" and tuned.info["stages"] == ["agent"]
+    assert main(train) == 2 and "already exists" in capsys.readouterr().err  # never overwritten
+    assert main(evaluate) == 0 and json.loads(capsys.readouterr().out)["retrieve-read"]["tasks"] == 1
     with ResultsStore(tmp_path / "r.duckdb") as store:
-        assert json.loads(store.runs()["config"][0])["tuned"] is True
+        configs = {row.system: json.loads(row.config) for row in store.runs().itertuples()}
+        assert configs["retrieve-read"]["tuned"] is True

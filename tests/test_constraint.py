@@ -12,7 +12,7 @@ from core.check_constraint import run_check
 from core.vocab import read_lines_verbatim, read_token_lines
 from core.constraint import NEG_INF, CodeTrie, ToolConstraintLogitsProcessor
 from core.indexing import build_indexing
-from tests.conftest import peaked_llama
+from tests.helpers import peaked_llama
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,15 +7,10 @@ from core.bfcl_trajectories import bfcl_trajectory
 from core.examples import (AGENT, FINISH_THOUGHT, MEMORIZATION, RETRIEVAL, TrainingTrajectory, memorization_examples,
                            retrieval_examples, trajectory_example)
 from core.indexing import FINISH
-from core.model import ToolGenModel
 from core.prompts import Step, memorization_prompt, observation_ids, retrieval_prompt
 from core.synthetic_queries import synthetic_queries
 from core.tools import Query, ToolCatalog
-from tests.conftest import tiny_llama
-
-
-def tiny_toolgen(tokenizer, catalog, scheme="atomic"):
-    return ToolGenModel.from_base(catalog, scheme=scheme, model=tiny_llama(len(tokenizer)), tokenizer=tokenizer)
+from tests.helpers import tiny_toolgen
 
 
 def assert_prompt_then_code(example, prompt, code):

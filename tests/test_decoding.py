@@ -11,7 +11,7 @@ from core.constraint import CodeTrie, ToolConstraintLogitsProcessor
 from core.decoding import (constrained_beam_search, constrained_beam_search_batch, constrained_sample,
                            top_single_token_codes)
 from core.indexing import build_indexing
-from tests.conftest import peaked_llama
+from tests.helpers import peaked_llama
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,6 +1,9 @@
+"""Ranking metrics: hand-checked values, and agreement with scikit-learn's own implementations."""
 import math
+import random
 
 import pytest
+from sklearn.metrics import label_ranking_average_precision_score, ndcg_score, top_k_accuracy_score
 
 from eval.metrics import hit, mrr, ndcg, ndcg_paper, ranking_metrics, recall
 
@@ -26,21 +29,48 @@ def test_paper_ndcg_ideal_uses_gold_anywhere_in_the_retrieved_list():
     assert ndcg(ranked, gold, 3) == pytest.approx((1 / LOG2_3) / (1 + 1 / LOG2_3 + 0.5))
 
 
-def test_paper_ndcg_matches_sklearn_formulation():
-    """The paper scores with sklearn.metrics.ndcg_score over a relevance vector that marks only retrieved
-    gold tools; recompute that formulation by hand (rank-based scores, no ties) on a few cases."""
-    def reference(ranked, gold, k):
-        relevance = [int(t in gold) for t in ranked]
-        ideal = sorted(relevance, reverse=True)
-        dcg = sum(r / math.log2(i + 2) for i, r in enumerate(relevance[:k]))
-        idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal[:k]))
-        return dcg / idcg if idcg else 0.0
+TOOLS = [f"t{i}" for i in range(8)]
 
-    cases = [(["a", "b", "c", "d", "e"], {"b", "e", "q"}), (["a", "b", "c", "d", "e"], {"a"}),
-             (["a", "b", "c", "d", "e"], {"c", "d"}), (["a", "b"], {"z"})]
-    for ranked, gold in cases:
+
+def random_cases(n=100, seed=0):
+    """(ranked, gold) pairs: a ranking of 5-8 distinct tools, 1-3 gold tools (some never retrieved)."""
+    rng = random.Random(seed)
+    return [(rng.sample(TOOLS, rng.randint(5, 8)), set(rng.sample(TOOLS, rng.randint(1, 3)))) for _ in range(n)]
+
+
+def rank_scores(items):
+    """Descending scores that put `items` in their listed order (no ties)."""
+    return [float(len(items) - i) for i in range(len(items))]
+
+
+def test_paper_ndcg_is_sklearn_ndcg_score_over_the_retrieved_list():
+    """The paper scores with sklearn's ndcg_score over the retrieved list, marking the retrieved gold tools."""
+    for ranked, gold in random_cases() + [(["a", "b"], {"z"})]:
+        relevance = [[int(t in gold) for t in ranked]]
         for k in (1, 3, 5):
-            assert ndcg_paper(ranked, gold, k) == pytest.approx(reference(ranked, gold, k))
+            assert ndcg_paper(ranked, gold, k) == pytest.approx(ndcg_score(relevance, [rank_scores(ranked)], k=k))
+
+
+def test_ndcg_is_sklearn_ndcg_score_with_missed_gold_ranked_last():
+    for ranked, gold in random_cases():
+        items = ranked + sorted(gold - set(ranked))  # missed gold: below every retrieved tool (beyond any k <= 5)
+        relevance = [[int(t in gold) for t in items]]
+        for k in (1, 3, 5):
+            assert ndcg(ranked, gold, k) == pytest.approx(ndcg_score(relevance, [rank_scores(items)], k=k))
+
+
+def test_hit_and_mrr_are_sklearn_top_k_accuracy_and_lrap_for_one_gold_tool():
+    rng = random.Random(1)
+    rankings = [rng.sample(TOOLS, len(TOOLS)) for _ in range(200)]
+    golds = [rng.choice(TOOLS) for _ in rankings]
+    scores = [[float(len(TOOLS) - ranked.index(t)) for t in TOOLS] for ranked in rankings]  # per class, in TOOLS order
+    labels = [TOOLS.index(g) for g in golds]
+    for k in (1, 3, 5):
+        ours = sum(hit(ranked, [g], k) for ranked, g in zip(rankings, golds)) / len(golds)
+        assert ours == pytest.approx(top_k_accuracy_score(labels, scores, k=k, labels=range(len(TOOLS))))
+    indicator = [[int(t == g) for t in TOOLS] for g in golds]
+    ours = sum(mrr(ranked, [g]) for ranked, g in zip(rankings, golds)) / len(golds)
+    assert ours == pytest.approx(label_ranking_average_precision_score(indicator, scores))
 
 
 def test_recall_hit_mrr():

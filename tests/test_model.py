@@ -7,11 +7,8 @@ from safetensors.torch import save_model
 
 from core.indexing import END, FINISH, SCHEMES, build_indexing, indexing_from_dict
 from core.model import ToolGenModel
-from tests.conftest import tiny_llama
-
-
-def tiny_toolgen(tokenizer, catalog, scheme="atomic"):
-    return ToolGenModel.from_base(catalog, scheme=scheme, model=tiny_llama(len(tokenizer)), tokenizer=tokenizer)
+from core.tiny import tiny_llama
+from tests.helpers import tiny_toolgen
 
 
 @pytest.mark.parametrize("scheme", sorted(SCHEMES))
@@ -79,10 +76,16 @@ def test_published_checkpoint_recovers_tool_map_from_vocabulary(tmp_path, smollm
     assert toolgen.code_ids("Weather&&forecast") == (smollm2_tokenizer.convert_tokens_to_ids(tokens[0]),)
 
 
-def test_loading_a_non_checkpoint_fails_clearly(tmp_path):
+def test_loading_a_non_checkpoint_fails_clearly(tmp_path, smollm2_tokenizer, toy_catalog):
     with pytest.raises(FileNotFoundError, match="no ToolGen checkpoint"):
         ToolGenModel.load(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    (tmp_path / "toolgen.json").write_text(json.dumps({"format": 99}))
-    with pytest.raises(Exception):
-        ToolGenModel.load(tmp_path)
+    plain = tmp_path / "plain"  # a causal LM without toolgen.json whose vocabulary has no <<tool&&api>> tokens
+    tiny_llama(len(smollm2_tokenizer)).save_pretrained(plain)
+    smollm2_tokenizer.save_pretrained(plain)
+    with pytest.raises(ValueError, match="no toolgen.json and no <<tool&&api>> tokens"):
+        ToolGenModel.load(plain)
+    directory = tiny_toolgen(smollm2_tokenizer, toy_catalog).save(tmp_path / "ckpt")
+    meta = json.loads((directory / "toolgen.json").read_text())
+    (directory / "toolgen.json").write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(ValueError, match=r"toolgen\.json: unsupported checkpoint format 99"):
+        ToolGenModel.load(directory)

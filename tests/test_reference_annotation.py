@@ -15,14 +15,13 @@ from eval.__main__ import main
 from eval.agent_eval import add_arguments, build_tasks, load_catalog
 from eval.reference_answers import CUT_ARGUMENTS, REFERENCE_SYSTEM
 from eval.store import ResultsStore
-from tests.conftest import tiny_llama
-from tests.test_agent_eval import made_trajectory
-from tests.test_toolbench_trajectories import api
+from core.tiny import tiny_llama
+from tests.helpers import made_trajectory, toolbench_api
 
 
-CORPUS = [api("Weather Hub", "Current Weather", required=["city"], optional=["cityId"]),
-          api("Weather Hub", "Forecast", required=["city"]),
-          api("Torrent-Search", "Get from yts", required=["searchtopic"])]
+CORPUS = [toolbench_api("Weather Hub", "Current Weather", required=["city"], optional=["cityId"]),
+          toolbench_api("Weather Hub", "Forecast", required=["city"]),
+          toolbench_api("Torrent-Search", "Get from yts", required=["searchtopic"])]
 WEATHER, FORECAST, YTS = (api_to_tool(entry, "test", i) for i, entry in enumerate(CORPUS))
 TRAINING_QUERY = "What is the weather in Paris today?"   # a training query of queries/G1.json
 TEST_QUERY = "Which movies are on torrent sites about space?"
@@ -165,7 +164,7 @@ def tiny_models(tmp_path_factory, data_dir):
 def run_cli(data_dir, tiny_models, db, systems: str, capsys) -> dict:
     code = main(["agent", "--dataset", "toolbench-reference", "--data-dir", str(data_dir), "--systems", systems,
                  "--model", str(tiny_models / "toolgen"), "--base", str(tiny_models / "base"), "--db", str(db),
-                 "--baseline-model", str(tiny_models / "no-baseline"),
+                 "--untuned-baseline",
                  "--max-steps", "1", "--max-thought-tokens", "4", "--max-argument-tokens", "4", "--json"])
     assert code == 0
     return json.loads(capsys.readouterr().out)

@@ -7,7 +7,7 @@ import pytest
 from core.__main__ import main
 from core.model import ToolGenModel
 from core.retrieval import MAX_QUERY_TOKENS, QueryError, ToolGenRetriever
-from tests.conftest import tiny_llama
+from core.tiny import tiny_llama
 
 
 @pytest.fixture

@@ -5,27 +5,31 @@ import json
 import pytest
 
 from core.model import ToolGenModel
-from eval import report, retrieval_eval
+from core.tiny import tiny_llama
+from eval import report, retrieval_eval, train_baseline
 from eval.store import ResultsStore
-from tests.conftest import tiny_llama
+from tests.helpers import toolbench_api
 
-
-def api(tool, name, description):
-    return {"category_name": "Test", "tool_name": tool, "api_name": name, "api_description": description,
-            "required_parameters": [], "optional_parameters": [], "method": "GET", "template_response": {}}
+# The split keeps a query by the hash of its text (core/splits.py): the first two fall in the test split.
+QUERIES = [("what is the weather forecast in Prague", ["Weather", "forecast"]),
+           ("lyrics of a famous song please", ["Music", "lyrics"]),
+           ("any storm alerts today", ["Weather", "alerts"])]
+TEST_QUERY_IDS = ["0", "1"]
 
 
 @pytest.fixture
 def tiny_toolbench(tmp_path):
-    apis = [api("Weather", "forecast", "weather forecast for a city"), api("Weather", "alerts", "storm alerts"),
-            api("Music", "lyrics", "song lyrics by title"), api("Music", "charts", "top music charts"),
-            api("Finance", "quote", "stock price quote"), api("Finance", "fx", "currency exchange rate")]
+    apis = [toolbench_api(tool, name, description=description)
+            for tool, name, description in [("Weather", "forecast", "weather forecast for a city"),
+                                            ("Weather", "alerts", "storm alerts"),
+                                            ("Music", "lyrics", "song lyrics by title"),
+                                            ("Music", "charts", "top music charts"),
+                                            ("Finance", "quote", "stock price quote"),
+                                            ("Finance", "fx", "currency exchange rate")]]
     (tmp_path / "queries").mkdir()
     (tmp_path / "corpus.json").write_text(json.dumps(apis))
     rows = [{"query_id": i, "query": text, "relevant APIs": [gold], "api_list": apis[:4]}
-            for i, (text, gold) in enumerate([("what is the weather forecast in Rome", ["Weather", "forecast"]),
-                                              ("lyrics of a song please", ["Music", "lyrics"]),
-                                              ("any storm alerts today", ["Weather", "alerts"])])]
+            for i, (text, gold) in enumerate(QUERIES)]
     (tmp_path / "queries" / "G9_test.json").write_text(json.dumps(rows))
     return tmp_path
 
@@ -69,20 +73,30 @@ def test_bm25_and_toolgen_runs_are_stored_and_reported(tmp_path, tiny_toolbench,
     assert "| toolbench:G9_test | " + setting in table and "bm25" in table
 
 
-def test_test_split_keeps_only_held_out_queries(tiny_toolbench):
+def test_test_split_keeps_exactly_the_held_out_queries(tiny_toolbench):
     from core.splits import is_test
     from core.toolbench import load_toolbench_corpus
 
     catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
-    [evalset] = retrieval_eval.toolbench_sets(catalog, [tiny_toolbench / "queries" / "G9_test.json"],
-                                              "multi-domain", "test")
-    assert all(is_test(q.text, q.id) for q in evalset.queries) and evalset.pool is None
+    files = [tiny_toolbench / "queries" / "G9_test.json"]
+    [test] = retrieval_eval.toolbench_sets(catalog, files, "multi-domain", "test")
+    [everything] = retrieval_eval.toolbench_sets(catalog, files, "multi-domain", "all")
+    assert [q.id for q in test.queries] == TEST_QUERY_IDS and test.pool is None  # not empty, not everything
+    assert [q.id for q in everything.queries] == ["0", "1", "2"]
+    assert [is_test(text) for text, _ in QUERIES] == [True, True, False]  # the fixture is what it claims
 
 
 def test_unknown_system_is_a_clear_error(tiny_toolbench, tmp_path):
     with pytest.raises(ValueError, match="unknown system 'grep'"):
         run(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--systems", "grep",
              "--db", str(tmp_path / "x.duckdb")])
+
+
+def test_missing_fine_tuned_baseline_names_the_training_command(tiny_toolbench, tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m eval train-baseline --kind embedding-ft --corpus toolbench"):
+        run(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--systems", "bm25,embedding-ft",
+             "--ft-model", str(tmp_path / "missing"), "--db", str(tmp_path / "x.duckdb")])
+    assert not (tmp_path / "missing").exists()  # evaluation never trains
 
 
 def test_embedding_ft_pairs_are_the_toolgen_retrieval_pairs(tmp_path, tiny_toolbench):
@@ -93,10 +107,10 @@ def test_embedding_ft_pairs_are_the_toolgen_retrieval_pairs(tmp_path, tiny_toolb
     catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
     tool = catalog.ids[2]
     save_retrieval_pairs([Example((1, 2), (False, True), "retrieval", tool, "lyrics <b>please</b>")], tmp_path)
-    assert retrieval_eval.toolgen_training_pairs(catalog, tmp_path) == [("lyrics <b>please</b>",
+    assert train_baseline.toolgen_training_pairs(catalog, tmp_path) == [("lyrics <b>please</b>",
                                                                         catalog[tool].document())]
     (tmp_path / RETRIEVAL_PAIRS_FILE).write_text(json.dumps({"query": "q", "tool": "Nope&&none"}) + "\n")
     with pytest.raises(ValueError, match="not in this catalog"):
-        retrieval_eval.toolgen_training_pairs(catalog, tmp_path)
+        train_baseline.toolgen_training_pairs(catalog, tmp_path)
     with pytest.raises(FileNotFoundError, match="retrieval stage"):
-        retrieval_eval.toolgen_training_pairs(catalog, tmp_path / "elsewhere")
+        train_baseline.toolgen_training_pairs(catalog, tmp_path / "elsewhere")

@@ -7,6 +7,22 @@ from core.splits import LeakError, check_no_leak, is_test, normalise, split_entr
 from core.tools import Query
 
 
+# Spellings of one request that differ only in what `normalise` removes. Normalised, the request falls in the
+# test split; each spelling hashed as written falls in the train split. So a normaliser that skips any one step
+# (NFKC, lower-casing, punctuation, underscores, whitespace) puts that spelling on the wrong side, every time.
+TEST_SIDE_KEY = "find a file named notes"
+SPELLINGS = {"nfkc": "\ufb01nd a file named notes",  # the "fi" ligature
+             "case": "Find A File NAMED Notes",
+             "punctuation": "find, a file named notes?!",
+             "underscore": "find_a file named notes",
+             "whitespace": "  find   a   file   named   notes\n"}
+
+
+def bucket(text: str) -> int:
+    """The documented rule's bucket of a key: int(sha1(key).hexdigest(), 16) % 10 (test when < 2)."""
+    return int(hashlib.sha1(text.encode()).hexdigest(), 16) % 10
+
+
 def queries(n=200):
     return [Query(id=str(i), text=f"Find the weather in city number {i}, please!", gold=("W&&w",), source="t")
             for i in range(n)]
@@ -15,12 +31,20 @@ def queries(n=200):
 def test_normalise_lowercases_strips_punctuation_and_collapses_space():
     assert normalise("  Hello,   WORLD!\n What's  up?? ") == "hello world what s up"
     assert normalise("snake_case-name") == "snake case name"
+    assert all(normalise(text) == TEST_SIDE_KEY for text in SPELLINGS.values())
 
 
 def test_split_follows_the_documented_hash_rule():
-    for query in queries(50):
-        digest = int(hashlib.sha1(normalise(query.text).encode()).hexdigest(), 16)
-        assert is_test(query.text, query.id) == (digest % 10 < 2)
+    for i, query in enumerate(queries(50)):
+        key = f"find the weather in city number {i} please"  # the normalised text, written out
+        assert is_test(query.text, query.id) == (bucket(key) < 2)
+
+
+def test_spellings_are_placed_by_their_normalised_text():
+    assert bucket(TEST_SIDE_KEY) < 2
+    for step, text in SPELLINGS.items():
+        assert bucket(text) >= 2, f"the {step} spelling no longer tests its normalisation step"
+        assert is_test(text, f"id-{step}"), f"{step}: placed by the text as written, not normalised"
 
 
 def test_split_is_deterministic_order_preserving_and_about_twenty_percent():
@@ -32,9 +56,10 @@ def test_split_is_deterministic_order_preserving_and_about_twenty_percent():
 
 
 def test_duplicate_texts_under_different_ids_fall_on_the_same_side():
-    a = Query(id="simple_python_7", text="Find the area of a circle.", source="bfcl:simple_python")
-    b = Query(id="multiple_3", text="find the AREA of a circle", source="bfcl:multiple")
-    assert is_test(a.text, a.id) == is_test(b.text, b.id)
+    duplicates = [Query(id=f"{category}_{n}", text=text, source=f"bfcl:{category}")
+                  for n, (category, text) in enumerate(zip(["simple_python", "multiple", "live_simple"] * 2,
+                                                           [TEST_SIDE_KEY, *SPELLINGS.values()]))]
+    assert split_queries(duplicates).test == duplicates
 
 
 class Entry:

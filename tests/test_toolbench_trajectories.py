@@ -16,21 +16,12 @@ from core.splits import is_test, split_queries
 from core.tools import CatalogError, Query, Tool, ToolCatalog
 from core.toolbench import (api_to_tool, default_arguments, load_reference_trajectories, load_toolbench_corpus,
                             load_toolbench_queries, synthetic_trajectories, toolbench_function_name)
+from tests.helpers import toolbench_api
 
 
-def api(tool_name: str, api_name: str, required=(), optional=(), defaults=None, types=None) -> dict:
-    """A ToolBench `api_list` entry; parameters are STRINGs without a default unless `types`/`defaults` say."""
-    defaults, types = defaults or {}, types or {}
-    param = lambda name: {"name": name, "type": types.get(name, "STRING"), "description": "",  # noqa: E731
-                          "default": defaults.get(name, "")}
-    return {"category_name": "Test", "tool_name": tool_name, "api_name": api_name, "api_description": "Test API.",
-            "required_parameters": [param(p) for p in required], "optional_parameters": [param(p) for p in optional],
-            "method": "GET", "template_response": {"city": "str", "temperature": "float"}}
-
-
-CORPUS = [api("Weather Hub", "Current Weather", required=["city"], optional=["id"]),
-          api("Weather Hub", "Forecast", required=["city"]),
-          api("Torrent-Search", "Get from yts", required=["searchtopic"])]
+CORPUS = [toolbench_api("Weather Hub", "Current Weather", required=["city"], optional=["id"]),
+          toolbench_api("Weather Hub", "Forecast", required=["city"]),
+          toolbench_api("Torrent-Search", "Get from yts", required=["searchtopic"])]
 WEATHER, FORECAST = "Weather Hub&&Current Weather", "Weather Hub&&Forecast"
 LONG_ANSWER = "It is sunny in Paris. " * 20
 
@@ -207,13 +198,16 @@ def test_real_reference_answers(shared_data):
 # ---------------------------------------------------------------- synthetic trajectories
 
 DEFAULTS_CORPUS = [
-    api("Weather Hub", "Current Weather", required=["city"], optional=["units"],
-        defaults={"city": "Paris", "units": "metric"}),
-    api("Weather Hub", "Forecast", required=["city", "days", "hourly"], defaults={"city": "Oslo", "days": "3",
-        "hourly": "true"}, types={"days": "NUMBER", "hourly": "BOOLEAN"}),
-    api("Weather Hub", "Alerts", required=["region", "level"], defaults={"region": "EU"}),  # "level": no default
-    api("Weather Hub", "History", required=["days"], defaults={"days": "last week"}, types={"days": "NUMBER"}),
-    api("Weather Hub", "Status"),  # no parameter at all
+    toolbench_api("Weather Hub", "Current Weather", required=["city"], optional=["units"],
+                  defaults={"city": "Paris", "units": "metric"}),
+    toolbench_api("Weather Hub", "Forecast", required=["city", "days", "hourly"],
+                  defaults={"city": "Oslo", "days": "3", "hourly": "true"},
+                  types={"days": "NUMBER", "hourly": "BOOLEAN"}),
+    toolbench_api("Weather Hub", "Alerts", required=["region", "level"],
+                  defaults={"region": "EU"}),  # "level": no default
+    toolbench_api("Weather Hub", "History", required=["days"], defaults={"days": "last week"},
+                  types={"days": "NUMBER"}),
+    toolbench_api("Weather Hub", "Status"),  # no parameter at all
 ]
 ALERTS, HISTORY, STATUS = "Weather Hub&&Alerts", "Weather Hub&&History", "Weather Hub&&Status"
 
