@@ -14,7 +14,7 @@ import sys
 
 from app import CSS, THEME, build_demo
 from app.shared import DEFAULT_DB, ModelUnavailable, Workbench
-from core.model import DEFAULT_MODEL_DIR
+from core.settings import DEFAULT_MODEL_DIR
 from eval.store import StoreLockedError
 
 QUEUE_SIZE = 64  # requests waiting beyond this are refused with a "too busy" message

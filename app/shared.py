@@ -15,14 +15,12 @@ from typing import Callable
 
 import gradio as gr
 
-from core.model import REPO_ROOT, ToolGenModel
+from core.model import ToolGenModel
 from core.retrieval import ToolGenRetriever
+from core.settings import DEFAULT_DB, EMBEDDING_CACHE_DIR, MODELS_DIR
 from core.tools import ToolCatalog
 from eval.store import ResultsStore
 
-DEFAULT_DB = REPO_ROOT / "results" / "workbench.duckdb"
-MODELS_DIR = REPO_ROOT / "models"
-EMBEDDING_CACHE = REPO_ROOT / "cache" / "embeddings"
 BASELINES = ("bm25", "embedding", "embedding-ft")
 # Events that run the ToolGen model share one concurrency group: two at a time suit a 2-vCPU Space; the rest queue.
 MODEL_EVENTS = {"concurrency_id": "model", "concurrency_limit": 2}
@@ -128,12 +126,12 @@ class Workbench:
         if system == "bm25":
             return BM25Retriever(catalog)
         if system == "embedding":
-            return EmbeddingRetriever(catalog, cache_dir=EMBEDDING_CACHE)
+            return EmbeddingRetriever(catalog, cache_dir=EMBEDDING_CACHE_DIR)
         model_dir = MODELS_DIR / f"embedding-ft-{self.corpus()}"
         if not model_dir.exists():
             raise FileNotFoundError(f"no fine-tuned embedding model at {model_dir} "
                                     "(`python -m eval retrieval --systems embedding-ft` trains it)")
-        return EmbeddingRetriever(catalog, model_path=model_dir, cache_dir=EMBEDDING_CACHE, name="embedding-ft")
+        return EmbeddingRetriever(catalog, model_path=model_dir, cache_dir=EMBEDDING_CACHE_DIR, name="embedding-ft")
 
     def close(self) -> None:
         self.store.close()

@@ -6,7 +6,7 @@ import importlib
 import json
 import sys
 
-from .model import DEFAULT_MODEL_DIR
+from .settings import DEFAULT_MODEL_DIR
 
 # subcommand -> module providing `add_arguments(parser)` and `run(args) -> int`
 SUBCOMMANDS = {

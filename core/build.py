@@ -22,14 +22,14 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-
 from .bfcl_trajectories import bfcl_agent_examples
 from .examples import (AGENT, MEMORIZATION, RETRIEVAL, STAGES, memorization_examples, retrieval_examples,
                        trajectory_example)
 from .indexing import FINISH
 from .metrics import ndcg
-from .model import DEFAULT_MODEL_DIR, REPO_ROOT, SMOLLM2, ToolGenModel, load_base
+from .model import SMOLLM2, ToolGenModel, load_base
 from .prompts import retrieval_prompt
+from .settings import TOOLBENCH_DATA_DIR, model_dir
 from .splits import check_no_leak, entry_texts, normalise, split_entries, split_queries, spread
 from .tools import ToolCatalog
 from .train import StageConfig, Trainer
@@ -103,7 +103,7 @@ class Corpus:
 def load_corpus(name: str, data_dir: Path | str | None = None, max_tools: int | None = None) -> Corpus:
     """Load and split a corpus (see `core.splits`)."""
     if name == "toolbench":
-        corpus = _load_toolbench(Path(data_dir or REPO_ROOT.parent / "shared" / "data" / "toolbench"))
+        corpus = _load_toolbench(Path(data_dir or TOOLBENCH_DATA_DIR))
     elif name == "bfcl":
         corpus = _load_bfcl(data_dir)
     else:
@@ -333,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
     """Build (or resume) the model and print the JSON report; returns the exit status."""
     started = time.time()
     preset = _preset(args)
-    args.out = args.out or (DEFAULT_MODEL_DIR if args.corpus == "bfcl" else REPO_ROOT / "models" / "toolgen-toolbench")
+    args.out = args.out or model_dir(args.corpus)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
     if unknown:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -23,14 +22,12 @@ from safetensors.torch import save_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .indexing import FINISH, AtomicIndexing, Indexing, build_indexing, indexing_from_dict
+from .settings import BASE_MODEL_CACHE_DIR
 from .tools import ToolCatalog
 from .vocab import catalog_from_tokens
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_DIR = Path(os.environ.get("TOOLGEN_CACHE", REPO_ROOT / "cache"))
-DEFAULT_MODEL_DIR = Path(os.environ.get("TOOLGEN_MODEL", REPO_ROOT / "models" / "toolgen-bfcl"))
 FORMAT_VERSION = 1
 
 
@@ -49,8 +46,9 @@ def smollm2_tokenizer():
 
 
 def smollm2_dir() -> Path:
-    """A directory holding SmolLM2-135M-Instruct as fp32 safetensors, created from the GGUF on first use."""
-    target = CACHE_DIR / "smollm2-135m-instruct"
+    """A directory holding SmolLM2-135M-Instruct as fp32 safetensors, created from the GGUF on first use
+    (`settings.BASE_MODEL_CACHE_DIR`, under TOOLGEN_CACHE)."""
+    target = BASE_MODEL_CACHE_DIR
     if (target / "model.safetensors").exists():
         return target
     gguf = smollm2_gguf_path()

@@ -26,7 +26,6 @@ from .prompts import Step
 from .splits import normalise
 from .tools import CatalogError, Query, Tool, ToolCatalog
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "toolbench"
 _REQUIRED_API_FIELDS = ("tool_name", "api_name")
 _TYPE_MAP = {"string": "string", "str": "string", "number": "number", "float": "number", "integer": "integer",
              "int": "integer", "boolean": "boolean", "bool": "boolean", "array": "array", "object": "object",

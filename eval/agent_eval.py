@@ -451,10 +451,10 @@ def make_retrieve_read(args: argparse.Namespace, catalog: ToolCatalog, corpus: s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from core.toolbench import DEFAULT_DATA_DIR
+    from core.settings import TOOLBENCH_DATA_DIR
 
     parser.add_argument("--dataset", choices=DATASETS, required=True)
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="ToolBench data folder (toolbench*)")
+    parser.add_argument("--data-dir", default=str(TOOLBENCH_DATA_DIR), help="ToolBench data folder (toolbench*)")
     parser.add_argument("--queries", nargs="*", help="ToolBench query files (default: every file in DATA_DIR/queries); "
                                                       "toolbench-reference: reference-answer files (default: every "
                                                       "file in DATA_DIR/reference_answers)")

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from core.model import REPO_ROOT
-from core.toolbench import DEFAULT_DATA_DIR, load_toolbench_corpus, load_toolbench_queries
+from core.settings import DEFAULT_DB, MODELS_DIR, TOOLBENCH_DATA_DIR
+from core.toolbench import load_toolbench_corpus, load_toolbench_queries
 from core.tools import Query, ToolCatalog
 
 from .metrics import ranking_metrics
@@ -32,8 +32,6 @@ from .stats import bootstrap_ci, paired_test
 from .store import MetricValue, QueryResult, ResultsStore
 
 SYSTEMS = ("toolgen", "bm25", "embedding", "embedding-ft")
-DEFAULT_DB = REPO_ROOT / "results" / "workbench.duckdb"
-MODELS_DIR = REPO_ROOT / "models"
 HEADLINE = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg_paper@1", "ndcg_paper@5", "recall@5", "hit@1", "mrr")
 
 
@@ -187,7 +185,7 @@ def _ranked_names(catalog: ToolCatalog, ranked: list[str], corpus: str) -> list:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", choices=("toolbench", "bfcl"), required=True)
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="ToolBench data folder")
+    parser.add_argument("--data-dir", default=str(TOOLBENCH_DATA_DIR), help="ToolBench data folder")
     parser.add_argument("--queries", nargs="*", help="query files (default: every file in DATA_DIR/queries)")
     parser.add_argument("--setting", choices=("in-domain", "multi-domain"), default="multi-domain")
     parser.add_argument("--split", choices=("test", "all"), default="test")
