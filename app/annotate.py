@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import gradio as gr
 
-from eval.store import ResultsStore, Trajectory
+from eval.store import ResultsStore, StoredTrajectory
 
 from .shared import esc, user_errors
 
@@ -96,7 +96,7 @@ def _step_fields(step: object) -> list[tuple[str, object]]:
     return list(step.items())
 
 
-def trajectory_html(trajectory: Trajectory, side: str) -> str:
+def trajectory_html(trajectory: StoredTrajectory, side: str) -> str:
     """A trajectory's steps and final answer, every field escaped; the system is not shown."""
     rows = "".join(f"<dt>{esc(key)}</dt><dd>{_value_html(value)}</dd>"
                    for step in trajectory.steps for key, value in _step_fields(step))

@@ -47,14 +47,9 @@ def run_set_key(dataset: str, setting: str, split: str) -> str:
 
 def _run_ids(store: ResultsStore) -> dict[str, dict[str, int]]:
     """Run set key -> {system: id of its latest run with per-query results}."""
-    runs = store.runs_with_results()
-    if runs.empty:
-        return {}
-    runs = runs.fillna({"setting": "", "split": ""})
-    latest = runs.groupby(["dataset", "setting", "split", "system"])["id"].max()
     sets: dict[str, dict[str, int]] = {}
-    for (dataset, setting, split, system), run_id in latest.items():
-        sets.setdefault(run_set_key(dataset, setting, split), {})[system] = int(run_id)
+    for run in store.latest_runs("query_results").itertuples():
+        sets.setdefault(run_set_key(run.dataset, run.setting, run.split), {})[run.system] = int(run.id)
     return sets
 
 
@@ -136,12 +131,9 @@ def rankings_html(rankings: list[Ranking]) -> str:
 def metrics_frame(store: ResultsStore, family: str = ALL, group: str = ALL, setting: str = ALL) -> pd.DataFrame:
     """Metrics of the latest run per (dataset, setting, split, system), filtered. A dataset named
     `family:group` (e.g. `toolbench:G1_instruction`) matches family and group; `bfcl` is its own family."""
-    frame = store.metrics()
+    frame = store.metrics(latest=True)
     if frame.empty:
         return frame
-    frame = frame.fillna({"setting": "", "split": ""})
-    latest = frame.groupby(["dataset", "setting", "split", "system"])["run_id"].transform("max")
-    frame = frame[frame.run_id == latest].copy()
     parts = frame.dataset.str.split(":", n=1)
     frame["family"], frame["group"] = parts.str[0], parts.str[1].fillna("")
     if family != ALL:

@@ -17,11 +17,11 @@ import gradio as gr
 
 from core.model import ToolGenModel
 from core.retrieval import ToolGenRetriever
-from core.settings import DEFAULT_DB, EMBEDDING_CACHE_DIR, MODELS_DIR
+from core.settings import DEFAULT_DB
 from core.tools import ToolCatalog
+from eval.retrievers import BASELINES, baseline_retriever
 from eval.store import ResultsStore
 
-BASELINES = ("bm25", "embedding", "embedding-ft")
 # Events that run the ToolGen model share one concurrency group: two at a time suit a 2-vCPU Space; the rest queue.
 MODEL_EVENTS = {"concurrency_id": "model", "concurrency_limit": 2}
 log = logging.getLogger("workbench")
@@ -117,21 +117,8 @@ class Workbench:
         catalog = self.catalog
         with self._baseline_locks[system]:
             if system not in self._baselines:
-                self._baselines[system] = self._build_baseline(system, catalog)
+                self._baselines[system] = baseline_retriever(system, catalog, self.corpus())
             return self._baselines[system]
-
-    def _build_baseline(self, system: str, catalog: ToolCatalog):
-        from eval.retrievers import BM25Retriever, EmbeddingRetriever
-
-        if system == "bm25":
-            return BM25Retriever(catalog)
-        if system == "embedding":
-            return EmbeddingRetriever(catalog, cache_dir=EMBEDDING_CACHE_DIR)
-        model_dir = MODELS_DIR / f"embedding-ft-{self.corpus()}"
-        if not model_dir.exists():
-            raise FileNotFoundError(f"no fine-tuned embedding model at {model_dir} "
-                                    "(`python -m eval retrieval --systems embedding-ft` trains it)")
-        return EmbeddingRetriever(catalog, model_path=model_dir, cache_dir=EMBEDDING_CACHE_DIR, name="embedding-ft")
 
     def close(self) -> None:
         self.store.close()

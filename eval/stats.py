@@ -9,15 +9,17 @@ as half a win for each side; `WinRate` still reports both_bad separately.
 """
 from __future__ import annotations
 
-import itertools
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Sequence
+from typing import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
+from scipy.stats import bootstrap, permutation_test
+from sklearn.metrics import cohen_kappa_score
 
 VOTES = ("A", "B", "tie", "both_bad")
+FLIPPED_VOTE = {"A": "B", "B": "A", "tie": "tie", "both_bad": "both_bad"}  # the vote with the sides swapped
 _MAX_CELLS_PER_CHUNK = 2_000_000  # resample matrices are built in chunks of about this many cells
 
 
@@ -74,12 +76,25 @@ class Rating:
 
 
 @dataclass(frozen=True)
+class AnnotatorAgreement:
+    """One annotator against the others: on the items where the other annotators' most frequent label is unique
+    (`n_compared`), the share where this annotator picked it and Cohen's kappa of the two label lists."""
+
+    annotator: str
+    n_votes: int
+    n_compared: int
+    agreement: float  # NaN when n_compared is 0
+    kappa: float  # NaN when n_compared is 0 or chance agreement is 1
+
+
+@dataclass(frozen=True)
 class Agreement:
-    """Fleiss' kappa over items with 2+ ratings, and Cohen's kappa per annotator pair on their shared items."""
+    """Fleiss' kappa over items with 2+ ratings, and each annotator's agreement with the others' majority
+    (one row per annotator, by name: readable with many annotators, unlike every annotator pair)."""
 
     fleiss_kappa: float
     n_items: int
-    cohen_kappa: dict[tuple[str, str], float]
+    annotators: list[AnnotatorAgreement]
 
 
 def _as_values(values: Sequence[float], what: str) -> np.ndarray:
@@ -91,12 +106,9 @@ def _as_values(values: Sequence[float], what: str) -> np.ndarray:
     return array
 
 
-def _resampled_means(values: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    n = values.size
-    chunk = max(1, _MAX_CELLS_PER_CHUNK // n)
-    means = [values[rng.integers(0, n, size=(min(chunk, n_resamples - start), n))].mean(axis=1)
-             for start in range(0, n_resamples, chunk)]
-    return np.concatenate(means)
+def _batch(n: int) -> int:
+    """Resamples per batch, so that a batch holds about `_MAX_CELLS_PER_CHUNK` values."""
+    return max(1, _MAX_CELLS_PER_CHUNK // n)
 
 
 def _percentile_ci(samples: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -105,34 +117,34 @@ def _percentile_ci(samples: np.ndarray, confidence: float) -> tuple[float, float
     return float(low), float(high)
 
 
+def _mean_ci(values: np.ndarray, n_resamples: int, confidence: float, rng: np.random.Generator) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (scipy's `bootstrap`); one value gives the CI (value, value)."""
+    if values.size == 1:  # every resample is the value itself; scipy asks for two or more
+        return float(values[0]), float(values[0])
+    result = bootstrap((values,), np.mean, n_resamples=n_resamples, batch=_batch(values.size), vectorized=True,
+                       confidence_level=confidence, method="percentile", rng=rng)
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def bootstrap_ci(values: Sequence[float], n_resamples: int = 10_000, confidence: float = 0.95,
                  seed: int = 0) -> Estimate:
     """Mean of `values` with a percentile bootstrap CI (resampling values with replacement)."""
     array = _as_values(values, "bootstrap_ci")
-    means = _resampled_means(array, n_resamples, np.random.default_rng(seed))
-    return Estimate(float(array.mean()), *_percentile_ci(means, confidence), n=array.size)
+    return Estimate(float(array.mean()), *_mean_ci(array, n_resamples, confidence, np.random.default_rng(seed)),
+                    n=array.size)
 
 
-def _sign_flip_p_value(diff: np.ndarray, n_resamples: int, rng: np.random.Generator) -> float:
-    """Two-sided randomisation test of mean(diff) == 0: flip the sign of each difference at random.
+def summarise(rows: Iterable[Mapping[str, float]], n_resamples: int = 2000, seed: int = 0) -> dict[str, Estimate]:
+    """Mean and bootstrap 95% CI of every metric named in `rows` (one mapping per query or trajectory), in order
+    of first appearance; a metric missing from some rows is averaged over the rows that have it."""
+    rows = list(rows)
+    names = dict.fromkeys(name for row in rows for name in row)
+    return {name: bootstrap_ci([row[name] for row in rows if name in row], n_resamples=n_resamples, seed=seed)
+            for name in names}
 
-    Exact (all 2^n sign patterns) when that is no more than `n_resamples` patterns, Monte Carlo otherwise.
-    """
-    observed = abs(diff.mean())
-    n = diff.size
-    exact = 2 ** n <= n_resamples
-    chunk = max(1, _MAX_CELLS_PER_CHUNK // n)
-    total = 2 ** n if exact else n_resamples
-    extreme = 0
-    for start in range(0, total, chunk):
-        rows = min(chunk, total - start)
-        if exact:
-            bits = (np.arange(start, start + rows)[:, None] >> np.arange(n)) & 1
-        else:
-            bits = rng.integers(0, 2, size=(rows, n))
-        flipped = np.abs(((1 - 2 * bits) * diff).mean(axis=1))
-        extreme += int((flipped >= observed - 1e-12).sum())
-    return extreme / total if exact else (extreme + 1) / (total + 1)
+
+def _absolute_mean(diff: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.abs(diff.mean(axis=axis))
 
 
 def paired_test(scores_a: Sequence[float], scores_b: Sequence[float], n_resamples: int = 10_000,
@@ -140,7 +152,8 @@ def paired_test(scores_a: Sequence[float], scores_b: Sequence[float], n_resample
     """Compare two systems scored on the same queries (same order).
 
     The mean difference a - b gets a paired bootstrap CI; the p-value comes from a sign-flip
-    randomisation test (H0: the per-query differences are symmetric around 0).
+    randomisation test (H0: the per-query differences are symmetric around 0; scipy's `permutation_test`
+    of |mean|, exact over all 2^n sign patterns when there are no more than `n_resamples` of them).
     """
     a = _as_values(scores_a, "paired_test scores_a")
     b = _as_values(scores_b, "paired_test scores_b")
@@ -149,9 +162,14 @@ def paired_test(scores_a: Sequence[float], scores_b: Sequence[float], n_resample
                          "both must score the same queries")
     diff = a - b
     rng = np.random.default_rng(seed)
-    ci_low, ci_high = _percentile_ci(_resampled_means(diff, n_resamples, rng), confidence)
-    p_value = _sign_flip_p_value(diff, n_resamples, rng)
-    return PairedTest(float(diff.mean()), ci_low, ci_high, p_value, n=diff.size)
+    ci_low, ci_high = _mean_ci(diff, n_resamples, confidence, rng)
+    if diff.size == 1:  # both sign patterns give the same |mean|; scipy asks for two or more values
+        p_value = 1.0
+    else:
+        p_value = permutation_test((diff,), _absolute_mean, permutation_type="samples", vectorized=True,
+                                   n_resamples=n_resamples, batch=_batch(diff.size), alternative="greater",
+                                   rng=rng).pvalue
+    return PairedTest(float(diff.mean()), ci_low, ci_high, float(p_value), n=diff.size)
 
 
 def _checked_votes(votes: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
@@ -167,11 +185,10 @@ def _checked_votes(votes: Iterable[tuple[str, str, str]]) -> list[tuple[str, str
 
 def win_rates(votes: Iterable[tuple[str, str, str]]) -> list[WinRate]:
     """Win/tie counts per unordered system pair (pair sorted by name; votes flipped to match)."""
-    flip = {"A": "B", "B": "A", "tie": "tie", "both_bad": "both_bad"}
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(VOTES, 0))
     for system_a, system_b, vote in _checked_votes(votes):
         if system_a > system_b:
-            system_a, system_b, vote = system_b, system_a, flip[vote]
+            system_a, system_b, vote = system_b, system_a, FLIPPED_VOTE[vote]
         counts[(system_a, system_b)][vote] += 1
     return [WinRate(a, b, c["A"], c["B"], c["tie"], c["both_bad"]) for (a, b), c in sorted(counts.items())]
 
@@ -249,18 +266,16 @@ def bradley_terry(votes: Iterable[tuple[str, str, str]], n_resamples: int = 1000
 
 
 def cohen_kappa(labels_a: Sequence[Hashable], labels_b: Sequence[Hashable]) -> float:
-    """Cohen's kappa of two annotators' labels on the same items (same order).
+    """Cohen's kappa of two annotators' labels on the same items (same order; scikit-learn's).
 
     NaN when chance agreement is 1 (both annotators used one and the same label throughout).
     """
     if len(labels_a) != len(labels_b) or not labels_a:
         raise ValueError(f"cohen_kappa: need two equally long, non-empty label lists, "
                          f"got {len(labels_a)} and {len(labels_b)}")
-    n = len(labels_a)
-    observed = sum(x == y for x, y in zip(labels_a, labels_b)) / n
-    categories = set(labels_a) | set(labels_b)
-    expected = sum((list(labels_a).count(c) / n) * (list(labels_b).count(c) / n) for c in categories)
-    return float("nan") if expected == 1.0 else (observed - expected) / (1.0 - expected)
+    if len(set(labels_a) | set(labels_b)) == 1:  # chance agreement is 1
+        return float("nan")
+    return float(cohen_kappa_score(list(labels_a), list(labels_b)))
 
 
 def fleiss_kappa(item_labels: Sequence[Sequence[Hashable]]) -> float:
@@ -289,8 +304,8 @@ def fleiss_kappa(item_labels: Sequence[Sequence[Hashable]]) -> float:
 def annotator_agreement(ratings: Iterable[tuple[Hashable, str, Hashable]]) -> Agreement:
     """Agreement from `(item, annotator, label)` rows; labels must be oriented the same way for everyone.
 
-    Fleiss' kappa uses the items with two or more annotators; Cohen's kappa is given for every pair of
-    annotators sharing at least one item. A repeated (item, annotator) row is an error.
+    Fleiss' kappa uses the items with two or more annotators; each annotator is compared with the majority
+    label of the others on every item where that majority is unique. A repeated (item, annotator) row is an error.
     """
     by_item: dict[Hashable, dict[str, Hashable]] = defaultdict(dict)
     for item, annotator, label in ratings:
@@ -299,10 +314,20 @@ def annotator_agreement(ratings: Iterable[tuple[Hashable, str, Hashable]]) -> Ag
         by_item[item][annotator] = label
     shared = [labels for labels in by_item.values() if len(labels) >= 2]
     fleiss = fleiss_kappa([list(labels.values()) for labels in shared]) if shared else float("nan")
-    annotators = sorted({a for labels in by_item.values() for a in labels})
-    cohen = {}
-    for first, second in itertools.combinations(annotators, 2):
-        common = [labels for labels in by_item.values() if first in labels and second in labels]
-        if common:
-            cohen[(first, second)] = cohen_kappa([c[first] for c in common], [c[second] for c in common])
-    return Agreement(fleiss, len(shared), cohen)
+    votes: Counter = Counter()
+    compared: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))  # annotator -> (own, majority)
+    for labels in by_item.values():
+        counts = Counter(labels.values())
+        for annotator, label in labels.items():
+            votes[annotator] += 1
+            top = (counts - Counter([label])).most_common(2)
+            if top and (len(top) == 1 or top[0][1] > top[1][1]):
+                compared[annotator][0].append(label)
+                compared[annotator][1].append(top[0][0])
+    rows = []
+    for annotator in sorted(votes):
+        own, majority = compared.get(annotator, ([], []))
+        agreement = sum(a == b for a, b in zip(own, majority)) / len(own) if own else float("nan")
+        kappa = cohen_kappa(own, majority) if own else float("nan")
+        rows.append(AnnotatorAgreement(annotator, votes[annotator], len(own), agreement, kappa))
+    return Agreement(fleiss, len(shared), rows)

@@ -32,7 +32,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from eval.stats import VOTES
+from eval.stats import FLIPPED_VOTE, VOTES
 
 MIGRATIONS: list[str] = [
     """
@@ -104,7 +104,6 @@ MIGRATIONS: list[str] = [
 ]
 
 TABLES = ("runs", "query_results", "metrics", "trajectories", "battles", "flagged_annotators")
-_FLIPPED_VOTE = {"A": "B", "B": "A", "tie": "tie", "both_bad": "both_bad"}
 
 
 class StoreLockedError(RuntimeError):
@@ -134,7 +133,7 @@ class MetricValue:
 
 
 @dataclass(frozen=True)
-class Trajectory:
+class StoredTrajectory:
     """One agent run on one query; `id` is assigned by the store."""
 
     system: str
@@ -341,17 +340,33 @@ class ResultsStore:
         """All runs, newest first."""
         return self._cursor().execute("SELECT * FROM runs ORDER BY id DESC").df()
 
-    def runs_with_results(self) -> pd.DataFrame:
-        """The runs that hold per-query results (agent runs store only metrics), newest first."""
-        return self._cursor().execute(
-            "SELECT * FROM runs r WHERE EXISTS (SELECT 1 FROM query_results q WHERE q.run_id = r.id)"
-            " ORDER BY id DESC").df()
+    @staticmethod
+    def _latest_run_ids(holding: str | None) -> str:
+        """SQL selecting the id of the latest run per (dataset, setting, split, system), among the runs holding
+        rows in the table `holding` ('query_results' or 'metrics') when given."""
+        if holding not in (None, "query_results", "metrics"):
+            raise ValueError(f"holding must be None, 'query_results' or 'metrics', got {holding!r}")
+        where = f" WHERE EXISTS (SELECT 1 FROM {holding} h WHERE h.run_id = r.id)" if holding else ""
+        return (f"SELECT max(id) FROM runs r{where}"
+                " GROUP BY dataset, coalesce(setting, ''), coalesce(split, ''), system")
 
-    def metrics(self, run_ids: Sequence[int] | None = None) -> pd.DataFrame:
-        """Metrics joined with their run's system, dataset, setting and split."""
-        sql = ("SELECT m.*, r.system, r.dataset, r.setting, r.split FROM metrics m JOIN runs r ON r.id = m.run_id"
-               + (" WHERE m.run_id IN (SELECT unnest(?))" if run_ids is not None else "")
-               + " ORDER BY m.run_id, m.name")
+    def latest_runs(self, holding: str | None = None) -> pd.DataFrame:
+        """The latest run of every (dataset, setting, split, system), ordered by those; with `holding`
+        ('query_results': agent runs store only metrics; or 'metrics'), only among the runs holding such rows.
+        A missing setting or split reads as ''."""
+        return self._cursor().execute(
+            "SELECT * REPLACE (coalesce(setting, '') AS setting, coalesce(split, '') AS split) FROM runs"
+            f" WHERE id IN ({self._latest_run_ids(holding)}) ORDER BY dataset, setting, split, system").df()
+
+    def metrics(self, run_ids: Sequence[int] | None = None, latest: bool = False) -> pd.DataFrame:
+        """Metrics joined with their run's system, dataset, setting and split (a missing one reads as ''): of
+        `run_ids`, of the latest run per (dataset, setting, split, system) with `latest`, else of every run."""
+        if run_ids is not None and latest:
+            raise ValueError("metrics: pass run_ids or latest=True, not both")
+        where = (" WHERE m.run_id IN (SELECT unnest(?))" if run_ids is not None
+                 else f" WHERE m.run_id IN ({self._latest_run_ids('metrics')})" if latest else "")
+        sql = ("SELECT m.*, r.system, r.dataset, coalesce(r.setting, '') AS setting, coalesce(r.split, '') AS split"
+               f" FROM metrics m JOIN runs r ON r.id = m.run_id{where} ORDER BY m.run_id, m.name")
         return self._cursor().execute(sql, [list(run_ids)] if run_ids is not None else []).df()
 
     def query_results(self, run_id: int) -> list[QueryResult]:
@@ -368,7 +383,7 @@ class ResultsStore:
 
     # -- trajectories and votes -------------------------------------------------------------------------
 
-    def add_trajectories(self, trajectories: Iterable[Trajectory]) -> list[int]:
+    def add_trajectories(self, trajectories: Iterable[StoredTrajectory]) -> list[int]:
         """Store trajectories; returns their new ids in input order."""
         trajectories = list(trajectories)
         rows = [{"system": t.system, "dataset": t.dataset, "query_id": t.query_id, "query": t.query,
@@ -385,13 +400,13 @@ class ResultsStore:
 
         return self._write(work) if rows else []
 
-    def trajectories(self, dataset: str | None = None, query_id: str | None = None) -> list[Trajectory]:
+    def trajectories(self, dataset: str | None = None, query_id: str | None = None) -> list[StoredTrajectory]:
         """Stored trajectories, optionally only those of one dataset and/or query, in id order."""
         rows = self._cursor().execute(
             "SELECT id, system, dataset, query_id, query, steps, final_answer, metrics FROM trajectories"
             " WHERE (? IS NULL OR dataset = ?) AND (? IS NULL OR query_id = ?) ORDER BY id",
             [dataset, dataset, query_id, query_id]).fetchall()
-        return [Trajectory(system, ds, qid, query, json.loads(steps), final_answer or "",
+        return [StoredTrajectory(system, ds, qid, query, json.loads(steps), final_answer or "",
                            json.loads(metrics or "{}"), id=tid)
                 for tid, system, ds, qid, query, steps, final_answer, metrics in rows]
 
@@ -410,7 +425,7 @@ class ResultsStore:
         if trajectory_a == trajectory_b:
             raise ValueError(f"cannot compare trajectory {trajectory_a} with itself")
         if trajectory_a > trajectory_b:
-            trajectory_a, trajectory_b, vote = trajectory_b, trajectory_a, _FLIPPED_VOTE[vote]
+            trajectory_a, trajectory_b, vote = trajectory_b, trajectory_a, FLIPPED_VOTE[vote]
 
         def work(cursor):
             found = dict(cursor.execute("SELECT id, query_id FROM trajectories WHERE id IN (?, ?)",

@@ -25,7 +25,7 @@ from app.compare import run_set_key, run_sets, stored_queries
 from app.shared import ModelUnavailable, Workbench
 from core.agent import ActionEvent, ArgumentsEvent, Conversation, FinalAnswerEvent, ObservationEvent, ThoughtEvent
 from core.model import ToolGenModel
-from eval.store import MetricValue, QueryResult, Trajectory
+from eval.store import MetricValue, QueryResult, StoredTrajectory
 from tests.conftest import tiny_llama
 from tests.scripted_agent import TWO_ANSWERS, RecordingExecutor, scripted
 
@@ -78,7 +78,7 @@ def seed(store, catalog) -> None:
                  "executed": True},
                 {"kind": "final_answer", "turn": 0, "step": 1, "text": f"answer {rank}"}]
 
-    store.add_trajectories(Trajectory(system, "bfcl", query_id, text, steps(rank), final_answer=f"answer {rank}")
+    store.add_trajectories(StoredTrajectory(system, "bfcl", query_id, text, steps(rank), final_answer=f"answer {rank}")
                            for query_id, text in QUERIES.items() for rank, system in enumerate(SYSTEMS))
 
 

@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from eval.store import MIGRATIONS, MetricValue, QueryResult, ResultsStore, StoreLockedError, Trajectory
+from eval.store import MIGRATIONS, MetricValue, QueryResult, ResultsStore, StoreLockedError, StoredTrajectory
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,8 @@ def _results(n=3):
 
 def _trajectories(store, query_id="q1", systems=("bm25", "toolgen", "embed")):
     return store.add_trajectories(
-        Trajectory(system, "bfcl", query_id, "what is up", [{"thought": "x", "action": system}], "done", {"ok": 1})
+        StoredTrajectory(system, "bfcl", query_id, "what is up", [{"thought": "x", "action": system}], "done",
+                         {"ok": 1})
         for system in systems)
 
 
@@ -57,12 +58,32 @@ def test_failed_run_is_rolled_back(store):
     assert len(store.query_results(run_id)) == 2
 
 
+def test_latest_run_per_dataset_setting_split_and_system(store):
+    def run(system, setting, value=None, results=()):
+        metrics = [MetricValue("ndcg@1", value)] if value is not None else []
+        return store.add_run(system, "d", results, metrics, setting=setting, split="test", code_version="v")
+
+    old_bm25, old_toolgen = run("bm25", "in", 0.1), run("toolgen", "in", 0.2, _results(1))
+    new_bm25, other_setting = run("bm25", "in", 0.3), run("bm25", "multi", 0.4)
+    bare = run("toolgen", "in")  # newest, but holds neither metrics nor results
+    latest = store.latest_runs()
+    assert sorted(latest["id"]) == sorted([new_bm25, bare, other_setting])
+    assert sorted(store.latest_runs("metrics")["id"]) == sorted([new_bm25, old_toolgen, other_setting])
+    assert store.latest_runs("query_results")["id"].tolist() == [old_toolgen]
+    frame = store.metrics(latest=True)
+    assert sorted(zip(frame.system, frame.setting, frame.value)) == [("bm25", "in", 0.3), ("bm25", "multi", 0.4),
+                                                                      ("toolgen", "in", 0.2)]
+    assert old_bm25 not in set(frame.run_id)
+    with pytest.raises(ValueError, match="holding"):
+        store.latest_runs("battles")
+
+
 def test_single_query_lookups(store):
     run_id = store.add_run("bm25", "d", _results(3), code_version="v")
     agent_run = store.add_run("toolgen", "d", metrics=[MetricValue("finished", 0.5)], code_version="v")
     assert store.query_result(run_id, "q1") == _results(3)[1]
     assert store.query_result(run_id, "q7") is None and store.query_result(agent_run, "q1") is None
-    assert store.runs_with_results()["id"].tolist() == [run_id]  # the metrics-only run is left out
+    assert store.latest_runs("query_results")["id"].tolist() == [run_id]  # the metrics-only run is left out
     a, b, c = _trajectories(store)
     store.add_vote(a, b, "ann", "A")
     store.add_vote(a, c, "ann", "tie")
@@ -163,7 +184,7 @@ def test_concurrent_writes_stored_once(store):
         try:
             store.add_run(f"sys{i}", "d", _results(5), [MetricValue("mrr", i / 20)], code_version="v")
             assert store.add_vote(ids[i], ids[i + 1], f"ann{i}", "A")
-            store.add_trajectories([Trajectory(f"t{i}", "d2", "q", "x", [])])
+            store.add_trajectories([StoredTrajectory(f"t{i}", "d2", "q", "x", [])])
         except Exception as error:  # surfaced in the main thread below
             errors.append(error)
 
