@@ -6,7 +6,7 @@
 
 Queries are split with `core.splits` (test queries never feed a stage; checked with `check_no_leak`).
 After every stage the model is saved to --out with the stages done in `toolgen.json`; running the same
-command again resumes after the last finished stage (and inside a stage from its periodic state file).
+command again resumes after the last finished stage (and inside a stage from its periodic state folder).
 At the end it prints, as JSON, retrieval quality on the held-out test queries (NDCG@1/@5 over the whole
 catalog, ranking tools by their code token's logit at the end of the retrieval prompt) for the
 untrained tokens and after each stage, the training reports, wall time and peak memory.
@@ -35,7 +35,7 @@ from .tools import ToolCatalog
 from .train import StageConfig, Trainer
 
 CORPORA = ("bfcl", "toolbench")
-STATE_FILE = "stage-state.pt"
+STATE_DIR = "stage-state"  # the running stage's resumable state (core.train)
 RETRIEVAL_PAIRS_FILE = "retrieval_pairs.jsonl"
 
 
@@ -249,7 +249,7 @@ def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, st
         check_no_leak(corpus.training_texts() + [e.text for e in examples], [q.text for q in corpus.test])
         if stage == RETRIEVAL and trainer.accelerator.is_main_process:
             save_retrieval_pairs(examples, out)
-        reports[stage] = trainer.train(examples, preset.stages[stage], stage, state_path=out / STATE_FILE)
+        reports[stage] = trainer.train(examples, preset.stages[stage], stage, state_path=out / STATE_DIR)
         metrics[stage] = retrieval_quality(trainer, toolgen, eval_queries)
         done.append(stage)
         if trainer.accelerator.is_main_process:

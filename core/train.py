@@ -17,14 +17,18 @@ added tokens (tool codes, END, `<<Finish>>`). Everything else is frozen, which i
 - Length bucketing with right padding: under causal attention no real token looks at a pad, so batches
   need no padding mask.
 
-Interrupted runs resume: `train(..., state_path=P)` saves the trainable weights, the optimizer and the
-position every `checkpoint_every_s` seconds and continues from there when called again with the same P.
+Interrupted runs resume: `train(..., state_path=P)` saves the stage's state into the folder P every
+`checkpoint_every_s` seconds (`accelerator.save_state`: trained weights as safetensors, the optimizer; and
+`progress.json`: stage, config, step, losses) and continues from there (`accelerator.load_state`) when called
+again with the same P, stage and config.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +50,7 @@ HEADS = ("full", "codes")
 PAD_MULTIPLE = 16
 MIN_SHARED_PREFIX = 4
 PROBE = 256  # examples (evenly spread) whose loss is reported before and after each stage
+PROGRESS_FILE = "progress.json"  # in a stage-state folder, beside accelerate's files
 
 
 @dataclass
@@ -277,7 +282,8 @@ class Trainer:
               state_path: Path | str | None = None) -> dict:
         """Train on `examples` for `config.epochs`; returns a report (losses, tokens, tokens/s).
 
-        With `state_path`, the run checkpoints there periodically and resumes from a matching saved state.
+        With `state_path` (a folder), the run checkpoints there periodically and resumes from a matching saved
+        state; the folder is removed when the stage completes.
         """
         rows = [r for r in (_to_row(e, config.max_len) for e in examples) if r is not None]
         if not rows:
@@ -289,15 +295,17 @@ class Trainer:
         groups = [g for g in groups if g["params"]]
         for group in groups:
             group["base_lr"] = group["lr"]
-        optimizer = self.accelerator.prepare(torch.optim.AdamW(groups, weight_decay=config.weight_decay))
+        # The accelerator holds this stage's model and optimizer only, which is what save_state/load_state cover.
+        self.accelerator.free_memory()
+        self.top, optimizer = self.accelerator.prepare(top, torch.optim.AdamW(groups, weight_decay=config.weight_decay))
         plan = [self._shard(_length_batches(rows, config.batch_tokens, config.max_batch,
                                             random.Random(config.seed * 1000 + epoch)))
                 for epoch in range(config.epochs)]
         total = sum(len(p) for p in plan)
         probe = spread(rows, PROBE)
         probe_before = self.mean_loss(probe, head, label_map, config)
-        state = self._load_state(state_path, stage, config, optimizer)
-        step, losses = state.get("step", 0), state.get("losses", [])
+        progress = self._load_state(state_path, stage, config)
+        step, losses = progress.get("step", 0), progress.get("losses", [])
         done_tokens, started, last_save = 0, time.time(), time.time()
         bar = tqdm(total=total, initial=step, desc=stage, disable=not self.accelerator.is_main_process)
         self.top.train()
@@ -319,7 +327,7 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", tok_s=f"{rate:.0f}")
             if state_path and time.time() - last_save > self.checkpoint_every_s and index + 1 < total:
-                self._save_state(state_path, stage, config, optimizer, index + 1, losses)
+                self._save_state(state_path, stage, config, index + 1, losses)
                 last_save = time.time()
         bar.close()
         seconds = time.time() - started
@@ -327,7 +335,7 @@ class Trainer:
         self._write_back()
         probe_after = self.mean_loss(probe, head, label_map, config)
         if state_path and self.accelerator.is_main_process and Path(state_path).exists():
-            os.remove(state_path)
+            shutil.rmtree(state_path)
         tenth = max(1, len(losses) // 10)
         return {"stage": stage, "examples": len(rows), "epochs": config.epochs, "steps": total,
                 "loss_first": sum(losses[:tenth]) / tenth, "loss_last": sum(losses[-tenth:]) / tenth,
@@ -372,28 +380,34 @@ class Trainer:
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
 
-    def _save_state(self, path, stage, config, optimizer, step, losses) -> None:
+    def _save_state(self, path, stage: str, config: StageConfig, step: int, losses: list[float]) -> None:
+        """Write the stage's state to the folder `path` (replaced whole: written beside it, then renamed)."""
+        path = Path(path)
+        partial = path.with_name(path.name + ".partial")
+        if self.accelerator.is_main_process and partial.exists():
+            shutil.rmtree(partial)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(partial)
+        self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            top = self.accelerator.unwrap_model(self.top)
-            state = {"stage": stage, "config": asdict(config), "step": step, "losses": losses,
-                     "top": {k: v.detach().cpu() for k, v in top.state_dict().items()},
-                     "optimizer": optimizer.state_dict()}
-            partial = Path(f"{path}.partial")
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(state, partial)
+            progress = {"stage": stage, "config": asdict(config), "step": step, "losses": losses}
+            (partial / PROGRESS_FILE).write_text(json.dumps(progress), encoding="utf-8")
+            if path.exists():
+                shutil.rmtree(path)
             os.replace(partial, path)
         self.accelerator.wait_for_everyone()
 
-    def _load_state(self, path, stage, config, optimizer) -> dict:
-        if not path or not Path(path).exists():
+    def _load_state(self, path, stage: str, config: StageConfig) -> dict:
+        """The saved progress (step, losses) after restoring weights and optimizer from the folder `path`, when it
+        holds a state of this stage and config; else {} and nothing is restored."""
+        progress_file = Path(path) / PROGRESS_FILE if path else None
+        if progress_file is None or not progress_file.exists():
             return {}
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("stage") != stage or state.get("config") != asdict(config):
+        progress = json.loads(progress_file.read_text(encoding="utf-8"))
+        if progress.get("stage") != stage or progress.get("config") != asdict(config):
             return {}
-        top = self.accelerator.unwrap_model(self.top)
-        top.load_state_dict(state["top"])
-        optimizer.load_state_dict(state["optimizer"])
-        return state
+        self.accelerator.load_state(path)
+        return progress
 
 
 def _width(lengths) -> int:

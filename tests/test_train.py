@@ -1,4 +1,6 @@
 """The trainer on a tiny random model: three stages learn, checkpoints reload, interrupted builds resume."""
+import json
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from core.indexing import FINISH
 from core.model import ToolGenModel
 from core.prompts import Step, retrieval_prompt
 from core.tools import Query
-from core.train import StageConfig, Trainer
+from core.train import PROGRESS_FILE, StageConfig, Trainer
 from tests.conftest import tiny_llama
 
 FAST = dict(lr=3e-3, rows_lr=3e-2, batch_tokens=1024)
@@ -140,10 +142,10 @@ def test_a_stage_resumes_mid_way_from_its_state_file(tmp_path, smollm2_tokenizer
         original(optimizer, step, total, warmup)
 
     monkeypatch.setattr(Trainer, "_set_lr", staticmethod(crash_at_step_four))
-    state = tmp_path / "state.pt"
+    state = tmp_path / "state"
     with pytest.raises(KeyboardInterrupt):
         trainer.train(examples, config, MEMORIZATION, state_path=state)
-    assert torch.load(state, weights_only=False)["step"] == 3
+    assert json.loads((state / PROGRESS_FILE).read_text())["step"] == 3
     monkeypatch.setattr(Trainer, "_set_lr", staticmethod(original))
     again = ToolGenModel.load(tmp_path / "start")  # the process died: start over from the last checkpoint
     report = Trainer(again, train_layers=1, bf16=False).train(examples, config, MEMORIZATION, state_path=state)
