@@ -375,8 +375,14 @@ class Trainer:
 
     @staticmethod
     def _set_lr(optimizer, step: int, total: int, warmup: float) -> None:
+        """Learning rate of `step`: linear warm-up over the first `warmup` share of the steps (step 0 already at
+        1/warm), then cosine decay to 0. transformers' `get_cosine_schedule_with_warmup` gives step 0 a rate of 0,
+        which shifts the warm-up by one step: it would not reproduce the README's builds."""
         warm = max(1, int(total * warmup))
-        factor = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+        if step < warm:
+            factor = (step + 1) / warm
+        else:
+            factor = 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
 
