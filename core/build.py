@@ -286,7 +286,7 @@ def _start_model(args, corpus: Corpus, preset: Preset) -> ToolGenModel:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", choices=CORPORA, default="bfcl", help="tool corpus (default: bfcl)")
     parser.add_argument("--data-dir", default=None,
-                        help="toolbench: folder with corpus.json and queries/ (default ../shared/data/toolbench); "
+                        help=f"toolbench: folder with corpus.json and queries/ (default {TOOLBENCH_DATA_DIR}); "
                              "bfcl: the bfcl_eval data folder (default: the installed package's)")
     parser.add_argument("--out", default=None, help="checkpoint folder (default models/toolgen-<corpus>)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
