@@ -5,14 +5,17 @@ Covers every tab's main action, error reporting, HTML escaping, and 20 concurren
 """
 from __future__ import annotations
 
+import base64
 import importlib.util
 import itertools
 import json
+import math
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from gradio_client import Client
@@ -26,7 +29,7 @@ from app.shared import ModelUnavailable, Workbench
 from core.agent import ActionEvent, ArgumentsEvent, Conversation, FinalAnswerEvent, ObservationEvent, ThoughtEvent
 from core.model import ToolGenModel
 from eval.store import MetricValue, QueryResult, StoredTrajectory
-from tests.conftest import tiny_llama
+from core.tiny import tiny_llama
 from tests.scripted_agent import TWO_ANSWERS, RecordingExecutor, scripted
 
 SYSTEMS = ("toolgen", "react-gpt", "bm25-agent")
@@ -37,8 +40,6 @@ DATASET = "toolbench:G1_instruction"
 
 @pytest.fixture(scope="module")
 def executable_catalog():
-    if importlib.util.find_spec("bfcl_eval") is None:
-        pytest.skip("bfcl_eval is not installed (requirements-nodeps.txt)")
     from core.bfcl import load_bfcl_catalog
 
     catalog = load_bfcl_catalog()
@@ -93,6 +94,16 @@ def app(tmp_path_factory, model_dir, executable_catalog):
     yield workbench, url
     demo.close()
     workbench.close()
+
+
+def plotted_traces(chart: dict) -> list[dict]:
+    """The traces of a gr.Plot payload, with plotly's base64 typed arrays decoded to lists."""
+    def decode(value):
+        if isinstance(value, dict) and "bdata" in value:
+            return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+        return {k: decode(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    return [decode(trace) for trace in json.loads(chart["plot"])["data"]]
 
 
 @pytest.fixture
@@ -166,7 +177,14 @@ def test_beam_inspector_shows_steps_removed_tokens_and_ranked_docs(client, execu
     assert ranked.count("<details") == 3 and "Api Description" in ranked
     assert "removed by the constraint" in steps and "best allowed tokens" in steps
     assert all(name in tree for name in ("GorillaFileSystem&amp;&amp;ls", "MathAPI&amp;&amp;add"))
-    assert "Bar" in json.dumps(chart) or "bar" in json.dumps(chart)
+    (bars,) = plotted_traces(chart)  # one bar per ranked tool, in rank order, height P(code | query)
+    tools = [label.split(". ", 1)[1] for label in bars["x"]]
+    assert bars["type"] == "bar" and sorted(tools) == sorted(parse_pool(executable_catalog, "custom list", custom=pool))
+    assert bars["x"] == [f"{rank}. {tool}" for rank, tool in enumerate(tools, start=1)]
+    log_probs = [log_prob for _, log_prob in bars["customdata"]]
+    assert bars["y"] == pytest.approx([math.exp(lp) for lp in log_probs]) and log_probs == sorted(log_probs)[::-1]
+    shown = [ranked.index(f"log P {lp:.3f}") for lp in log_probs]  # the ranked list shows the same scores
+    assert shown == sorted(shown)
 
 
 def test_beam_inspector_draws_a_prefix_tree_for_multi_token_codes(tmp_path, smollm2_tokenizer, toy_catalog):
@@ -215,7 +233,11 @@ def test_retrieval_comparison_stored_live_and_metrics(app, client):
     frame = pd.read_csv(csv_path)
     assert set(frame.system) == {"toolgen", "bm25"} and "ci_low" in frame.columns
     assert frame[(frame.system == "bm25") & (frame.name == "ndcg@1")].value.item() == pytest.approx(0.55)
-    assert "error_y" in json.dumps(chart)
+    bars = {trace["name"]: trace for trace in plotted_traces(chart)}  # one bar per system, 95% CI error bars
+    assert set(bars) == {"toolgen", "bm25"} and all(bar["x"] == ["ndcg@1"] for bar in bars.values())
+    assert bars["toolgen"]["y"] == pytest.approx([0.8]) and bars["bm25"]["y"] == pytest.approx([0.55])
+    for bar in bars.values():  # seeded CIs: value - 0.2 .. value + 0.1
+        assert bar["error_y"]["array"] == pytest.approx([0.1]) and bar["error_y"]["arrayminus"] == pytest.approx([0.2])
 
 
 def _annotate_everything(url: str, name: str) -> int:

@@ -82,7 +82,6 @@ def test_agent_mask_covers_assistant_turns_only(smollm2_tokenizer, toy_catalog):
 
 @pytest.fixture(scope="module")
 def bfcl_entries():
-    pytest.importorskip("bfcl_eval", reason="bfcl_eval is not installed")
     from core.bfcl import load_bfcl_catalog, load_bfcl_entries
 
     return load_bfcl_catalog(), load_bfcl_entries(["simple_python", "parallel", "multi_turn_base"])

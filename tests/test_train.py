@@ -11,18 +11,15 @@ from core.examples import (AGENT, FINISH_THOUGHT, MEMORIZATION, RETRIEVAL, STAGE
 from core.indexing import FINISH
 from core.model import ToolGenModel
 from core.prompts import Step, retrieval_prompt
+from core.tiny import tiny_llama
 from core.tools import Query
 from core.train import PROGRESS_FILE, StageConfig, Trainer
-from tests.conftest import tiny_llama
+from tests.helpers import tiny_toolgen
 
 FAST = dict(lr=3e-3, rows_lr=3e-2, batch_tokens=1024)
 STAGE_CONFIGS = {MEMORIZATION: StageConfig(epochs=8, head="codes", **FAST),
                  RETRIEVAL: StageConfig(epochs=8, head="codes", **FAST),
                  AGENT: StageConfig(epochs=4, **FAST)}
-
-
-def tiny_toolgen(tokenizer, catalog):
-    return ToolGenModel.from_base(catalog, model=tiny_llama(len(tokenizer)), tokenizer=tokenizer)
 
 
 def training_accuracy(trainer, toolgen, examples):
