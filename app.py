@@ -13,8 +13,8 @@ import os
 import sys
 
 from app import CSS, THEME, build_demo
-from app.shared import DEFAULT_DB, ModelUnavailable, Workbench
-from core.settings import DEFAULT_MODEL_DIR
+from app.shared import ModelUnavailable, Workbench
+from core.settings import DEFAULT_DB, DEFAULT_MODEL_DIR, PORT
 from eval.store import StoreLockedError
 
 QUEUE_SIZE = 64  # requests waiting beyond this are refused with a "too busy" message
@@ -22,11 +22,11 @@ QUEUE_SIZE = 64  # requests waiting beyond this are refused with a "too busy" me
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="ToolGen Workbench")
-    parser.add_argument("--model", default=os.environ.get("TOOLGEN_MODEL", str(DEFAULT_MODEL_DIR)),
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
                         help="ToolGen checkpoint directory (env TOOLGEN_MODEL)")
-    parser.add_argument("--db", default=os.environ.get("TOOLGEN_DB", str(DEFAULT_DB)),
+    parser.add_argument("--db", default=str(DEFAULT_DB),
                         help="DuckDB results file (env TOOLGEN_DB); this process holds it open")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)), help="port (env PORT)")
+    parser.add_argument("--port", type=int, default=PORT, help="port (env PORT)")
     return parser.parse_args(argv)
 
 

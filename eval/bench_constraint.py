@@ -16,25 +16,25 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoConfig, LlamaForCausalLM
 
-from core.model import smollm2_gguf_path
-from core.tiny import tiny_llama
-from core.vocab import read_token_lines
 from core.constraint import CodeTrie
 from core.decoding import constrained_beam_search
+from core.model import smollm2_gguf_path
+from core.settings import TOOLGEN_VOCAB_FILE
+from core.tiny import tiny_llama
+from core.vocab import read_token_lines
 
-DEFAULT_VOCAB = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "toolgen" / "virtual_tokens.txt"
 SMOLLM2_BASE_VOCAB = 49152
 
 
 def _stats(values_ms: list[float]) -> dict:
-    return {"mean": round(statistics.fmean(values_ms), 4), "p50": round(float(np.percentile(values_ms, 50)), 4),
-            "p95": round(float(np.percentile(values_ms, 95)), 4), "n": len(values_ms)}
+    p50, p95 = np.percentile(values_ms, [50, 95])
+    return {"mean": round(statistics.fmean(values_ms), 4), "p50": round(float(p50), 4), "p95": round(float(p95), 4),
+            "n": len(values_ms)}
 
 
 def _model(kind: str, vocab_size: int) -> LlamaForCausalLM:
@@ -126,7 +126,7 @@ def run_bench(vocab_file: str, model_kind: str = "tiny", beams: int = 5, steps: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.bench_constraint", description=__doc__.splitlines()[0])
-    parser.add_argument("--vocab", default=str(DEFAULT_VOCAB), help="token list, one per line")
+    parser.add_argument("--vocab", default=str(TOOLGEN_VOCAB_FILE), help="token list, one per line")
     parser.add_argument("--model", choices=["tiny", "smollm2"], default="tiny")
     parser.add_argument("--beams", type=int, default=5)
     parser.add_argument("--steps", type=int, default=100)

@@ -304,12 +304,20 @@ def test_a_vote_is_stored_once_even_from_two_sessions_at_once(app):
 
 
 def test_entry_point_reads_arguments_and_environment(monkeypatch):
+    """The environment reaches app.py through core.settings, read when it is imported."""
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("workbench_main", Path(__file__).parent.parent / "app.py")
-    entry = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(entry)
+    import core.settings
+
     monkeypatch.setenv("TOOLGEN_DB", "/tmp/x.duckdb")
     monkeypatch.setenv("PORT", "9999")
-    args = entry.parse_args(["--model", "m"])
+    try:
+        importlib.reload(core.settings)
+        spec = importlib.util.spec_from_file_location("workbench_main", Path(__file__).parent.parent / "app.py")
+        entry = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(entry)
+        args = entry.parse_args(["--model", "m"])
+    finally:
+        monkeypatch.undo()
+        importlib.reload(core.settings)  # later imports see the real settings again
     assert (args.model, args.db, args.port) == ("m", "/tmp/x.duckdb", 9999)
