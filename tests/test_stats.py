@@ -105,7 +105,19 @@ def test_annotator_agreement_from_vote_rows():
     agreement = annotator_agreement(rows)
     assert agreement.n_items == 2
     assert agreement.fleiss_kappa == pytest.approx(fleiss_kappa([["A", "A", "B"], ["B", "B"]]))
-    assert agreement.cohen_kappa[("ann", "bob")] == 1.0
-    assert set(agreement.cohen_kappa) == {("ann", "bob"), ("ann", "cat"), ("bob", "cat")}
+    # p1: ann's and bob's others split 1:1 (no majority), cat's others say A; p2: each one's other says B
+    rows = {(r.annotator, r.n_votes, r.n_compared, r.agreement) for r in agreement.annotators}
+    assert rows == {("ann", 3, 1, 1.0), ("bob", 2, 1, 1.0), ("cat", 1, 1, 0.0)}
     with pytest.raises(ValueError, match="twice"):
         annotator_agreement([("p1", "ann", "A"), ("p1", "ann", "B")])
+
+
+def test_annotator_agreement_has_one_row_per_annotator_and_finds_the_contrarian():
+    names = [f"a{i:02d}" for i in range(76)]
+    rows = [(item, name, "B" if name == "a13" else ("A" if item % 3 else "tie"))
+            for item in range(12) for name in names]
+    agreement = annotator_agreement(rows)
+    assert [r.annotator for r in agreement.annotators] == names  # 76 rows, not 2,850 pairs
+    contrarian = min(agreement.annotators, key=lambda r: r.agreement)
+    assert contrarian.annotator == "a13" and contrarian.agreement == 0.0 and contrarian.n_compared == 12
+    assert all(r.agreement == 1.0 and r.kappa == 1.0 for r in agreement.annotators if r.annotator != "a13")
