@@ -16,9 +16,12 @@ from core.decoding import BeamTrace, DecodeResult, TokenOption
 from core.indexing import parse_tool_token
 from core.tools import ToolCatalog
 
+from .inputs import IntSlider, Text
 from .shared import MODEL_EVENTS, ModelUnavailable, Workbench, esc, user_errors
 
 POOL_MODES = ("all tools", "a group", "custom list")
+MAX_QUERY = 2000  # characters
+MAX_CUSTOM_POOL = 100_000  # characters of the custom pool list
 
 
 def parse_pool(catalog: ToolCatalog, mode: str, group: str | None = None, custom: str = "") -> list[str] | None:
@@ -190,16 +193,17 @@ def groups(workbench: Workbench) -> list[str]:
 def build(demo: gr.Blocks, workbench: Workbench) -> None:
     """The tab's components and events (call inside a `gr.Tab`)."""
     with gr.Row():
-        query = gr.Textbox(label="Query", placeholder="e.g. list the files in my home folder", scale=4,
-                           elem_id="beam-query")
+        query = Text(label="Query", placeholder="e.g. list the files in my home folder", max_length=MAX_QUERY,
+                     scale=4, elem_id="beam-query")
         run = gr.Button("Inspect", variant="primary", scale=1, elem_id="beam-run")
     with gr.Row():
-        beams = gr.Slider(1, 16, value=5, step=1, label="beams")
-        k = gr.Slider(1, 20, value=5, step=1, label="k (tools returned)")
+        beams = IntSlider(1, 16, value=5, step=1, label="beams")
+        k = IntSlider(1, 20, value=5, step=1, label="k (tools returned)")
         pool_mode = gr.Radio(list(POOL_MODES), value="all tools", label="pool")
     with gr.Row():
         group = gr.Dropdown([], label="group (tool category)", allow_custom_value=True)  # checked by parse_pool
-        custom = gr.Textbox(label="custom pool: one tool id or <<tool&&api>> token per line", lines=3)
+        custom = Text(label="custom pool: one tool id or <<tool&&api>> token per line", lines=3,
+                      max_length=MAX_CUSTOM_POOL)
     with gr.Row():
         with gr.Column(scale=1):
             gr.Markdown("#### Ranked tools")

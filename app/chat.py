@@ -5,7 +5,9 @@ code, its arguments as JSON) in a collapsible message that spins while the call 
 with its duration when the observation arrives; the beam's ranked alternatives nested one click below it;
 the observation; the final answer. Each browser session keeps one `core.agent.Conversation`: the model's
 context and the tool state (files, orders, …) carry over between messages until "New conversation". A message
-that ends without a final answer (a limit was hit) ends the conversation.
+that ends without a final answer (a limit was hit) ends the conversation. One message is answered at a time; a
+second one sent meanwhile is refused with that reason. Model work queues in the "model" concurrency group, and the
+queue shows each waiting user their position and an estimate.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from core.indexing import FINISH
 from core.model import ToolGenModel
 
 from .beam import format_prob
+from .inputs import ChatHistory, IntSlider, Text
 from .shared import MODEL_EVENTS, Workbench, esc, user_errors
 
 EXAMPLES = [
@@ -37,6 +40,7 @@ EXAMPLES = [
     "What is the square root of 1764?",
 ]
 MAX_SHOWN_CHARS = 4000  # observation text shown per message (the agent's events keep it whole)
+MAX_MESSAGE = 2000  # characters per user message
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")
 
 
@@ -145,6 +149,9 @@ def respond(workbench: Workbench, message, history: list, conversation: Conversa
     if not text:
         raise ValueError("type a message first")
     toolgen = workbench.toolgen()
+    if conversation is not None and conversation.answering:
+        raise ValueError("the agent is still answering your previous message: wait for its final answer, "
+                         "then send this one")
     if conversation is not None and not conversation.can_continue:
         raise ValueError("the last message ended without a final answer, so the agent cannot go on: "
                          "press New conversation")
@@ -174,18 +181,19 @@ def respond(workbench: Workbench, message, history: list, conversation: Conversa
 def build(workbench: Workbench) -> None:
     """The tab's components and events (call inside a `gr.Tab`)."""
     conversation = gr.State(None)  # this browser session's Conversation: model context and tool backends
-    chatbot = gr.Chatbot(label="ToolGen agent", height=620, layout="panel", elem_id="chat-history",
+    chatbot = ChatHistory(label="ToolGen agent", height=620, layout="panel", elem_id="chat-history",
                          latex_delimiters=[], feedback_options=None, buttons=["copy_all"],
                          placeholder="Ask for something the tools can do.")
     with gr.Row():
-        message = gr.Textbox(placeholder="Ask the agent…", show_label=False, scale=5, elem_id="chat-input")
+        message = Text(placeholder="Ask the agent…", label="message", show_label=False, max_length=MAX_MESSAGE,
+                       scale=5, elem_id="chat-input")
         send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
         new = gr.Button("New conversation", scale=1)
     with gr.Accordion("Settings", open=False):
         with gr.Row():
             executable_only = gr.Checkbox(True, label="executable tools only (BFCL backends)")
-            max_steps = gr.Slider(1, 10, value=4, step=1, label="max tool calls per message")
-            beams = gr.Slider(1, 10, value=5, step=1, label="beams for the Action")
+            max_steps = IntSlider(1, 10, value=4, step=1, label="max tool calls per message")
+            beams = IntSlider(1, 10, value=5, step=1, label="beams for the Action")
     gr.Examples(EXAMPLES, inputs=message, label="Examples (BFCL file system, trading and math backends)")
 
     @user_errors

@@ -22,7 +22,8 @@ import plotly.graph_objects as go
 
 from eval.store import ResultsStore
 
-from .shared import BASELINES, Workbench, esc, user_errors
+from .inputs import IntSlider, Text
+from .shared import BASELINES, MODEL_EVENTS, Workbench, esc, user_errors
 
 SYSTEMS = ("toolgen",) + BASELINES
 DEFAULT_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "recall@5", "mrr")
@@ -198,10 +199,10 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
         run_set = gr.Dropdown([], label="stored run set", scale=2, elem_id="compare-run-set", **per_session)
         stored_query = gr.Dropdown([], label="stored query", scale=3, elem_id="compare-query", **per_session)
     with gr.Row():
-        new_query = gr.Textbox(label="…or a new query (ranked live over the model's catalog)", scale=3,
+        new_query = Text(label="…or a new query (ranked live over the model's catalog)", max_length=2000, scale=3,
                                elem_id="compare-new")
         systems = gr.CheckboxGroup(list(SYSTEMS), value=["toolgen", "bm25"], label="live systems", scale=2)
-        k = gr.Slider(1, 20, value=5, step=1, label="k", scale=1)
+        k = IntSlider(1, 20, value=5, step=1, label="k", scale=1)
         rank_live = gr.Button("Rank", variant="primary", scale=1, elem_id="compare-rank")
     query_shown = gr.HTML()
     side_by_side = gr.HTML(elem_id="compare-side")
@@ -250,6 +251,6 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
     run_set.change(pick_run_set, run_set, stored_query, api_name=False)
     stored_query.change(show_stored, [run_set, stored_query], [query_shown, side_by_side], api_name="stored_rankings")
     gr.on([rank_live.click, new_query.submit], rank_new, [new_query, systems, k], [query_shown, side_by_side],
-          api_name="rank_live", concurrency_limit=1)
+          api_name="rank_live", **MODEL_EVENTS)
     gr.on([family.input, group.input, setting.input, names.input], show_metrics,
           [family, group, setting, names], [chart, table, download], api_name="metrics")

@@ -493,6 +493,11 @@ class Conversation:
         return AgentTrace(turns=list(t.turns), events=list(t.events), answers=list(t.answers))
 
     @property
+    def answering(self) -> bool:
+        """A message is being answered right now (a `send` has started and not ended)."""
+        return self._busy.locked()
+
+    @property
     def can_continue(self) -> bool:
         """Every message so far ended with Finish (always true before the first one)."""
         return all(answer is not None for answer in self._trajectory.answers)
