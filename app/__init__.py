@@ -10,6 +10,8 @@ import os
 import gradio as gr
 
 from . import annotate, beam, chat, compare, leaderboard
+from .identity import AnnotatorPolicy
+from .ratelimit import RateLimits
 from .shared import Workbench
 
 TABS = {"chat": "Chat", "beam": "Beam inspector", "compare": "Retrieval comparison", "annotate": "Annotate",
@@ -47,8 +49,11 @@ def oauth_enabled() -> bool:
     return bool(os.environ.get("OAUTH_CLIENT_ID"))
 
 
-def build_demo(workbench: Workbench) -> gr.Blocks:
-    """The whole app over `workbench`. Launch with `theme=THEME, css=CSS`."""
+def build_demo(workbench: Workbench, policy: AnnotatorPolicy | None = None,
+               limits: RateLimits | None = None) -> gr.Blocks:
+    """The whole app over `workbench`; `policy` says who may annotate as whom (default: typed names, a salt for
+    this process only), `limits` the annotation rate limits (default: `RateLimits()`). Launch with
+    `theme=THEME, css=CSS`."""
     with gr.Blocks(title="ToolGen Workbench") as demo:
         gr.Markdown("# 🧰 ToolGen Workbench\nEvery tool is one token; a constrained beam search picks it. "
                     f"Model: `{workbench.model_dir.name}` · results: `{workbench.store.path.name}`")
@@ -60,7 +65,7 @@ def build_demo(workbench: Workbench) -> gr.Blocks:
             with gr.Tab(TABS["compare"], id="compare"):
                 compare.build(demo, workbench)
             with gr.Tab(TABS["annotate"], id="annotate"):
-                annotate.build(workbench.store, oauth_enabled())
+                annotate.build(workbench.store, policy or AnnotatorPolicy(), limits or RateLimits(), oauth_enabled())
             with gr.Tab(TABS["leaderboard"], id="leaderboard") as board:
                 leaderboard.build(demo, board, workbench.store)
 

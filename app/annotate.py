@@ -3,7 +3,13 @@
 The systems are hidden and the sides shuffled; each annotator is offered only pairs they have not judged
 (nor skipped in this session). A vote is written to the store at once; the store keeps one vote per
 annotator and unordered pair, so a double submit or a second browser tab can never count twice. The
-system names are revealed after the vote.
+systems are never revealed, not even after the vote: telling a judge which style belongs to which system
+would let them vote for a system rather than for a trajectory.
+
+Who judges is settled by an `AnnotatorPolicy` (app/identity.py: Hugging Face sign-in, invite token or typed
+name) on a session's first "Next pair", and the session stays that annotator. A `RateLimiter` caps votes per
+annotator and per client address, names per address and draws per address (app/ratelimit.py). Each vote stores
+salted fingerprints of its client address and session.
 """
 from __future__ import annotations
 
@@ -15,10 +21,14 @@ import gradio as gr
 
 from eval.store import ResultsStore, StoredTrajectory
 
+from .identity import MAX_NAME, AnnotatorPolicy
+from .inputs import Text
+from .ratelimit import RateLimiter, RateLimits
 from .shared import esc, user_errors
 
 CHOICES = {"A is better": "A", "B is better": "B", "Tie": "tie", "Both are bad": "both_bad"}
-MAX_NAME = 64
+MAX_COMMENT = 2000
+MAX_TOKEN = 200
 _rng = random.SystemRandom()
 
 
@@ -31,16 +41,6 @@ class Pair:
     right: int
     left_system: str
     right_system: str
-
-
-def annotator_name(typed: str, profile: gr.OAuthProfile | None = None) -> str:
-    """The signed-in Hugging Face user name, else the typed name; empty or overlong names raise ValueError."""
-    name = profile.username if profile is not None else (typed or "").strip()
-    if not name:
-        raise ValueError("enter your name (or sign in) before judging")
-    if len(name) > MAX_NAME:
-        raise ValueError(f"the annotator name is longer than {MAX_NAME} characters")
-    return name
 
 
 def draw_pair(store: ResultsStore, annotator: str, skipped: set[tuple[int, int]] = frozenset(),
@@ -62,12 +62,17 @@ def progress(store: ResultsStore, annotator: str) -> tuple[int, int]:
     return done, done + len(store.unjudged_pairs(annotator))
 
 
-def record_vote(store: ResultsStore, pair: Pair, annotator: str, choice: str, comment: str = "") -> bool:
-    """Store `annotator`'s vote on `pair` (choice is a `CHOICES` label, about the displayed sides).
-    Returns False, storing nothing, if this annotator already judged the pair."""
+def record_vote(store: ResultsStore, pair: Pair, annotator: str, choice: str, comment: str = "", *,
+                client_hash: str | None = None, session_hash: str | None = None) -> bool:
+    """Store `annotator`'s vote on `pair` (choice is a `CHOICES` label, about the displayed sides) with the
+    fingerprints of where it came from. Returns False, storing nothing, if this annotator already judged the pair."""
     if choice not in CHOICES:
         raise ValueError(f"pick one of: {', '.join(CHOICES)}")
-    return store.add_vote(pair.left, pair.right, annotator, CHOICES[choice], (comment or "").strip())
+    comment = (comment or "").strip()
+    if len(comment) > MAX_COMMENT:
+        raise ValueError(f"the comment is longer than {MAX_COMMENT:,} characters")
+    return store.add_vote(pair.left, pair.right, annotator, CHOICES[choice], comment, client_hash=client_hash,
+                          session_hash=session_hash)
 
 
 def _value_html(value: object) -> str:
@@ -105,30 +110,41 @@ def trajectory_html(trajectory: StoredTrajectory, side: str) -> str:
             f'<div class="wb-answer"><b>Final answer</b><pre>{answer}</pre></div></div>')
 
 
-def build(store: ResultsStore, oauth: bool) -> None:
-    """The tab's components and events (call inside a `gr.Tab`). `oauth`: offer Hugging Face sign-in."""
+def build(store: ResultsStore, policy: AnnotatorPolicy, limits: RateLimits, oauth: bool) -> None:
+    """The tab's components and events (call inside a `gr.Tab`). `policy`: who may judge as whom; `limits`: the
+    rate limits; `oauth`: Hugging Face sign-in is available (a Space with `hf_oauth: true`)."""
+    limiter = RateLimiter(limits)
     session = gr.State({"annotator": None, "pair": None, "skipped": []})  # server-side, per browser session
+    invite = policy.mode == "invite"
     with gr.Row():
-        name = gr.Textbox(label="Your name", placeholder="annotator name", max_length=MAX_NAME, scale=3,
-                          elem_id="annotate-name")
-        if oauth:
+        name = Text(label=policy.prompt, placeholder="the token you were given" if invite else "annotator name",
+                    max_length=MAX_TOKEN if invite else MAX_NAME, type="password" if invite else "text", scale=3,
+                    visible=policy.mode != "oauth", elem_id="annotate-name")
+        if oauth and not invite:
             gr.LoginButton(scale=1)
         start = gr.Button("Next pair", variant="primary", scale=1, elem_id="annotate-next")
-    status = gr.HTML("Enter your name and press <b>Next pair</b>.", elem_id="annotate-status")
+    status = gr.HTML({"open": "Enter your name and press <b>Next pair</b>.",
+                      "invite": "Enter your invite token and press <b>Next pair</b>.",
+                      "oauth": "Sign in with Hugging Face and press <b>Next pair</b>."}[policy.mode],
+                     elem_id="annotate-status")
     query = gr.HTML()
     with gr.Row(equal_height=False):
         left = gr.HTML(elem_id="annotate-left")
         right = gr.HTML()
     with gr.Row():
         choice = gr.Radio(list(CHOICES), label="Which trajectory solves the task better?", scale=3)
-        comment = gr.Textbox(label="Comment (optional)", max_length=2000, scale=3)
+        comment = Text(label="Comment (optional)", max_length=MAX_COMMENT, scale=3)
         submit = gr.Button("Submit vote", variant="primary", interactive=False, scale=1)
 
     @user_errors
-    def next_pair(typed, state, profile: gr.OAuthProfile | None):
-        annotator = annotator_name(typed, profile)
-        skipped = {tuple(p) for p in state["skipped"]} if annotator == state["annotator"] else set()
-        if state["pair"] is not None and annotator == state["annotator"]:  # moving on without a vote skips it
+    def next_pair(typed, state, request: gr.Request, profile: gr.OAuthProfile | None):
+        annotator = policy.annotator(typed, profile)
+        if state["annotator"] not in (None, annotator):
+            raise ValueError(f"this session judges as {state['annotator']}: reload the page to judge as someone else")
+        client = policy.client_hash(request)
+        limiter.take(("client_draws", client), ("client_names", client, annotator))
+        skipped = {tuple(p) for p in state["skipped"]}
+        if state["pair"] is not None:  # moving on without a vote skips it
             skipped.add(tuple(sorted((state["pair"]["left"], state["pair"]["right"]))))
         pair = draw_pair(store, annotator, skipped)
         state = {"annotator": annotator, "pair": asdict(pair) if pair else None, "skipped": sorted(skipped)}
@@ -144,19 +160,21 @@ def build(store: ResultsStore, oauth: bool) -> None:
                 gr.Button(interactive=True))
 
     @user_errors
-    def vote(picked, note, state):
+    def vote(picked, note, state, request: gr.Request):
         annotator = state["annotator"]  # who drew the pair votes on it, whatever the name box says now
         if state["pair"] is None:
             raise gr.Error("No pair is open: press Next pair.")
         if picked not in CHOICES:
             raise gr.Error(f"Pick one of: {', '.join(CHOICES)}.")
+        client = policy.client_hash(request)
+        limiter.take(("annotator_votes", annotator), ("client_votes", client))
         pair = Pair(**state["pair"])
-        stored = record_vote(store, pair, annotator, picked, note)
+        stored = record_vote(store, pair, annotator, picked, note, client_hash=client,
+                             session_hash=policy.session_hash(request))
         state = {**state, "pair": None}
         done, total = progress(store, annotator)
-        reveal = f"A was <b>{esc(pair.left_system)}</b>, B was <b>{esc(pair.right_system)}</b>."
         outcome = "Vote saved." if stored else "You had already judged this pair; your earlier vote stands."
-        return (state, f"{outcome} {reveal} <b>{esc(annotator)}</b>: {done} of {total} pairs judged. "
+        return (state, f"{outcome} <b>{esc(annotator)}</b>: {done} of {total} pairs judged. "
                        "Press <b>Next pair</b> to continue.", None, "", gr.Button(interactive=False))
 
     gr.on([start.click, name.submit], next_pair, [name, session], [session, status, query, left, right, submit],

@@ -1,8 +1,9 @@
 """Leaderboard tab: the human votes summarised (win rates, Bradley–Terry ratings with bootstrap 95% CIs,
-inter-annotator agreement) and the stored retrieval metrics."""
+inter-annotator agreement: Fleiss' kappa and each annotator against the others' majority) and the stored retrieval
+metrics. Votes of annotators an operator flagged (`python -m eval flag`) are left out. The tab serves the last
+computed board at once and recomputes in the background when votes arrived (`app/refresh.py`)."""
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -14,13 +15,14 @@ from eval.report import metrics_table
 from eval.stats import annotator_agreement, bradley_terry, win_rates
 from eval.store import ResultsStore
 
+from .refresh import Refreshed
 from .shared import user_errors
 
 N_RESAMPLES = 1000
 VOTE_COLUMNS = ("system_a", "system_b", "vote", "trajectory_a", "trajectory_b", "annotator")
 RATING_COLUMNS = ["system", "rating", "ci_low", "ci_high", "votes"]
 PAIR_COLUMNS = ["system A", "system B", "A wins", "B wins", "ties", "both bad", "votes", "win rate A"]
-KAPPA_COLUMNS = ["annotator 1", "annotator 2", "Cohen's kappa"]
+AGREEMENT_COLUMNS = ["annotator", "votes", "compared", "agrees with others' majority", "Cohen's kappa vs majority"]
 
 
 @dataclass
@@ -34,22 +36,29 @@ class Leaderboard:
     retrieval: pd.DataFrame
 
 
-def compute(store: ResultsStore, n_resamples: int = N_RESAMPLES) -> Leaderboard:
-    """Ratings, pairwise win rates and agreement from the stored votes (ties and both-bad count half),
-    plus the latest retrieval metrics per (dataset, setting, split, system)."""
-    votes = store.votes()
+def compute(store: ResultsStore, n_resamples: int = N_RESAMPLES, tables: Refreshed | None = None) -> Leaderboard:
+    """Ratings, pairwise win rates and agreement from the votes of unflagged annotators (ties and both-bad count
+    half), plus the latest retrieval metrics per (dataset, setting, split, system). With `tables`, a
+    `Refreshed(vote_tables)`, the vote tables may be those of slightly older votes; the summary then says so."""
+    votes = store.votes(include_flagged=False)
+    flagged = store.flagged()
     retrieval = metrics_table(store)
+    left_out = f" Votes of {len(flagged)} flagged annotator(s) are left out." if flagged else ""
     if votes.empty:
         return Leaderboard(pd.DataFrame(columns=RATING_COLUMNS), pd.DataFrame(columns=PAIR_COLUMNS),
-                           pd.DataFrame(columns=KAPPA_COLUMNS), "No votes yet: judge some pairs in the Annotate tab.",
-                           retrieval)
-    rows = tuple(votes[list(VOTE_COLUMNS)].itertuples(index=False, name=None))
-    return Leaderboard(*_vote_tables(rows, n_resamples), retrieval)
+                           pd.DataFrame(columns=AGREEMENT_COLUMNS),
+                           "No votes yet: judge some pairs in the Annotate tab." + left_out, retrieval)
+    key = (tuple(votes[list(VOTE_COLUMNS)].itertuples(index=False, name=None)), n_resamples)
+    shown, (ratings, pairs, agreement, summary) = tables.get(key) if tables is not None else (key, vote_tables(key))
+    if shown != key:
+        summary += (f" *Being updated: this board counts {len(shown[0])} votes, the store now holds {len(key[0])}; "
+                    "press Refresh in a moment.*")
+    return Leaderboard(ratings, pairs, agreement, summary + left_out, retrieval)
 
 
-@functools.lru_cache(maxsize=8)
-def _vote_tables(rows: tuple, n_resamples: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
-    """(ratings, pair win rates, Cohen's kappas, summary) of vote rows; cached, as the bootstrap is slow."""
+def vote_tables(key: tuple[tuple, int]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    """(ratings, pair win rates, per-annotator agreement, summary) of `(vote rows, n_resamples)`."""
+    rows, n_resamples = key
     votes = pd.DataFrame(list(rows), columns=list(VOTE_COLUMNS))
     triples = list(zip(votes.system_a, votes.system_b, votes.vote))
     ratings = pd.DataFrame([(r.system, round(r.rating, 1), round(r.ci_low, 1), round(r.ci_high, 1), r.n_votes)
@@ -57,7 +66,9 @@ def _vote_tables(rows: tuple, n_resamples: int) -> tuple[pd.DataFrame, pd.DataFr
     pairs = pd.DataFrame([(w.system_a, w.system_b, w.wins_a, w.wins_b, w.ties, w.both_bad, w.n, round(w.win_rate_a, 3))
                           for w in win_rates(triples)], columns=PAIR_COLUMNS)
     agreement = annotator_agreement(zip(zip(votes.trajectory_a, votes.trajectory_b), votes.annotator, votes.vote))
-    cohen = pd.DataFrame([(a, b, round(k, 3)) for (a, b), k in agreement.cohen_kappa.items()], columns=KAPPA_COLUMNS)
+    annotators = pd.DataFrame([(r.annotator, r.n_votes, r.n_compared, round(r.agreement, 3), round(r.kappa, 3))
+                               for r in agreement.annotators], columns=AGREEMENT_COLUMNS)
+    annotators = annotators.sort_values(AGREEMENT_COLUMNS[3], na_position="last", kind="stable")
     if agreement.n_items == 0:
         fleiss = "n/a (no pair judged by two annotators yet)"
     elif math.isnan(agreement.fleiss_kappa):
@@ -68,7 +79,7 @@ def _vote_tables(rows: tuple, n_resamples: int) -> tuple[pd.DataFrame, pd.DataFr
                f"{votes[['trajectory_a', 'trajectory_b']].drop_duplicates().shape[0]} pairs. "
                f"Fleiss' kappa: {fleiss}. Ratings: Bradley–Terry on the Elo scale (mean 1000), "
                f"95% CIs from {n_resamples} bootstrap resamples of the votes.")
-    return ratings, pairs, cohen, summary
+    return ratings, pairs, annotators, summary
 
 
 def ratings_figure(ratings: pd.DataFrame) -> go.Figure:
@@ -95,13 +106,16 @@ def build(demo: gr.Blocks, tab: gr.Tab, store: ResultsStore) -> None:
         chart = gr.Plot(show_label=False)
         ratings = gr.Dataframe(label="ratings", interactive=False)
     pairs = gr.Dataframe(label="win rate per system pair (ties and both-bad count half)", interactive=False)
-    agreement = gr.Dataframe(label="inter-annotator agreement per annotator pair", interactive=False)
+    agreement = gr.Dataframe(label="each annotator against the others' majority label on the pairs they share "
+                                   "(least agreeing first; click a column to sort)", interactive=False)
     gr.Markdown("### Retrieval metrics (latest run per dataset, setting, split and system)")
     retrieval = gr.Dataframe(interactive=False)
 
+    tables = Refreshed(vote_tables)  # this store's last board, recomputed in the background
+
     @user_errors
     def show():
-        board = compute(store)
+        board = compute(store, tables=tables)
         return (board.summary, ratings_figure(board.ratings), board.ratings, board.pairs, board.agreement,
                 board.retrieval)
 
