@@ -1,20 +1,29 @@
 """Entry point of the ToolGen Workbench (also the Hugging Face Spaces `app_file`).
 
-    python app.py [--model DIR] [--db FILE] [--port N]
+    python app.py [--model DIR] [--db FILE] [--port N] [--annotators open|invite|oauth] [--invite-tokens FILE]
+                  [--rate-limits SPEC] [--behind-proxy]
 
-Defaults come from the environment (TOOLGEN_MODEL, TOOLGEN_DB, PORT), else `models/toolgen-bfcl` and
-`results/workbench.duckdb`. The app starts without a model too: the model tabs then say how to build one.
+Defaults come from the environment (TOOLGEN_MODEL, TOOLGEN_DB, PORT, TOOLGEN_ANNOTATORS, TOOLGEN_INVITE_TOKENS,
+TOOLGEN_RATE_LIMITS), else `models/toolgen-bfcl` and `results/workbench.duckdb`. The app starts without a model
+too: the model tabs then say how to build one. While it runs, a store keeper checkpoints the results store every
+few seconds and answers `python -m eval backup | flag`; on exit (Ctrl-C or SIGTERM) the store is closed cleanly.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
 import sys
 
-from app import CSS, THEME, build_demo
+import torch
+
+from app import CSS, THEME, build_demo, oauth_enabled
+from app.identity import MODES, AnnotatorPolicy, load_invites, load_salt, salt_path
+from app.ratelimit import RateLimits
 from app.shared import ModelUnavailable, Workbench
 from core.settings import DEFAULT_DB, DEFAULT_MODEL_DIR, PORT
+from eval.keeper import StoreKeeper
 from eval.store import StoreLockedError
 
 QUEUE_SIZE = 64  # requests waiting beyond this are refused with a "too busy" message
@@ -27,24 +36,63 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--db", default=str(DEFAULT_DB),
                         help="DuckDB results file (env TOOLGEN_DB); this process holds it open")
     parser.add_argument("--port", type=int, default=PORT, help="port (env PORT)")
+    parser.add_argument("--annotators", choices=MODES, default=os.environ.get("TOOLGEN_ANNOTATORS"),
+                        help="who may judge (env TOOLGEN_ANNOTATORS): oauth = Hugging Face sign-in required "
+                             "(default on a Space with hf_oauth), invite = invite tokens (default with "
+                             "--invite-tokens), open = typed names (default elsewhere)")
+    parser.add_argument("--invite-tokens", default=os.environ.get("TOOLGEN_INVITE_TOKENS"), metavar="FILE",
+                        help="invite tokens, one 'TOKEN [NAME]' per line (env TOOLGEN_INVITE_TOKENS)")
+    parser.add_argument("--rate-limits", default=os.environ.get("TOOLGEN_RATE_LIMITS", str(RateLimits())),
+                        metavar="SPEC", help="annotation rate limits, NAME=COUNT/SECONDS or NAME=off, comma-separated, "
+                                             "or 'off' (env TOOLGEN_RATE_LIMITS; default %(default)s)")
+    parser.add_argument("--behind-proxy", action="store_true", default=bool(os.environ.get("SPACE_ID")),
+                        help="the client address is the last X-Forwarded-For entry (default on a Space)")
     return parser.parse_args(argv)
+
+
+def annotator_policy(args: argparse.Namespace) -> AnnotatorPolicy:
+    """The annotation policy the arguments ask for; ValueError/OSError for a bad token file."""
+    mode = args.annotators or ("oauth" if oauth_enabled() else "invite" if args.invite_tokens else "open")
+    invites = load_invites(args.invite_tokens) if args.invite_tokens else {}
+    return AnnotatorPolicy(mode, invites, load_salt(salt_path(args.db)), trust_forwarded=args.behind_proxy)
+
+
+def model_threads() -> int:
+    """Torch threads for model work: every core this process may use but one, kept for the web server."""
+    return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
     try:
+        limits = RateLimits.parse(args.rate_limits)
         workbench = Workbench(args.model, args.db)
-    except StoreLockedError as error:  # another process (an evaluation run?) holds the results file
+    except (ValueError, StoreLockedError) as error:  # StoreLockedError: another process holds the results file
         print(f"error: {error}", file=sys.stderr)
         return 2
+    try:
+        policy = annotator_policy(args)
+    except (OSError, ValueError) as error:
+        workbench.close()
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(model_threads())
     try:
         workbench.toolgen()  # load before the first request; the tabs report a missing model themselves
     except ModelUnavailable as error:
         logging.getLogger("workbench").warning("%s", error)
-    demo = build_demo(workbench)
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
-    demo.launch(server_port=args.port, theme=THEME, css=CSS)
+    logging.getLogger("workbench").info("annotators: %s; rate limits: %s; torch threads: %d", policy.mode, limits,
+                                        torch.get_num_threads())
+    keeper = StoreKeeper(workbench.store).start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop request closes the store cleanly, as Ctrl-C does
+    try:
+        demo = build_demo(workbench, policy, limits)
+        demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
+        demo.launch(server_port=args.port, theme=THEME, css=CSS)
+    finally:
+        keeper.stop()
+        workbench.close()
     return 0
 
 

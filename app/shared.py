@@ -22,8 +22,10 @@ from core.tools import ToolCatalog
 from eval.retrievers import BASELINES, baseline_retriever
 from eval.store import ResultsStore
 
-# Events that run the ToolGen model share one concurrency group: two at a time suit a 2-vCPU Space; the rest queue.
-MODEL_EVENTS = {"concurrency_id": "model", "concurrency_limit": 2}
+# Events that run a model (chat, beam inspector, live ranking) share one concurrency group and run one at a time,
+# on all cores but one (app.py caps torch's threads): the spare core keeps votes and pages quick, and the queue shows
+# waiting users their position and an estimate.
+MODEL_EVENTS = {"concurrency_id": "model", "concurrency_limit": 1}
 log = logging.getLogger("workbench")
 
 
