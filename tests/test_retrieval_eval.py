@@ -114,3 +114,25 @@ def test_embedding_ft_pairs_are_the_toolgen_retrieval_pairs(tmp_path, tiny_toolb
         train_baseline.toolgen_training_pairs(catalog, tmp_path)
     with pytest.raises(FileNotFoundError, match="retrieval stage"):
         train_baseline.toolgen_training_pairs(catalog, tmp_path / "elsewhere")
+
+
+def test_train_baseline_embedding_ft_then_evaluate_it(tmp_path, tiny_toolbench, capsys):
+    from core.build import save_retrieval_pairs
+    from core.examples import Example
+    from core.toolbench import load_toolbench_corpus
+    from eval.__main__ import main
+
+    catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
+    texts = ["weather forecast for Rome", "storm alerts near me", "song lyrics please", "top music charts"]
+    save_retrieval_pairs([Example((1, 2), (False, True), "retrieval", tool, text)
+                          for text, tool in zip(texts, catalog.ids)], tmp_path / "tg")
+    train = ["train-baseline", "--kind", "embedding-ft", "--corpus", "toolbench", "--data-dir", str(tiny_toolbench),
+             "--model", str(tmp_path / "tg"), "--max-pairs", "3", "--out", str(tmp_path / "ft")]
+    assert main(train) == 0
+    assert "on 3 (query, document) pairs" in capsys.readouterr().out
+    assert main(train) == 2 and "already exists" in capsys.readouterr().err
+    code = run(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--split", "all", "--systems",
+                "embedding-ft", "--ft-model", str(tmp_path / "ft"), "--db", str(tmp_path / "r.duckdb"), "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)["toolbench:G9_test"]["embedding-ft"]
+    assert out["queries"] == 3 and 0.0 <= out["ndcg@1"] <= 1.0
