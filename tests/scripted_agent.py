@@ -3,10 +3,9 @@ from types import SimpleNamespace
 
 import torch
 
-from core.indexing import FINISH
-from core.prompts import Step, assistant_turn_ids
 from core.executors.base import Observation
-from core.prompts import encode
+from core.indexing import FINISH
+from core.prompts import Step, assistant_turn_ids, encode
 
 WEATHER, FORECAST, LYRICS = "Weather&&current weather", "Weather&&forecast", "Music&&lyrics"
 

@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from core.agent import (AgentConfig, ArgumentsEvent, Conversation, UserTurn, forced_input_prefix,
-                        run_agent, run_to_end)
+from core.agent import AgentConfig, ArgumentsEvent, Conversation, UserTurn, forced_input_prefix, run_agent, run_to_end
 from core.executors.base import Observation
 from core.indexing import FINISH
 from core.model import ToolGenModel

@@ -29,8 +29,8 @@ from app.ratelimit import RateLimits
 from app.shared import ModelUnavailable, Workbench
 from core.agent import ActionEvent, ArgumentsEvent, Conversation, FinalAnswerEvent, ObservationEvent, ThoughtEvent
 from core.model import ToolGenModel
-from eval.store import MetricValue, QueryResult, StoredTrajectory
 from core.tiny import tiny_llama
+from eval.store import MetricValue, QueryResult, StoredTrajectory
 from tests.scripted_agent import TWO_ANSWERS, RecordingExecutor, scripted
 
 SYSTEMS = ("toolgen", "react-gpt", "bm25-agent")

@@ -4,8 +4,16 @@ from collections import defaultdict
 
 import pytest
 
-from core.bfcl import (BACKEND_DOCS, CATEGORIES, MULTI_TURN_CATEGORIES, entries_to_queries, function_name,
-                       load_bfcl_catalog, load_bfcl_entries, parse_call)
+from core.bfcl import (
+    BACKEND_DOCS,
+    CATEGORIES,
+    MULTI_TURN_CATEGORIES,
+    entries_to_queries,
+    function_name,
+    load_bfcl_catalog,
+    load_bfcl_entries,
+    parse_call,
+)
 from core.tools import CatalogError
 
 

@@ -4,8 +4,14 @@ import pytest
 from core.bfcl import load_bfcl_catalog, load_bfcl_entries, parse_call
 from core.executors.bfcl import BfclExecutor
 from core.tools import Tool
-from eval.bfcl_checker import (check_agentic, check_ast, check_entry, check_multi_turn, check_relevance,
-                               standardize_string)
+from eval.bfcl_checker import (
+    check_agentic,
+    check_ast,
+    check_entry,
+    check_multi_turn,
+    check_relevance,
+    standardize_string,
+)
 
 
 def _tool(api_name, properties, required):
@@ -107,7 +113,8 @@ def _check(entry, model_turns):
 
 
 def test_multi_turn_ground_truth_passes_against_itself(multi_turn):
-    checked = [e for e in multi_turn.values() if e.category == "multi_turn_base"] + [multi_turn["multi_turn_miss_func_0"]]
+    base = [e for e in multi_turn.values() if e.category == "multi_turn_base"]
+    checked = [*base, multi_turn["multi_turn_miss_func_0"]]
     assert len(checked) == 201
     for entry in checked:
         assert _check(entry, _as_model_calls(entry)).valid, entry.id

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from types import ModuleType, SimpleNamespace
 from unittest import mock
 
@@ -85,7 +86,8 @@ def call_arguments(acceptable: dict) -> dict:
             return [resolve(item) for item in value]
         return value
 
-    return {param: resolve(v) for param, options in acceptable.items() if (v := first_acceptable(options)) is not LEFT_OUT}
+    return {param: resolve(value) for param, options in acceptable.items()
+            if (value := first_acceptable(options)) is not LEFT_OUT}
 
 
 def ground_truth_calls(ground_truth: list[dict]) -> list[tuple[str, dict]]:
@@ -115,12 +117,15 @@ def other_type(value):
     return json.dumps(value)
 
 
+def replaced(calls: list, i: int, name: str, arguments: dict) -> list:
+    """`calls` with call i replaced by (name, arguments)."""
+    return [*calls[:i], (name, arguments), *calls[i + 1:]]
+
+
 def perturbations(calls: list[tuple[str, dict]], ground_truth: list[dict], schemas: dict[str, dict]):
     """(kind, calls) pairs, each one systematic change of the ground-truth calls."""
     for i, (name, arguments) in enumerate(calls):
-        def replace(new_name, new_arguments):
-            return calls[:i] + [(new_name, new_arguments)] + calls[i + 1:]
-
+        replace = partial(replaced, calls, i)
         for param, value in arguments.items():
             rest = {k: v for k, v in arguments.items() if k != param}
             yield "wrong value", replace(name, {**rest, param: wrong_value(value)})

@@ -30,7 +30,8 @@ def test_real_corpus_and_queries_load(shared_data):
 def test_api_entry_becomes_tool_with_json_schema(tmp_path):
     catalog = load_toolbench_corpus(write(tmp_path, "c.json", [API]))
     tool = catalog["T&&a"]
-    assert tool.parameters == {"type": "object", "properties": {"x": {"type": "number", "description": "", "default": 3}},
+    assert tool.parameters == {"type": "object",
+                               "properties": {"x": {"type": "number", "description": "", "default": 3}},
                                "required": ["x"]}
     assert "Api Name: a" in tool.document() and "x (number, required)" in tool.document()
 

@@ -9,9 +9,9 @@ from transformers import LogitsProcessorList
 
 from core.check_constraint import main as check_main
 from core.check_constraint import run_check
-from core.vocab import read_lines_verbatim, read_token_lines
 from core.constraint import NEG_INF, CodeTrie, ToolConstraintLogitsProcessor
 from core.indexing import build_indexing
+from core.vocab import read_lines_verbatim, read_token_lines
 from tests.helpers import peaked_llama
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,8 +4,16 @@ import json
 import pytest
 
 from core.bfcl_trajectories import bfcl_trajectory
-from core.examples import (AGENT, FINISH_THOUGHT, MEMORIZATION, RETRIEVAL, TrainingTrajectory, memorization_examples,
-                           retrieval_examples, trajectory_example)
+from core.examples import (
+    AGENT,
+    FINISH_THOUGHT,
+    MEMORIZATION,
+    RETRIEVAL,
+    TrainingTrajectory,
+    memorization_examples,
+    retrieval_examples,
+    trajectory_example,
+)
 from core.indexing import FINISH
 from core.prompts import Step, memorization_prompt, observation_ids, retrieval_prompt
 from core.synthetic_queries import synthetic_queries

@@ -8,8 +8,12 @@ import torch
 from transformers import LogitsProcessorList
 
 from core.constraint import CodeTrie, ToolConstraintLogitsProcessor
-from core.decoding import (constrained_beam_search, constrained_beam_search_batch, constrained_sample,
-                           top_single_token_codes)
+from core.decoding import (
+    constrained_beam_search,
+    constrained_beam_search_batch,
+    constrained_sample,
+    top_single_token_codes,
+)
 from core.indexing import build_indexing
 from tests.helpers import peaked_llama
 

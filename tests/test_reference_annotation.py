@@ -10,14 +10,13 @@ import pytest
 
 from core.indexing import FINISH
 from core.splits import is_test, normalise
+from core.tiny import tiny_llama
 from core.toolbench import api_to_tool, toolbench_function_name
 from eval.__main__ import main
 from eval.agent_eval import add_arguments, build_tasks, load_catalog
 from eval.reference_answers import CUT_ARGUMENTS, REFERENCE_SYSTEM
 from eval.store import ResultsStore
-from core.tiny import tiny_llama
 from tests.helpers import made_trajectory, toolbench_api
-
 
 CORPUS = [toolbench_api("Weather Hub", "Current Weather", required=["city"], optional=["cityId"]),
           toolbench_api("Weather Hub", "Forecast", required=["city"]),

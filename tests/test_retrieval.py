@@ -61,7 +61,8 @@ def test_cli_retrieve_json_contract(tmp_path, retriever, capsys):
     assert len(out["candidates"]) == 3
     for c in out["candidates"]:
         assert set(c) == {"token", "tool_id", "tool_name", "api_name", "score"}
-        assert c["token"] == f"<<{c['tool_name']}&&{c['api_name']}>>" and c["tool_id"] == f"{c['tool_name']}&&{c['api_name']}"
+        tool_id = f"{c['tool_name']}&&{c['api_name']}"
+        assert c["token"] == f"<<{tool_id}>>" and c["tool_id"] == tool_id
 
 
 def test_cli_reports_missing_model_without_traceback(tmp_path, capsys):

@@ -6,7 +6,6 @@ import pytest
 from core.splits import LeakError, check_no_leak, is_test, normalise, split_entries, split_key, split_queries
 from core.tools import Query
 
-
 # Spellings of one request that differ only in what `normalise` removes. Normalised, the request falls in the
 # test split; each spelling hashed as written falls in the train split. So a normaliser that skips any one step
 # (NFKC, lower-casing, punctuation, underscores, whitespace) puts that spelling on the wrong side, every time.

@@ -3,8 +3,15 @@ import math
 import numpy as np
 import pytest
 
-from eval.stats import (annotator_agreement, bootstrap_ci, bradley_terry, cohen_kappa, fleiss_kappa, paired_test,
-                        win_rates)
+from eval.stats import (
+    annotator_agreement,
+    bootstrap_ci,
+    bradley_terry,
+    cohen_kappa,
+    fleiss_kappa,
+    paired_test,
+    win_rates,
+)
 
 
 def test_bootstrap_ci_is_deterministic_and_covers_the_mean():

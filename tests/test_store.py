@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from eval.store import MIGRATIONS, MetricValue, QueryResult, ResultsStore, StoreLockedError, StoredTrajectory
+from eval.store import MIGRATIONS, MetricValue, QueryResult, ResultsStore, StoredTrajectory
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,8 @@ def test_run_round_trip(store):
         [run_id, "bm25", "toolbench-G1", "abc", "in-domain", "test", "v1"]
     assert store.query_results(run_id) == _results()
     metrics = store.metrics([run_id])
-    assert metrics[["name", "value", "ci_low", "ci_high", "system"]].values.tolist() == [["ndcg@1", 0.5, 0.4, 0.6, "bm25"]]
+    columns = ["name", "value", "ci_low", "ci_high", "system"]
+    assert metrics[columns].values.tolist() == [["ndcg@1", 0.5, 0.4, 0.6, "bm25"]]
     store.add_metrics(run_id, [MetricValue("mrr", 0.7)])
     assert sorted(store.metrics()["name"]) == ["mrr", "ndcg@1"]
 

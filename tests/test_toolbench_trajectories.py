@@ -13,11 +13,17 @@ from core.executors.base import validate_arguments
 from core.executors.toolbench import SIMULATED_KEY, ToolBenchSimulator
 from core.indexing import FINISH
 from core.splits import is_test, split_queries
+from core.toolbench import (
+    api_to_tool,
+    default_arguments,
+    load_reference_trajectories,
+    load_toolbench_corpus,
+    load_toolbench_queries,
+    synthetic_trajectories,
+    toolbench_function_name,
+)
 from core.tools import CatalogError, Query, Tool, ToolCatalog
-from core.toolbench import (api_to_tool, default_arguments, load_reference_trajectories, load_toolbench_corpus,
-                            load_toolbench_queries, synthetic_trajectories, toolbench_function_name)
 from tests.helpers import toolbench_api
-
 
 CORPUS = [toolbench_api("Weather Hub", "Current Weather", required=["city"], optional=["id"]),
           toolbench_api("Weather Hub", "Forecast", required=["city"]),

@@ -4,10 +4,18 @@ import json
 import pytest
 import torch
 
-from core.build import (Corpus, Preset, build_stages, load_retrieval_pairs, retrieval_checkpoint,
-                        retrieval_quality)
-from core.examples import (AGENT, FINISH_THOUGHT, MEMORIZATION, RETRIEVAL, STAGES, TrainingTrajectory,
-                           memorization_examples, retrieval_examples, trajectory_example)
+from core.build import Corpus, Preset, build_stages, load_retrieval_pairs, retrieval_checkpoint, retrieval_quality
+from core.examples import (
+    AGENT,
+    FINISH_THOUGHT,
+    MEMORIZATION,
+    RETRIEVAL,
+    STAGES,
+    TrainingTrajectory,
+    memorization_examples,
+    retrieval_examples,
+    trajectory_example,
+)
 from core.indexing import FINISH
 from core.model import ToolGenModel
 from core.prompts import Step, retrieval_prompt
