@@ -32,6 +32,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from core.settings import REPO_ROOT
 from eval.stats import FLIPPED_VOTE, VOTES
 
 MIGRATIONS: list[str] = [
@@ -147,7 +148,7 @@ class StoredTrajectory:
 
 
 @functools.cache
-def describe_code_version(repo: Path = Path(__file__).resolve().parent.parent) -> str:
+def describe_code_version(repo: Path = REPO_ROOT) -> str:
     """`git describe --always --dirty` of the repository, or 'unknown' where git cannot tell."""
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=repo, capture_output=True,
