@@ -13,5 +13,7 @@ build: setup
 run: build
 	$(PY) app.py --model $(MODEL)
 
+# --durations: the slowest tests, so that a test growing slow shows in every CI log (the slow ones are marked
+# @pytest.mark.slow and still run here; `-m "not slow"` leaves them out while iterating).
 test: setup
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PY) -m pytest tests -q --durations=15

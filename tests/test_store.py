@@ -1,15 +1,12 @@
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
 from eval.store import MIGRATIONS, MetricValue, QueryResult, ResultsStore, StoredTrajectory
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -110,13 +107,13 @@ def test_close_forgets_every_thread_cursor(tmp_path):
 
 def test_no_leak_report_when_threads_outlive_a_closed_store(tmp_path):
     """Cursors kept by threads still alive at exit made DuckDB's bindings print "nanobind: leaked …"."""
-    code = ("import sys, threading; sys.path.insert(0, sys.argv[1]); from eval.store import ResultsStore\n"
-            "store, done, ready = ResultsStore(sys.argv[2]), threading.Event(), threading.Barrier(3)\n"
+    code = ("import sys, threading; from eval.store import ResultsStore\n"
+            "store, done, ready = ResultsStore(sys.argv[1]), threading.Event(), threading.Barrier(3)\n"
             "def work():\n    store.runs(); ready.wait(); done.wait()\n"
             "for _ in range(2):\n    threading.Thread(target=work, daemon=True).start()\n"
             "ready.wait(); store.close()\n")
-    out = subprocess.run([sys.executable, "-c", code, str(REPO), str(tmp_path / "r.duckdb")], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.duckdb")], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "leaked" not in out.stderr, out.stderr[:500]
 
@@ -134,11 +131,11 @@ def test_migrations_idempotent_on_reopen(tmp_path):
 
 def test_locked_file_error(tmp_path):
     path = tmp_path / "held.duckdb"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from eval.store import ResultsStore, StoreLockedError\n"
-            "try:\n    ResultsStore(sys.argv[2])\nexcept StoreLockedError as e:\n    print(e); sys.exit(3)\n")
+    code = ("import sys; from eval.store import ResultsStore, StoreLockedError\n"
+            "try:\n    ResultsStore(sys.argv[1])\nexcept StoreLockedError as e:\n    print(e); sys.exit(3)\n")
     with ResultsStore(path):
-        out = subprocess.run([sys.executable, "-c", code, str(REPO), str(path)], capture_output=True, text=True,
-                             timeout=60)
+        out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path)  # the installed package, not the working directory
     assert out.returncode == 3, out.stderr
     assert str(path) in out.stdout and "another process" in out.stdout
 
