@@ -21,13 +21,19 @@ core/splits.py; `--split all` keeps every task.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from core.agent import AgentTrace
-from core.bfcl import (AST_CATEGORIES, MULTI_TURN_CATEGORIES, RELEVANCE_CATEGORIES, BfclEntry, function_name,
-                       load_bfcl_entries)
+from core.bfcl import (
+    AST_CATEGORIES,
+    MULTI_TURN_CATEGORIES,
+    RELEVANCE_CATEGORIES,
+    BfclEntry,
+    function_name,
+    load_bfcl_entries,
+)
 from core.bfcl_trajectories import CONTINUE_TEXT
 from core.executors.bfcl import BfclExecutor
 from core.executors.toolbench import ResponseCache, ToolBenchSimulator

@@ -24,9 +24,9 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 from core.agent import AgentConfig, AgentTrace, run_to_end
 from core.bfcl import load_bfcl_catalog
@@ -38,8 +38,14 @@ from core.splits import spread
 from core.toolbench import load_toolbench_corpus
 from core.tools import ToolCatalog
 
-from .agent_datasets import (DATASETS, Task, bfcl_multi_tasks, bfcl_single_tasks, toolbench_reference_tasks,
-                             toolbench_tasks)
+from .agent_datasets import (
+    DATASETS,
+    Task,
+    bfcl_multi_tasks,
+    bfcl_single_tasks,
+    toolbench_reference_tasks,
+    toolbench_tasks,
+)
 from .agent_systems import RetrieveReadSystem, ToolGenSystem, untuned_retrieve_read
 from .retrievers import missing_baseline
 from .stats import summarise

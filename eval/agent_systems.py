@@ -11,7 +11,7 @@ held in `.model`; they differ in what the model reads and in which codes its act
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from core.agent import UserTurn
 from core.indexing import END

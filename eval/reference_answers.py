@@ -22,15 +22,23 @@ available tool that does not resolve in the catalog).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from core.agent import ActionEvent, ArgumentsEvent, FinalAnswerEvent, ObservationEvent, ThoughtEvent
 from core.executors.base import validate_arguments
 from core.indexing import FINISH
-from core.toolbench import (FINISH_FUNCTION, catalog_arguments, check_answer_node, function_index, given_answer,
-                            parse_reference_call, read_json, reference_messages)
+from core.toolbench import (
+    FINISH_FUNCTION,
+    catalog_arguments,
+    check_answer_node,
+    function_index,
+    given_answer,
+    parse_reference_call,
+    read_json,
+    reference_messages,
+)
 from core.tools import CatalogError, ToolCatalog
 
 from .store import StoredTrajectory

@@ -16,9 +16,9 @@ evaluations look for it; an existing folder is never overwritten.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 from core.bfcl import BfclEntry, load_bfcl_catalog
 from core.bfcl_trajectories import bfcl_trajectory
