@@ -32,8 +32,8 @@ Thought and argument decoding share one KV cache over the growing context, so ea
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 
@@ -43,8 +43,18 @@ from .decoding import constrained_beam_search, top_single_token_codes
 from .executors.base import DEFAULT_TIMEOUT_S, Executor, Observation, error_observation, safe_call, validate_arguments
 from .indexing import FINISH
 from .model import ToolGenModel
-from .prompts import (ACTION, ACTION_INPUT, THOUGHT, Step, agent_prompt, assistant_turn_ids, encode, end_of_turn_ids,
-                      observation_ids, user_turn_ids)
+from .prompts import (
+    ACTION,
+    ACTION_INPUT,
+    THOUGHT,
+    Step,
+    agent_prompt,
+    assistant_turn_ids,
+    encode,
+    end_of_turn_ids,
+    observation_ids,
+    user_turn_ids,
+)
 
 DEFAULT_CONTEXT_TOKENS = 4096  # context limit for models whose config names none
 

@@ -11,8 +11,8 @@ The result always parses; a value that does not complete within the token budget
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 

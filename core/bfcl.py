@@ -28,10 +28,10 @@ import ast
 import hashlib
 import importlib.util
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from .tools import CatalogError, Query, Tool, ToolCatalog
 

@@ -6,7 +6,7 @@ entries' trajectories as agent-tuning examples (`core.examples.trajectory_exampl
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .bfcl import BfclEntry, function_name, parse_call
 from .examples import FINISH_THOUGHT, Example, TrainingTrajectory, call_thought, finish_step, trajectory_example

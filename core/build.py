@@ -23,8 +23,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .bfcl_trajectories import bfcl_agent_examples
-from .examples import (AGENT, MEMORIZATION, RETRIEVAL, STAGES, memorization_examples, retrieval_examples,
-                       trajectory_example)
+from .examples import (
+    AGENT,
+    MEMORIZATION,
+    RETRIEVAL,
+    STAGES,
+    memorization_examples,
+    retrieval_examples,
+    trajectory_example,
+)
 from .indexing import FINISH
 from .metrics import ndcg
 from .model import SMOLLM2, ToolGenModel, load_base
@@ -117,8 +124,12 @@ def _load_toolbench(data_dir: Path) -> Corpus:
     """ToolBench: corpus.json, queries/<group>.json, and agent trajectories for training queries only: the
     complete ones of `reference_answers/<group>.json` (when that folder exists), and synthetic ones
     (`core.toolbench.synthetic_trajectories`) for the training queries without one."""
-    from .toolbench import (load_reference_trajectories, load_toolbench_corpus, load_toolbench_queries,
-                            synthetic_trajectories)
+    from .toolbench import (
+        load_reference_trajectories,
+        load_toolbench_corpus,
+        load_toolbench_queries,
+        synthetic_trajectories,
+    )
 
     catalog = load_toolbench_corpus(data_dir / "corpus.json")
     files = sorted((data_dir / "queries").glob("*.json"))

@@ -24,6 +24,7 @@ from .model import smollm2_tokenizer
 from .tiny import tiny_llama
 from .vocab import read_lines_verbatim, read_token_lines
 
+
 def _tool_token_ids(tokenizer, tokens: list[str], path: str) -> list[int]:
     tokenizer.add_tokens(tokens)
     ids = tokenizer.convert_tokens_to_ids(tokens)

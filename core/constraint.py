@@ -12,7 +12,7 @@ so masking it is one vector add instead of a 47k-element gather/scatter.
 from __future__ import annotations
 
 import operator
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from transformers import LogitsProcessor
@@ -131,7 +131,7 @@ class CodeTrie:
                 return self._tool[node], position + 1
         return None
 
-    def restrict(self, tool_ids: Iterable[str]) -> "CodeTrie":
+    def restrict(self, tool_ids: Iterable[str]) -> CodeTrie:
         """A trie holding only the codes of `tool_ids` (e.g. a query's candidate pool)."""
         wanted = list(dict.fromkeys(tool_ids))
         missing = [t for t in wanted if t not in self._codes]

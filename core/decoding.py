@@ -19,8 +19,8 @@ Results are distinct tools: each tool has one code and beams never share a prefi
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import torch
 

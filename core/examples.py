@@ -15,13 +15,21 @@ Test queries must never reach these builders: callers split first (`core.splits`
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from .bfcl import function_name
 from .indexing import FINISH
-from .prompts import (Step, agent_prompt, assistant_turn_ids, memorization_prompt, observation_ids, retrieval_prompt,
-                      truncate_tokens, user_turn_ids)
+from .prompts import (
+    Step,
+    agent_prompt,
+    assistant_turn_ids,
+    memorization_prompt,
+    observation_ids,
+    retrieval_prompt,
+    truncate_tokens,
+    user_turn_ids,
+)
 from .synthetic_queries import paired_queries, synthetic_queries, tool_task
 from .tools import Query, Tool
 

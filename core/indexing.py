@@ -57,7 +57,7 @@ class Indexing(ABC):
 
     @classmethod
     @abstractmethod
-    def build(cls, catalog: ToolCatalog) -> "Indexing":
+    def build(cls, catalog: ToolCatalog) -> Indexing:
         """Assign a code to every tool of `catalog`."""
 
     def code(self, tool_id: str) -> str:
@@ -84,7 +84,7 @@ class AtomicIndexing(Indexing):
     scheme = "atomic"
 
     @classmethod
-    def build(cls, catalog: ToolCatalog) -> "AtomicIndexing":
+    def build(cls, catalog: ToolCatalog) -> AtomicIndexing:
         return cls({t.id: tool_token(t.tool_name, t.api_name) for t in catalog})
 
     def new_tokens(self) -> list[str]:
@@ -104,7 +104,7 @@ class SemanticIndexing(_EndTerminated):
     scheme = "semantic"
 
     @classmethod
-    def build(cls, catalog: ToolCatalog) -> "SemanticIndexing":
+    def build(cls, catalog: ToolCatalog) -> SemanticIndexing:
         return cls({t.id: f"{t.tool_name}: {t.api_name}{END}" for t in catalog})
 
 
@@ -114,7 +114,7 @@ class NumericIndexing(_EndTerminated):
     scheme = "numeric"
 
     @classmethod
-    def build(cls, catalog: ToolCatalog) -> "NumericIndexing":
+    def build(cls, catalog: ToolCatalog) -> NumericIndexing:
         width = max(1, len(str(max(len(catalog) - 1, 0))))
         return cls({t.id: f"{i:0{width}d}{END}" for i, t in enumerate(catalog)})
 
@@ -126,7 +126,7 @@ class HierarchicalIndexing(_EndTerminated):
     BRANCHES = 10
 
     @classmethod
-    def build(cls, catalog: ToolCatalog, seed: int = 0) -> "HierarchicalIndexing":
+    def build(cls, catalog: ToolCatalog, seed: int = 0) -> HierarchicalIndexing:
         tools = list(catalog)
         vectors = _bag_of_words([_doc_words(t) for t in tools])
         paths: dict[str, list[int]] = {}

@@ -15,7 +15,8 @@ All functions count a tool id once, at its first position, if the ranked list re
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+
 
 def _gold_set(gold: Iterable[str]) -> set[str]:
     gold_set = set(gold)

@@ -90,7 +90,7 @@ class ToolGenModel:
 
     @classmethod
     def from_base(cls, catalog: ToolCatalog, scheme: str = "atomic", base: str = SMOLLM2,
-                  model=None, tokenizer=None) -> "ToolGenModel":
+                  model=None, tokenizer=None) -> ToolGenModel:
         """Add `catalog`'s tool tokens to a base model; each new embedding row is the mean of the embeddings
         of its tool's "tool_name api_name" sub-tokens (the ToolGen initialisation)."""
         if model is None or tokenizer is None:
@@ -144,7 +144,7 @@ class ToolGenModel:
         return directory
 
     @classmethod
-    def load(cls, directory: Path | str, dtype: torch.dtype = torch.float32) -> "ToolGenModel":
+    def load(cls, directory: Path | str, dtype: torch.dtype = torch.float32) -> ToolGenModel:
         """Load a checkpoint saved by `save`, or a published ToolGen checkpoint (catalog from its vocabulary)."""
         directory = Path(directory)
         if not (directory / "config.json").exists():

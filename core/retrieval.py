@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .constraint import CodeTrie
 from .decoding import DecodeResult, constrained_beam_search, constrained_beam_search_batch

@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 TEST_BUCKETS, BUCKETS = 2, 10
 _MULTI_TURN_ID = re.compile(r"^multi_turn_[a-z_]+?_(\d+)$")

@@ -94,7 +94,7 @@ def synthetic_queries(tool: Tool, n: int, seed: int = 0) -> list[str]:
               "are": "are" if len(params) > 1 else "is"}
     templates = [t for t in (_TEMPLATES_WITH_TASK if task else ()) + _TEMPLATES_WITHOUT_TASK
                  if (params or "{params}" not in t) and (tool.tool_name != "bfcl" or "{tool}" not in t)]
-    rng = random.Random(hashlib.sha1(f"{seed}:{tool.id}".encode("utf-8")).hexdigest())
+    rng = random.Random(hashlib.sha1(f"{seed}:{tool.id}".encode()).hexdigest())
     chosen = rng.sample(templates, min(n, len(templates)))
     return list(dict.fromkeys(template.format(**fields) for template in chosen))
 
@@ -127,7 +127,7 @@ def paired_queries(catalog, per_tool: int, seed: int = 0) -> list[Query]:
         groups.setdefault(f"category:{tool.category}", []).append(tool.id)
     queries = []
     for tool in catalog:
-        rng = random.Random(hashlib.sha1(f"pair:{seed}:{tool.id}".encode("utf-8")).hexdigest())
+        rng = random.Random(hashlib.sha1(f"pair:{seed}:{tool.id}".encode()).hexdigest())
         partners = next((ids for ids in (groups[f"tool:{tool.tool_name}"], groups[f"category:{tool.category}"],
                                          catalog.ids) if len(ids) > 1), [])
         for number in range(per_tool if len(partners) > 1 else 0):

@@ -16,8 +16,8 @@ import ast
 import json
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .examples import FINISH_THOUGHT, TrainingTrajectory, call_thought, finish_step
 from .executors.base import validate_arguments

@@ -7,8 +7,8 @@ A tool's `id` is stable across runs and unique within a catalog; for ToolBench i
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
 
 
 class CatalogError(ValueError):
@@ -56,7 +56,7 @@ class Tool:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Tool":
+    def from_dict(cls, data: dict) -> Tool:
         return cls(**data)
 
 
@@ -114,7 +114,7 @@ class ToolCatalog:
         tool_id = self._by_name.get((tool_name, api_name))
         return self._tools[tool_id] if tool_id else None
 
-    def subset(self, tool_ids: Iterable[str]) -> "ToolCatalog":
+    def subset(self, tool_ids: Iterable[str]) -> ToolCatalog:
         """A catalog holding only `tool_ids` (in catalog order); unknown ids raise KeyError."""
         wanted = set(tool_ids)
         missing = wanted - self._tools.keys()
@@ -122,7 +122,7 @@ class ToolCatalog:
             raise KeyError(f"unknown tool ids: {sorted(missing)[:5]}")
         return ToolCatalog(t for t in self if t.id in wanted)
 
-    def merge(self, other: "ToolCatalog") -> "ToolCatalog":
+    def merge(self, other: ToolCatalog) -> ToolCatalog:
         """A new catalog with this catalog's tools followed by `other`'s; clashing ids raise CatalogError."""
         merged = ToolCatalog(self)
         for index, tool in enumerate(other):
@@ -134,7 +134,7 @@ class ToolCatalog:
             json.dump([t.to_dict() for t in self], f, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, path) -> "ToolCatalog":
+    def from_json(cls, path) -> ToolCatalog:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         return cls((Tool.from_dict(d) for d in data), source=str(path))

@@ -27,7 +27,8 @@ def read_token_lines(path: Path | str) -> list[str]:
         if token == "":
             raise CatalogError(str(path), f"line {number}", "empty token")
         if token in first_line:
-            raise CatalogError(str(path), f"line {number}", f"duplicate token {token!r} (first on line {first_line[token]})")
+            raise CatalogError(str(path), f"line {number}",
+                               f"duplicate token {token!r} (first on line {first_line[token]})")
         first_line[token] = number
     if not lines:
         raise CatalogError(str(path), "-", "no tokens")

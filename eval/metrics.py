@@ -2,7 +2,7 @@
 where the build's stage scoring uses them too)."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from core.metrics import hit, mrr, ndcg, ndcg_paper, recall
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
-from functools import lru_cache
+from functools import cache
 
 from ..bfcl import BACKEND_DOCS, function_name
 from ..tools import Tool
@@ -36,7 +36,7 @@ DEMO_CONFIG = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def backend_class(class_name: str) -> type | None:
     """The backend class named `class_name` from bfcl_eval, or None when its module cannot be imported."""
     if class_name not in BACKEND_DOCS:

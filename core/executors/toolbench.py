@@ -63,7 +63,7 @@ class ResponseCache:
         Path(path).write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path | str) -> "ResponseCache":
+    def load(cls, path: Path | str) -> ResponseCache:
         """Read a cache file; ValueError naming the file and record on anything malformed."""
         try:
             records = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -106,7 +106,7 @@ class ToolBenchSimulator:
 
     def synthesise(self, tool: Tool, arguments: dict) -> dict:
         """The simulated reply to a call, as a JSON object carrying `"_simulated": true`."""
-        digest = hashlib.sha256(f"{tool.id}\n{canonical_arguments(arguments)}".encode("utf-8")).digest()
+        digest = hashlib.sha256(f"{tool.id}\n{canonical_arguments(arguments)}".encode()).digest()
         filler = _Filler(random.Random(int.from_bytes(digest[:8], "big")), arguments, self.max_list_items)
         template = _template(tool.response)
         if template is None:
