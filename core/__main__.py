@@ -1,4 +1,4 @@
-"""Command line: `python -m core retrieve | check-constraint | build` (see README)."""
+"""Command line: `python -m core retrieve | check-constraint | build | export-compact` (see README)."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ from .settings import DEFAULT_MODEL_DIR
 SUBCOMMANDS = {
     "check-constraint": ("core.check_constraint", "constrained decoding check at vocabulary scale"),
     "build": ("core.build", "build a ToolGen model (three training stages)"),
+    "export-compact": ("core.adapter", "write a checkpoint as its trained tensors over the hash-checked base"),
 }
 
 

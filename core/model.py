@@ -138,27 +138,33 @@ class ToolGenModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         _save_weights(self.model, self.tokenizer, directory)
+        self.save_metadata(directory)
+        return directory
+
+    def save_metadata(self, directory: Path) -> None:
+        """Write `tools.json` (the catalog) and `toolgen.json` (format, info, indexing) into `directory`."""
         self.catalog.to_json(directory / "tools.json")
         meta = {"format": FORMAT_VERSION, **self.info, "indexing": self.indexing.to_dict()}
         (directory / "toolgen.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        return directory
 
     @classmethod
     def load(cls, directory: Path | str, dtype: torch.dtype = torch.float32) -> ToolGenModel:
-        """Load a checkpoint saved by `save`, or a published ToolGen checkpoint (catalog from its vocabulary)."""
+        """Load a checkpoint saved by `save`, a compact one (`core/adapter.py`: trained tensors over a hash-checked
+        base), a Hugging Face Hub repo id holding either (downloaded first), or a published ToolGen checkpoint
+        (catalog from its vocabulary)."""
+        from . import adapter  # adapter builds on this module
+
         directory = Path(directory)
+        if not directory.exists() and adapter.is_repo_id(str(directory)):
+            directory = adapter.download(str(directory))
+        if (directory / adapter.ADAPTER_CONFIG).exists():
+            return adapter.load_compact(directory, dtype)
         if not (directory / "config.json").exists():
             raise FileNotFoundError(f"{directory}: no ToolGen checkpoint here (config.json missing)")
         tokenizer = AutoTokenizer.from_pretrained(directory)
         model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
-        meta_path = directory / "toolgen.json"
-        if meta_path.exists():
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if meta.get("format") != FORMAT_VERSION:
-                raise ValueError(f"{meta_path}: unsupported checkpoint format {meta.get('format')!r}")
-            catalog = ToolCatalog.from_json(directory / "tools.json")
-            indexing = indexing_from_dict(meta.pop("indexing"))
-            meta.pop("format")
+        if (directory / "toolgen.json").exists():
+            catalog, indexing, meta = read_metadata(directory)
         else:
             tokens = sorted(t for t in tokenizer.get_added_vocab() if t.startswith("<<") and "&&" in t)
             if not tokens:
@@ -167,6 +173,17 @@ class ToolGenModel:
             indexing = AtomicIndexing.build(catalog)
             meta = {"base": str(directory), "stages": ["published"]}
         return cls(model, tokenizer, catalog, indexing, meta)
+
+
+def read_metadata(directory: Path) -> tuple[ToolCatalog, Indexing, dict]:
+    """(catalog, indexing, info) from a checkpoint's `tools.json` and `toolgen.json`."""
+    meta_path = directory / "toolgen.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{meta_path}: unsupported checkpoint format {meta.get('format')!r}")
+    meta.pop("format")
+    indexing = indexing_from_dict(meta.pop("indexing"))
+    return ToolCatalog.from_json(directory / "tools.json"), indexing, meta
 
 
 @torch.no_grad()
