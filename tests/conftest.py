@@ -10,6 +10,8 @@ import torch
 
 from core.settings import SHARED_DATA_DIR
 
+# Before anything imports transformers (huggingface_hub reads it once): so the fixtures import core.model and
+# transformers themselves, and the test modules, imported after this file, see it too.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

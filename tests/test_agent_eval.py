@@ -2,17 +2,20 @@
 import json
 
 import pytest
+from transformers import AutoTokenizer
 
 from core.bfcl import function_name, load_bfcl_catalog, load_bfcl_entries, parse_call
 from core.bfcl_trajectories import CONTINUE_TEXT
 from core.executors.bfcl import BfclExecutor
+from core.model import ToolGenModel, smollm2_dir
 from core.tiny import tiny_llama
+from core.toolbench import load_toolbench_corpus
 from eval.__main__ import main
 from eval.agent_datasets import bfcl_multi_tasks, bfcl_single_tasks, bfcl_turn_texts
 from eval.agent_eval import trajectory_metrics
 from eval.agent_systems import RetrieveReadSystem, documents_message
 from eval.store import ResultsStore
-from tests.helpers import made_trajectory
+from tests.helpers import made_trajectory, tiny_toolgen
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +75,14 @@ def test_trajectory_metrics_count_calls_outside_the_offered_set():
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory, bfcl_catalog):
     """A tiny random base model directory and a tiny ToolGen checkpoint over the BFCL catalog."""
-    from transformers import AutoTokenizer
 
-    from core.model import ToolGenModel, smollm2_dir
 
     root = tmp_path_factory.mktemp("tiny")
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
     base = tiny_llama(len(tokenizer))
     base.save_pretrained(root / "base")
     tokenizer.save_pretrained(root / "base")
-    toolgen = ToolGenModel.from_base(bfcl_catalog, model=tiny_llama(len(tokenizer)), tokenizer=tokenizer)
-    toolgen.save(root / "toolgen")
+    tiny_toolgen(tokenizer, bfcl_catalog).save(root / "toolgen")
     return root
 
 
@@ -107,14 +107,11 @@ def test_cli_runs_the_systems_and_stores_trajectories(tiny_models, tmp_path, cap
 
 
 def test_cli_toolbench_on_the_simulator(tiny_models, tmp_path, capsys, shared_data):
-    from transformers import AutoTokenizer
 
-    from core.model import ToolGenModel
-    from core.toolbench import load_toolbench_corpus
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models / "base")
     catalog = load_toolbench_corpus(shared_data / "toolbench" / "corpus.json")
-    ToolGenModel.from_base(catalog, model=tiny_llama(len(tokenizer)), tokenizer=tokenizer).save(tmp_path / "tg")
+    tiny_toolgen(tokenizer, catalog).save(tmp_path / "tg")
     code = main(["agent", "--dataset", "toolbench", "--data-dir", str(shared_data / "toolbench"),
                  "--systems", "toolgen", "--model", str(tmp_path / "tg"), "--db", str(tmp_path / "r.duckdb"),
                  "--limit", "1", "--max-steps", "2", "--max-thought-tokens", "4",
@@ -125,8 +122,6 @@ def test_cli_toolbench_on_the_simulator(tiny_models, tmp_path, capsys, shared_da
 
 
 def test_retrieve_read_keeps_gold_tools_in_training_messages(tiny_models, bfcl_catalog):
-    from core.model import ToolGenModel
-
     toolgen = ToolGenModel.load(tiny_models / "toolgen")
     semantic = ToolGenModel.from_base(bfcl_catalog, scheme="semantic", model=toolgen.model, tokenizer=toolgen.tokenizer)
     system = RetrieveReadSystem(semantic, k=3)
@@ -141,8 +136,6 @@ def test_retrieve_read_keeps_gold_tools_in_training_messages(tiny_models, bfcl_c
 
 
 def test_train_baseline_then_evaluate_it(tiny_models, tmp_path, capsys):
-    from core.model import ToolGenModel
-
     out = tmp_path / "rr"
     evaluate = ["agent", "--dataset", "bfcl-single", "--systems", "toolgen,retrieve-read",
                 "--model", str(tiny_models / "toolgen"), "--baseline-model", str(out),

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
+from transformers import AutoTokenizer
 
 from app import build_demo
 from app.annotate import CHOICES
@@ -28,6 +30,7 @@ from app.compare import run_set_key, run_sets, stored_queries
 from app.ratelimit import RateLimits
 from app.shared import ModelUnavailable, Workbench
 from core.agent import ActionEvent, ArgumentsEvent, Conversation, FinalAnswerEvent, ObservationEvent, ThoughtEvent
+from core.bfcl import load_bfcl_catalog
 from core.model import ToolGenModel
 from core.tiny import tiny_llama
 from eval.store import MetricValue, QueryResult, StoredTrajectory
@@ -41,16 +44,12 @@ DATASET = "toolbench:G1_instruction"
 
 @pytest.fixture(scope="module")
 def executable_catalog():
-    from core.bfcl import load_bfcl_catalog
-
     catalog = load_bfcl_catalog()
     return catalog.subset(t.id for t in catalog if t.tool_name in ("GorillaFileSystem", "MathAPI"))
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, smollm2_tokenizer_dir, executable_catalog):
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
     toolgen = ToolGenModel.from_base(executable_catalog, model=tiny_llama(len(tokenizer) + 64), tokenizer=tokenizer)
     return toolgen.save(tmp_path_factory.mktemp("model") / "toolgen")
@@ -204,8 +203,6 @@ def test_beam_inspector_draws_a_prefix_tree_for_multi_token_codes(tmp_path, smol
 
 
 def test_errors_show_in_the_tab_and_the_app_lives_on(client, tmp_path):
-    from gradio_client.exceptions import AppError
-
     with pytest.raises(AppError, match="the query is empty"):
         client.predict("   ", 3, 5, "all tools", None, "", api_name="/inspect")
     with pytest.raises(AppError, match="unknown tool"):
@@ -277,8 +274,6 @@ def test_twenty_concurrent_annotators_each_vote_once_per_pair(app, client):
 
 
 def test_a_vote_is_stored_once_even_from_two_sessions_at_once(app):
-    from gradio_client.exceptions import AppError
-
     workbench, url = app
     *judged, (_, last_a, last_b) = workbench.store.unjudged_pairs("twin")
     for _, a, b in judged:

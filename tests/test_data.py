@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from core.bfcl import load_bfcl_catalog, load_bfcl_entries
 from core.bfcl_trajectories import bfcl_trajectory
 from core.examples import (
     AGENT,
@@ -90,8 +91,6 @@ def test_agent_mask_covers_assistant_turns_only(smollm2_tokenizer, toy_catalog):
 
 @pytest.fixture(scope="module")
 def bfcl_entries():
-    from core.bfcl import load_bfcl_catalog, load_bfcl_entries
-
     return load_bfcl_catalog(), load_bfcl_entries(["simple_python", "parallel", "multi_turn_base"])
 
 

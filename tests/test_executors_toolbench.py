@@ -4,6 +4,7 @@ import json
 import pytest
 
 from core.executors.toolbench import SIMULATED_KEY, ResponseCache, ToolBenchSimulator, canonical_arguments
+from core.toolbench import load_toolbench_corpus
 from core.tools import Tool
 
 TEMPLATE = {
@@ -96,8 +97,6 @@ def test_canonical_arguments_ignore_key_order():
 
 
 def test_every_corpus_api_gets_a_json_reply(shared_data):
-    from core.toolbench import load_toolbench_corpus
-
     catalog = load_toolbench_corpus(shared_data / "toolbench" / "corpus.json")
     simulator = ToolBenchSimulator()
     for tool in catalog:

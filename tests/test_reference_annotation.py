@@ -7,16 +7,21 @@ import argparse
 import json
 
 import pytest
+from transformers import AutoTokenizer
 
+from app.annotate import draw_pair, record_vote, trajectory_html
+from core.build import load_corpus
 from core.indexing import FINISH
+from core.model import smollm2_dir
 from core.splits import is_test, normalise
 from core.tiny import tiny_llama
-from core.toolbench import api_to_tool, toolbench_function_name
+from core.toolbench import api_to_tool, load_toolbench_corpus, toolbench_function_name
+from core.tools import CatalogError, ToolCatalog
 from eval.__main__ import main
 from eval.agent_eval import add_arguments, build_tasks, load_catalog
-from eval.reference_answers import CUT_ARGUMENTS, REFERENCE_SYSTEM
+from eval.reference_answers import CUT_ARGUMENTS, REFERENCE_SYSTEM, load_reference_answers
 from eval.store import ResultsStore
-from tests.helpers import made_trajectory, toolbench_api
+from tests.helpers import made_trajectory, tiny_toolgen, toolbench_api
 
 CORPUS = [toolbench_api("Weather Hub", "Current Weather", required=["city"], optional=["cityId"]),
           toolbench_api("Weather Hub", "Forecast", required=["city"]),
@@ -132,9 +137,6 @@ def test_reference_trajectory_steps(data_dir):
 
 
 def test_a_malformed_answer_is_named(tmp_path):
-    from core.tools import CatalogError, ToolCatalog
-    from eval.reference_answers import load_reference_answers
-
     broken = answer(OTHER_QUERY, [], [], None)
     broken["available_tools"] = "all of them"
     path = tmp_path / "G9.json"
@@ -146,17 +148,14 @@ def test_a_malformed_answer_is_named(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory, data_dir):
     """A tiny random base model (the retrieve-read agent) and a tiny ToolGen checkpoint over the test catalog."""
-    from transformers import AutoTokenizer
 
-    from core.model import ToolGenModel, smollm2_dir
-    from core.toolbench import load_toolbench_corpus
 
     root = tmp_path_factory.mktemp("tiny")
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
     tiny_llama(len(tokenizer)).save_pretrained(root / "base")
     tokenizer.save_pretrained(root / "base")
     catalog = load_toolbench_corpus(data_dir / "corpus.json")
-    ToolGenModel.from_base(catalog, model=tiny_llama(len(tokenizer)), tokenizer=tokenizer).save(root / "toolgen")
+    tiny_toolgen(tokenizer, catalog).save(root / "toolgen")
     return root
 
 
@@ -171,8 +170,6 @@ def run_cli(data_dir, tiny_models, db, systems: str, capsys) -> dict:
 
 def test_cli_stores_the_reference_once_and_the_annotate_tab_pairs_it(data_dir, tiny_models, tmp_path, capsys,
                                                                      one_thread):
-    from app.annotate import draw_pair, record_vote, trajectory_html
-
     db = tmp_path / "results.duckdb"
     first = run_cli(data_dir, tiny_models, db, "toolgen,retrieve-read", capsys)
     assert first[REFERENCE_SYSTEM]["tasks"] == 2 and first[REFERENCE_SYSTEM]["stored_now"] == 2
@@ -208,8 +205,6 @@ def test_cli_stores_the_reference_once_and_the_annotate_tab_pairs_it(data_dir, t
 
 def test_real_reference_answers(shared_data):
     """How many tasks the real reference answers give (printed; run with -s to see it)."""
-    from core.build import load_corpus
-
     args = dataset_args(shared_data / "toolbench")
     catalog = load_catalog(args)
     tasks = build_tasks(args, catalog)

@@ -5,16 +5,13 @@ import math
 import pytest
 
 from core.__main__ import main
-from core.model import ToolGenModel
 from core.retrieval import MAX_QUERY_TOKENS, QueryError, ToolGenRetriever
-from core.tiny import tiny_llama
+from tests.helpers import tiny_toolgen
 
 
 @pytest.fixture
 def retriever(smollm2_tokenizer, toy_catalog):
-    toolgen = ToolGenModel.from_base(toy_catalog, model=tiny_llama(len(smollm2_tokenizer)),
-                                     tokenizer=smollm2_tokenizer)
-    return ToolGenRetriever(toolgen)
+    return ToolGenRetriever(tiny_toolgen(smollm2_tokenizer, toy_catalog))
 
 
 def test_ranked_tools_are_distinct_known_and_sorted(retriever, toy_catalog):

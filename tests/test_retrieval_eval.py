@@ -4,11 +4,14 @@ import json
 
 import pytest
 
-from core.model import ToolGenModel
-from core.tiny import tiny_llama
+from core.build import RETRIEVAL_PAIRS_FILE, save_retrieval_pairs
+from core.examples import Example
+from core.splits import is_test
+from core.toolbench import load_toolbench_corpus
 from eval import report, retrieval_eval, train_baseline
+from eval.__main__ import main
 from eval.store import ResultsStore
-from tests.helpers import toolbench_api
+from tests.helpers import tiny_toolgen, toolbench_api
 
 # The split keeps a query by the hash of its text (core/splits.py): the first two fall in the test split.
 QUERIES = [("what is the weather forecast in Prague", ["Weather", "forecast"]),
@@ -42,11 +45,8 @@ def run(argv):
 
 @pytest.mark.parametrize("setting", ["in-domain", "multi-domain"])
 def test_bm25_and_toolgen_runs_are_stored_and_reported(tmp_path, tiny_toolbench, smollm2_tokenizer, capsys, setting):
-    from core.toolbench import load_toolbench_corpus
-
     catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
-    ToolGenModel.from_base(catalog, model=tiny_llama(len(smollm2_tokenizer)),
-                           tokenizer=smollm2_tokenizer).save(tmp_path / "tg")
+    tiny_toolgen(smollm2_tokenizer, catalog).save(tmp_path / "tg")
     db, rankings = tmp_path / "r.duckdb", tmp_path / "rank.jsonl"
     code = run(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--split", "all", "--setting", setting,
                 "--systems", "bm25,toolgen", "--model", str(tmp_path / "tg"), "--db", str(db),
@@ -74,9 +74,6 @@ def test_bm25_and_toolgen_runs_are_stored_and_reported(tmp_path, tiny_toolbench,
 
 
 def test_test_split_keeps_exactly_the_held_out_queries(tiny_toolbench):
-    from core.splits import is_test
-    from core.toolbench import load_toolbench_corpus
-
     catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
     files = [tiny_toolbench / "queries" / "G9_test.json"]
     [test] = retrieval_eval.toolbench_sets(catalog, files, "multi-domain", "test")
@@ -100,10 +97,6 @@ def test_missing_fine_tuned_baseline_names_the_training_command(tiny_toolbench, 
 
 
 def test_embedding_ft_pairs_are_the_toolgen_retrieval_pairs(tmp_path, tiny_toolbench):
-    from core.build import RETRIEVAL_PAIRS_FILE, save_retrieval_pairs
-    from core.examples import Example
-    from core.toolbench import load_toolbench_corpus
-
     catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
     tool = catalog.ids[2]
     save_retrieval_pairs([Example((1, 2), (False, True), "retrieval", tool, "lyrics <b>please</b>")], tmp_path)
@@ -117,11 +110,6 @@ def test_embedding_ft_pairs_are_the_toolgen_retrieval_pairs(tmp_path, tiny_toolb
 
 
 def test_train_baseline_embedding_ft_then_evaluate_it(tmp_path, tiny_toolbench, capsys):
-    from core.build import save_retrieval_pairs
-    from core.examples import Example
-    from core.toolbench import load_toolbench_corpus
-    from eval.__main__ import main
-
     catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
     texts = ["weather forecast for Rome", "storm alerts near me", "song lyrics please", "top music charts"]
     save_retrieval_pairs([Example((1, 2), (False, True), "retrieval", tool, text)

@@ -8,6 +8,7 @@ from collections import defaultdict
 
 import pytest
 
+from core.build import load_corpus
 from core.examples import FINISH_THOUGHT, call_thought, finish_step
 from core.executors.base import validate_arguments
 from core.executors.toolbench import SIMULATED_KEY, ToolBenchSimulator
@@ -150,8 +151,6 @@ def test_a_tool_message_that_is_no_call_record_is_an_error(tmp_path, catalog):
 
 
 def test_the_toolbench_build_corpus_gets_training_trajectories_only(tmp_path):
-    from core.build import load_corpus
-
     texts = [f"What is the weather in city number {n}?" for n in range(40)]
     train = next(t for t in texts if not is_test(t))
     test = next(t for t in texts if is_test(t))
@@ -287,8 +286,6 @@ def test_a_gold_tool_outside_the_catalog_is_an_error(defaults_catalog):
 
 
 def test_the_toolbench_build_adds_synthetic_trajectories_for_training_queries_only(tmp_path):
-    from core.build import load_corpus
-
     texts = [f"What is the forecast for city number {n}?" for n in range(40)]
     train = [t for t in texts if not is_test(t)][:2]
     test = next(t for t in texts if is_test(t))
