@@ -88,6 +88,7 @@ def tiny_models(tmp_path_factory, bfcl_catalog):
 
 @pytest.mark.parametrize("dataset, systems", [("bfcl-single", ["toolgen", "retrieve-read"]),
                                               ("bfcl-multi", ["toolgen"])])
+@pytest.mark.slow
 def test_cli_runs_the_systems_and_stores_trajectories(tiny_models, tmp_path, capsys, dataset, systems):
     db = tmp_path / "results.duckdb"
     code = main(["agent", "--dataset", dataset, "--systems", ",".join(systems), "--model", str(tiny_models / "toolgen"),
@@ -106,9 +107,8 @@ def test_cli_runs_the_systems_and_stores_trajectories(tiny_models, tmp_path, cap
         assert set(store.metrics()["name"]) >= {"agent_correct", "agent_finished", "agent_hallucinated"}
 
 
+@pytest.mark.slow
 def test_cli_toolbench_on_the_simulator(tiny_models, tmp_path, capsys, shared_data):
-
-
     tokenizer = AutoTokenizer.from_pretrained(tiny_models / "base")
     catalog = load_toolbench_corpus(shared_data / "toolbench" / "corpus.json")
     tiny_toolgen(tokenizer, catalog).save(tmp_path / "tg")
@@ -135,6 +135,7 @@ def test_retrieve_read_keeps_gold_tools_in_training_messages(tiny_models, bfcl_c
     assert f"Action name: {name}\n{bfcl_catalog[gold].document()}" in tuned.text
 
 
+@pytest.mark.slow
 def test_train_baseline_then_evaluate_it(tiny_models, tmp_path, capsys):
     out = tmp_path / "rr"
     evaluate = ["agent", "--dataset", "bfcl-single", "--systems", "toolgen,retrieve-read",

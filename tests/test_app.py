@@ -254,6 +254,7 @@ def _annotate_everything(url: str, name: str) -> int:
         votes += 1
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_annotators_each_vote_once_per_pair(app, client):
     workbench, url = app
     pairs = len(QUERIES) * len(list(itertools.combinations(SYSTEMS, 2)))

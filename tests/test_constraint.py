@@ -182,6 +182,7 @@ def test_read_token_lines_keeps_tokens_verbatim_and_names_bad_lines(tmp_path):
         read_token_lines(str(path))
 
 
+@pytest.mark.slow
 def test_check_constraint_cli_on_awkward_tokens(tmp_path, capsys):
     tokens = ["<<A\t&&b>>", "<<Driver's  License&&x>>", " <<🌤 Weather&&now>> ", "<<Finish>>", "plain"]
     vocab, out = tmp_path / "vocab.txt", tmp_path / "out.txt"
@@ -195,6 +196,7 @@ def test_check_constraint_cli_on_awkward_tokens(tmp_path, capsys):
     assert "missing.txt" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_zero_invalid_tools_over_2000_decodes_at_full_vocabulary(shared_data, tmp_path, smollm2_tokenizer):
     vocab = shared_data / "toolgen" / "virtual_tokens.txt"
     if not vocab.exists():

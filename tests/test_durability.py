@@ -64,6 +64,7 @@ def read_acks(writer, count: int, timeout: float = 60.0) -> list[str]:
     return acks
 
 
+@pytest.mark.slow
 def test_sigkill_mid_stream_loses_no_acknowledged_vote(tmp_path):
     path = tmp_path / "store.duckdb"
     writer = start_writer(path, seeded(path))
@@ -111,6 +112,7 @@ def test_the_keeper_checkpoints_written_stores_regularly(tmp_path):
         store.close()
 
 
+@pytest.mark.slow
 def test_backup_and_flags_while_another_process_writes_the_store(tmp_path):
     path, out = tmp_path / "store.duckdb", tmp_path / "backups"
     ids = seeded(path)

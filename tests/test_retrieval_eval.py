@@ -109,6 +109,7 @@ def test_embedding_ft_pairs_are_the_toolgen_retrieval_pairs(tmp_path, tiny_toolb
         train_baseline.toolgen_training_pairs(catalog, tmp_path / "elsewhere")
 
 
+@pytest.mark.slow
 def test_train_baseline_embedding_ft_then_evaluate_it(tmp_path, tiny_toolbench, capsys):
     catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
     texts = ["weather forecast for Rome", "storm alerts near me", "song lyrics please", "top music charts"]

@@ -105,6 +105,7 @@ def test_embedding_cache_is_reused(catalog, embedding, tmp_path, monkeypatch):
     assert len(list(cache.glob("*.npy"))) == 2
 
 
+@pytest.mark.slow
 def test_finetune_then_retrieve(catalog, embedding, tmp_path):
     pairs = [(query, catalog[gold].document()) for query, gold in QUERIES.items()]
     out = finetune_embedding(pairs, tmp_path / "toolretriever", epochs=1, batch_size=3)

@@ -46,6 +46,7 @@ def toy_trajectories(catalog):
             for tool in catalog]
 
 
+@pytest.mark.slow
 def test_three_stages_learn_and_the_checkpoint_reloads(tmp_path, smollm2_tokenizer, toy_catalog):
     toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
     trainer = Trainer(toolgen, train_layers=1, bf16=False)
@@ -70,6 +71,7 @@ def test_three_stages_learn_and_the_checkpoint_reloads(tmp_path, smollm2_tokeniz
     assert training_accuracy(reloaded, again, retrieval) == pytest.approx(final, abs=0.02)
 
 
+@pytest.mark.slow
 def test_a_shared_prompt_prefix_changes_no_result(smollm2_tokenizer, toy_catalog):
     toolgen = ToolGenModel.from_base(toy_catalog, model=tiny_llama(len(smollm2_tokenizer), layers=3),
                                      tokenizer=smollm2_tokenizer)
@@ -104,6 +106,7 @@ def toy_corpus(catalog):
     return Corpus("toy", catalog, train, test, trajectories=toy_trajectories(catalog))
 
 
+@pytest.mark.slow
 def test_an_interrupted_build_resumes_after_the_last_finished_stage(tmp_path, smollm2_tokenizer, toy_catalog):
     preset = Preset(train_layers=1, max_doc_tokens=None, agent_examples=20, agent_replay=10, eval_queries=20,
                     stages={s: StageConfig(epochs=1, head="codes" if s != AGENT else "full", **FAST) for s in STAGES})
@@ -127,6 +130,7 @@ def test_an_interrupted_build_resumes_after_the_last_finished_stage(tmp_path, sm
     assert trained_queries <= set(pairs) and {tool for _, tool in pairs} <= set(toy_catalog.ids)
 
 
+@pytest.mark.slow
 def test_a_stage_resumes_mid_way_from_its_state_file(tmp_path, smollm2_tokenizer, toy_catalog, monkeypatch):
     config = StageConfig(epochs=3, head="codes", **FAST)
     toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)

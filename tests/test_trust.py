@@ -204,6 +204,7 @@ def judge(url: str, name: str, votes: int, comment: str = "") -> tuple[int, str]
     return votes, ""
 
 
+@pytest.mark.slow
 def test_the_ballot_stuffing_of_the_report_is_capped_by_identity_and_limits(launch):
     """The report's attack: one address, ten names, as many votes for one side as it can. Default limits."""
     workbench, url = launch(AnnotatorPolicy("open"), RateLimits())
@@ -291,6 +292,7 @@ def test_a_malformed_chat_history_is_named(launch, history, message):
         Client(url, verbose=False).predict("hello", history, False, 2, 2, api_name="/chat")
 
 
+@pytest.mark.slow
 def test_light_requests_stay_quick_while_model_work_queues_with_its_position_shown(launch):
     workbench, url = launch(AnnotatorPolicy("open"), RateLimits.off())
     retriever = workbench.retriever()
@@ -337,6 +339,7 @@ def test_the_leaderboard_leaves_flagged_annotators_out_and_lists_each_annotator_
     assert rows[0][3] == 0.0 and all(math.isclose(row[3], 1.0) for row in rows[1:])
 
 
+@pytest.mark.slow
 def test_twenty_annotators_and_model_users_at_once_all_get_answers(launch):
     """A bounded miniature of scripts/load_test.py: every request of every client is answered."""
     _, url = launch(AnnotatorPolicy("open"), RateLimits.off())
