@@ -1,12 +1,16 @@
 """Entry point of the ToolGen Workbench (also the Hugging Face Spaces `app_file`).
 
-    python app.py [--model DIR] [--db FILE] [--port N] [--annotators open|invite|oauth] [--invite-tokens FILE]
-                  [--rate-limits SPEC] [--behind-proxy]
+    python app.py [--model DIR|USER/REPO] [--db FILE] [--port N] [--annotators open|invite|oauth]
+                  [--invite-tokens FILE] [--rate-limits SPEC] [--behind-proxy] [--votes-repo USER/REPO]
 
 Defaults come from the environment (TOOLGEN_MODEL, TOOLGEN_DB, PORT, TOOLGEN_ANNOTATORS, TOOLGEN_INVITE_TOKENS,
-TOOLGEN_RATE_LIMITS), else `models/toolgen-bfcl` and `results/workbench.duckdb`. The app starts without a model
-too: the model tabs then say how to build one. While it runs, a store keeper checkpoints the results store every
-few seconds and answers `python -m eval backup | flag`; on exit (Ctrl-C or SIGTERM) the store is closed cleanly.
+TOOLGEN_RATE_LIMITS, TOOLGEN_VOTES_REPO), else `models/toolgen-bfcl` when it holds a model, otherwise the compact
+model shipped in `assets/model`, and `results/workbench.duckdb` (on a Space with persistent storage
+`/data/workbench.duckdb`). A new (empty) results file is first loaded from the shipped snapshot `assets/results`
+and the logged votes are replayed into it; every vote is logged to `<db>.votes/` (eval/vote_log.py), mirrored to
+the dataset repo when one is named. The app starts without a model too: the model tabs then say how to build one.
+While it runs, a store keeper checkpoints the results store every few seconds and answers `python -m eval backup |
+flag`; on exit (Ctrl-C or SIGTERM) the store is closed cleanly.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from app import CSS, THEME, build_demo, oauth_enabled
 from app.identity import MODES, AnnotatorPolicy, load_invites, load_salt, salt_path
 from app.ratelimit import RateLimits
 from app.shared import ModelUnavailable, Workbench
-from core.settings import DEFAULT_DB, DEFAULT_MODEL_DIR, PORT
+from core.settings import DEFAULT_DB, PORT, SNAPSHOT_DIR, served_model_dir
+from eval import snapshot, vote_log
 from eval.keeper import StoreKeeper
 from eval.store import StoreLockedError
 
@@ -31,8 +36,9 @@ QUEUE_SIZE = 64  # requests waiting beyond this are refused with a "too busy" me
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="ToolGen Workbench")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
-                        help="ToolGen checkpoint directory (env TOOLGEN_MODEL)")
+    parser.add_argument("--model", default=str(served_model_dir()),
+                        help="ToolGen checkpoint directory, full or compact, or a Hugging Face repo id (env "
+                             "TOOLGEN_MODEL; default models/toolgen-bfcl when built, else assets/model)")
     parser.add_argument("--db", default=str(DEFAULT_DB),
                         help="DuckDB results file (env TOOLGEN_DB); this process holds it open")
     parser.add_argument("--port", type=int, default=PORT, help="port (env PORT)")
@@ -47,7 +53,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                              "or 'off' (env TOOLGEN_RATE_LIMITS; default %(default)s)")
     parser.add_argument("--behind-proxy", action="store_true", default=bool(os.environ.get("SPACE_ID")),
                         help="the client address is the last X-Forwarded-For entry (default on a Space)")
+    parser.add_argument("--votes-repo", default=os.environ.get("TOOLGEN_VOTES_REPO"), metavar="USER/REPO",
+                        help="Hugging Face dataset repo the vote log is uploaded to and, for a new results file, "
+                             "restored from (env TOOLGEN_VOTES_REPO; needs HF_TOKEN with write access)")
     return parser.parse_args(argv)
+
+
+def open_workbench(model: str, db: str, votes_repo: str | None = None) -> tuple[Workbench, vote_log.VoteLog]:
+    """The workbench over `model` and the results file `db`, and the log its votes go to. A new or empty `db` is
+    first loaded from the shipped results snapshot, and the logged votes (downloaded from `votes_repo` when given)
+    are cast into it again."""
+    log = logging.getLogger("workbench")
+    votes = vote_log.votes_dir(db)
+    fresh = snapshot.is_empty(db)
+    if fresh and (loaded := snapshot.seed(db, SNAPSHOT_DIR)):
+        log.info("new results file %s: loaded the snapshot %s (%s)", db, SNAPSHOT_DIR,
+                 ", ".join(f"{n} {table}" for table, n in loaded.items()))
+    if fresh and votes_repo:
+        try:
+            log.info("%d vote files fetched from %s", vote_log.download(votes_repo, votes), votes_repo)
+        except Exception as error:  # the hub is optional: start with the local log
+            log.warning("could not fetch the votes of %s: %s", votes_repo, error)
+    workbench = Workbench(model, db)
+    if fresh and votes.exists():
+        log.info("%d logged votes replayed into %s", vote_log.replay(workbench.store, votes), db)
+    return workbench, vote_log.VoteLog(workbench.store, votes, votes_repo)
 
 
 def annotator_policy(args: argparse.Namespace) -> AnnotatorPolicy:
@@ -67,13 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         limits = RateLimits.parse(args.rate_limits)
-        workbench = Workbench(args.model, args.db)
+        workbench, votes = open_workbench(args.model, args.db, args.votes_repo)
     except (ValueError, StoreLockedError) as error:  # StoreLockedError: another process holds the results file
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         policy = annotator_policy(args)
     except (OSError, ValueError) as error:
+        votes.close()
         workbench.close()
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -92,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.launch(server_port=args.port, theme=THEME, css=CSS)
     finally:
         keeper.stop()
+        votes.close()
         workbench.close()
     return 0
 

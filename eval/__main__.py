@@ -1,4 +1,5 @@
-"""Command line: `python -m eval retrieval | agent | report | train-baseline | backup | flag` (see README)."""
+"""Command line: `python -m eval retrieval | agent | report | train-baseline | backup | flag | snapshot`
+(see README)."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,7 @@ SUBCOMMANDS = {
     "train-baseline": ("eval.train_baseline", "train a baseline the evaluations load (embedding-ft, retrieve-read)"),
     "backup": ("eval.backup", "consistent copy of a results store, also while the workbench holds it"),
     "flag": ("eval.flag", "flag annotators (left out of the leaderboard) or print the annotation audit"),
+    "snapshot": ("eval.snapshot", "export a results store as Parquet files, or import such a snapshot"),
 }
 
 

@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import duckdb
 import pandas as pd
@@ -204,6 +204,7 @@ class ResultsStore:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._write_lock = threading.Lock()
         self._unsaved_writes = 0  # commits since the last checkpoint
+        self.vote_listeners: list[Callable[[dict], None]] = []  # each called with every stored vote, after its commit
         self._migrate()
 
     # -- connection plumbing -------------------------------------------------------------------------
@@ -439,15 +440,18 @@ class ResultsStore:
                                  f"({found[trajectory_a]!r} vs {found[trajectory_b]!r})")
             if cursor.execute("SELECT count(*) FROM battles WHERE trajectory_a = ? AND trajectory_b = ?"
                               " AND annotator = ?", [trajectory_a, trajectory_b, annotator]).fetchone()[0]:
-                return False
-            cursor.execute(
-                "INSERT INTO battles (query_id, trajectory_a, trajectory_b, annotator, vote, comment, created_at,"
-                " client_hash, session_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [found[trajectory_a], trajectory_a, trajectory_b, annotator, vote, comment, _utc_now(), client_hash,
-                 session_hash])
-            return True
+                return None
+            row = {"query_id": found[trajectory_a], "trajectory_a": trajectory_a, "trajectory_b": trajectory_b,
+                   "annotator": annotator, "vote": vote, "comment": comment, "created_at": _utc_now(),
+                   "client_hash": client_hash, "session_hash": session_hash}
+            cursor.execute(f"INSERT INTO battles ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                           list(row.values()))
+            return row
 
-        return self._write(work)
+        row = self._write(work)
+        for listener in self.vote_listeners if row else ():
+            listener(row)
+        return row is not None
 
     def votes(self, include_flagged: bool = True) -> pd.DataFrame:
         """All votes (or only those of unflagged annotators) with the systems and dataset of both trajectories
