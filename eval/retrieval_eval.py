@@ -8,6 +8,9 @@ Settings (ToolBench): `in-domain` ranks among the APIs offered by the query file
 queries' `api_list`), `multi-domain` among the whole corpus. BFCL ranks among all BFCL functions.
 Splits: for the visible query files and BFCL, `--split test` (default) keeps the held-out test queries of
 `core.splits`; `--split all` keeps every query (for query files never used in training).
+Every set is also reported in subsets, each stored as a run set of its own (`<set>/<subset>`): `gold-seen` and
+`gold-unseen` (whether any gold tool of the query is gold in some *training* query of the corpus: tools a model has
+only read about fall in the second), and for BFCL each category (`bfcl/simple_python`, `bfcl/multiple`, ...).
 Evaluation only evaluates: `embedding-ft` loads the model `python -m eval train-baseline --kind embedding-ft` saved
 (eval/train_baseline.py) and a missing one is an error naming that command.
 """
@@ -86,6 +89,36 @@ def bfcl_set(split: str) -> tuple[ToolCatalog, EvalSet]:
     return catalog, EvalSet("bfcl", _keep(queries, split), None, "all-functions", split, data_hash)
 
 
+def training_gold(corpus: str, data_dir: Path) -> set[str]:
+    """Tool ids that are gold in some training-split query of the corpus (every visible ToolBench query file, or
+    every BFCL entry with gold functions)."""
+    if corpus == "bfcl":
+        queries = entries_to_queries(load_bfcl_entries())
+    else:
+        catalog = load_toolbench_corpus(data_dir / "corpus.json")
+        queries = [q for path in sorted((data_dir / "queries").glob("*.json"))
+                   for q in load_toolbench_queries(path, catalog)]
+    return {tool_id for q in queries if not is_test(q.text, q.id) for tool_id in q.gold}
+
+
+def subsets(evalset: EvalSet, seen: set[str]) -> dict[str, list[int]]:
+    """Named subsets of an eval set's queries (positions): gold-seen / gold-unseen, and BFCL categories."""
+    named: dict[str, list[int]] = {"gold-seen": [], "gold-unseen": []}
+    for i, query in enumerate(evalset.queries):
+        named["gold-seen" if seen & set(query.gold) else "gold-unseen"].append(i)
+        if query.source.startswith("bfcl:"):
+            named.setdefault(query.source.removeprefix("bfcl:"), []).append(i)
+    return {name: positions for name, positions in named.items() if positions}
+
+
+def subset_outcome(outcome: dict, positions: list[int]) -> dict:
+    """An evaluation outcome restricted to some queries (latency percentiles recomputed; no throughput)."""
+    results = [outcome["results"][i] for i in positions]
+    p50, p95 = np.percentile([r.latency_ms for r in results], [50, 95])
+    return {"results": results, "per_query": [outcome["per_query"][i] for i in positions],
+            "latency_p50_ms": p50, "latency_p95_ms": p95, "throughput_qps": None}
+
+
 def default_toolgen_dir(corpus: str) -> Path:
     """The ToolGen checkpoint evaluated by default: the build's retrieval-stage model
     (models/toolgen-<corpus>-retrieval) when it exists, else models/toolgen-<corpus>."""
@@ -157,6 +190,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the metrics per set and system as JSON")
 
 
+def _store_outcomes(store: ResultsStore, name: str, evalset: EvalSet, outcomes: dict, systems: list[str],
+                    args: argparse.Namespace) -> dict:
+    """Store one run per system for the (sub)set `name`; return its report (metrics and paired tests)."""
+    report = {}
+    for system, outcome in outcomes.items():
+        summary = summarise(outcome["per_query"])
+        extras = {n: outcome[n] for n in ("latency_p50_ms", "latency_p95_ms", "throughput_qps")}
+        metrics = [MetricValue(n, e.mean, e.ci_low, e.ci_high) for n, e in summary.items()]
+        metrics += [MetricValue(n, v) for n, v in extras.items() if v is not None]
+        config = {"system": system, "k": args.k, "beams": args.beams, "model": args.model,
+                  "cores": os.cpu_count(), "queries": len(outcome["results"])}
+        store.add_run(system, name, outcome["results"], metrics, config=config,
+                      dataset_hash=evalset.content_hash, setting=evalset.setting, split=evalset.split)
+        report[system] = {**{n: round(summary[n].mean, 4) for n in HEADLINE if n in summary},
+                          **{n: round(v, 2) for n, v in extras.items() if v is not None},
+                          "queries": len(outcome["results"]), "cores": os.cpu_count()}
+    reference = "toolgen" if "toolgen" in outcomes else systems[0]
+    report["paired_vs_" + reference] = paired_against(outcomes, reference)
+    return report
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate the systems, store every run in DuckDB, print metrics."""
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -174,29 +228,21 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         for evalset in sets:
             evalset.queries = evalset.queries[:args.limit]
+    seen = training_gold(args.corpus, Path(args.data_dir))
     retrievers = {system: make_retriever(system, catalog, args.corpus, args) for system in systems}
     report, rankings = {}, []
     with ResultsStore(args.db) as store:
         for evalset in sets:
             outcomes = {system: evaluate(r, evalset, args.k) for system, r in retrievers.items()}
-            report[evalset.name] = {}
-            for system, outcome in outcomes.items():
-                summary = summarise(outcome["per_query"])
-                extras = {name: outcome[name] for name in ("latency_p50_ms", "latency_p95_ms", "throughput_qps")}
-                metrics = [MetricValue(n, e.mean, e.ci_low, e.ci_high) for n, e in summary.items()]
-                metrics += [MetricValue(n, v) for n, v in extras.items() if v is not None]
-                config = {"system": system, "k": args.k, "beams": args.beams, "model": args.model,
-                          "cores": os.cpu_count(), "queries": len(evalset.queries)}
-                store.add_run(system, evalset.name, outcome["results"], metrics, config=config,
-                              dataset_hash=evalset.content_hash, setting=evalset.setting, split=evalset.split)
-                report[evalset.name][system] = {**{n: round(summary[n].mean, 4) for n in HEADLINE if n in summary},
-                                                **{n: round(v, 2) for n, v in extras.items() if v is not None},
-                                                "queries": len(evalset.queries), "cores": os.cpu_count()}
-                rankings += [{"system": system, "query_id": r.query_id,
-                              "ranked": _ranked_names(catalog, r.ranked, args.corpus),
-                              "scores": r.scores, "latency_ms": r.latency_ms} for r in outcome["results"]]
-            reference = "toolgen" if "toolgen" in outcomes else systems[0]
-            report[evalset.name]["paired_vs_" + reference] = paired_against(outcomes, reference)
+            report[evalset.name] = _store_outcomes(store, evalset.name, evalset, outcomes, systems, args)
+            rankings += [{"system": system, "query_id": r.query_id,
+                          "ranked": _ranked_names(catalog, r.ranked, args.corpus),
+                          "scores": r.scores, "latency_ms": r.latency_ms}
+                         for system, outcome in outcomes.items() for r in outcome["results"]]
+            for subset, positions in subsets(evalset, seen).items():
+                parts = {system: subset_outcome(outcome, positions) for system, outcome in outcomes.items()}
+                name = f"{evalset.name}/{subset}"
+                report[name] = _store_outcomes(store, name, evalset, parts, systems, args)
     if args.rankings_out:
         with open(args.rankings_out, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in rankings)

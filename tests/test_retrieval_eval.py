@@ -64,13 +64,22 @@ def test_bm25_and_toolgen_runs_are_stored_and_reported(tmp_path, tiny_toolbench,
         assert all(pair[0] != "Finance" for line in lines for pair in line["ranked"])
     with ResultsStore(db) as store:
         runs = store.runs()
-        assert sorted(runs["system"]) == ["bm25", "toolgen"] and set(runs["setting"]) == {setting}
-        assert len(store.query_results(int(runs["id"].iloc[0]))) == 3
+        main_runs = runs[runs["dataset"] == "toolbench:G9_test"]
+        assert sorted(main_runs["system"]) == ["bm25", "toolgen"] and set(runs["setting"]) == {setting}
+        assert len(store.query_results(int(main_runs["id"].iloc[0]))) == 3
+        # Buckets: only query 2 is a training query, so only its gold (Weather&&alerts) counts as seen.
+        for dataset, query_ids in [("toolbench:G9_test/gold-seen", ["2"]), ("toolbench:G9_test/gold-unseen", ["0", "1"])]:
+            bucket = runs[runs["dataset"] == dataset]
+            assert sorted(bucket["system"]) == ["bm25", "toolgen"]
+            stored = store.query_results(int(bucket["id"].iloc[0]))
+            assert [r.query_id for r in stored] == query_ids
     parser = argparse.ArgumentParser()
     report.add_arguments(parser)
     assert report.run(parser.parse_args(["--db", str(db)])) == 0
     table = capsys.readouterr().out
-    assert "| toolbench:G9_test | " + setting in table and "bm25" in table
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in table.splitlines() if line.startswith("|")]
+    assert ["toolbench:G9_test", setting, "all", "bm25"] in [row[:4] for row in rows]
+    assert ["toolbench:G9_test/gold-unseen", setting, "all", "toolgen"] in [row[:4] for row in rows]
 
 
 def test_test_split_keeps_exactly_the_held_out_queries(tiny_toolbench):
