@@ -44,9 +44,11 @@ class Pair:
 
 
 def draw_pair(store: ResultsStore, annotator: str, skipped: set[tuple[int, int]] = frozenset(),
-              rng: random.Random = _rng) -> Pair | None:
-    """A random pair `annotator` has neither judged nor skipped, sides shuffled; None when none is left."""
-    open_pairs = [(q, a, b) for q, a, b in store.unjudged_pairs(annotator) if (a, b) not in skipped]
+              rng: random.Random = _rng, unjudged: list[tuple[str, int, int]] | None = None) -> Pair | None:
+    """A random pair `annotator` has neither judged nor skipped, sides shuffled; None when none is left.
+    `unjudged`: `store.unjudged_pairs(annotator)` when the caller has it already."""
+    unjudged = store.unjudged_pairs(annotator) if unjudged is None else unjudged
+    open_pairs = [(q, a, b) for q, a, b in unjudged if (a, b) not in skipped]
     if not open_pairs:
         return None
     query_id, first, second = rng.choice(open_pairs)
@@ -146,9 +148,11 @@ def build(store: ResultsStore, policy: AnnotatorPolicy, limits: RateLimits, oaut
         skipped = {tuple(p) for p in state["skipped"]}
         if state["pair"] is not None:  # moving on without a vote skips it
             skipped.add(tuple(sorted((state["pair"]["left"], state["pair"]["right"]))))
-        pair = draw_pair(store, annotator, skipped)
+        unjudged = store.unjudged_pairs(annotator)
+        pair = draw_pair(store, annotator, skipped, unjudged=unjudged)
         state = {"annotator": annotator, "pair": asdict(pair) if pair else None, "skipped": sorted(skipped)}
-        done, total = progress(store, annotator)
+        done = store.vote_count(annotator)
+        total = done + len(unjudged)
         if pair is None:
             return (state, f"<b>{esc(annotator)}</b>: {done} of {total} pairs judged. Nothing left to judge, "
                            "thank you!",
@@ -178,6 +182,6 @@ def build(store: ResultsStore, policy: AnnotatorPolicy, limits: RateLimits, oaut
                        "Press <b>Next pair</b> to continue.", None, "", gr.Button(interactive=False))
 
     gr.on([start.click, name.submit], next_pair, [name, session], [session, status, query, left, right, submit],
-          api_name="next_pair", concurrency_limit=16)
+          api_name="next_pair", queue=False)  # light: answered at once, never behind model work in the queue
     submit.click(vote, [choice, comment, session], [session, status, choice, comment, submit],
-                 api_name="vote", concurrency_limit=16)
+                 api_name="vote", queue=False)

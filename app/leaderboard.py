@@ -120,6 +120,6 @@ def build(demo: gr.Blocks, tab: gr.Tab, store: ResultsStore) -> None:
                 board.retrieval)
 
     outputs = [summary, chart, ratings, pairs, agreement, retrieval]
-    refresh.click(show, None, outputs, api_name="leaderboard", concurrency_id="leaderboard", concurrency_limit=2)
-    gr.on([demo.load, tab.select], show, None, outputs, api_name=False, concurrency_id="leaderboard",
-          concurrency_limit=2)
+    # light (the bootstrap runs in the background, app/refresh.py): answered at once, outside the queue
+    refresh.click(show, None, outputs, api_name="leaderboard", queue=False)
+    gr.on([demo.load, tab.select], show, None, outputs, api_name=False, queue=False)

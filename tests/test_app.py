@@ -240,7 +240,7 @@ def test_retrieval_comparison_stored_live_and_metrics(app, client):
 
 def _annotate_everything(url: str, name: str) -> int:
     """One simulated annotator: next pair, vote, until nothing is left. Returns the number of votes cast."""
-    client, rng, votes = Client(url, verbose=False), random.Random(name), 0
+    client, rng, votes = Client(url, verbose=False, httpx_kwargs={"timeout": 60}), random.Random(name), 0
     while True:
         status, task, left, right = client.predict(name, api_name="/next_pair")
         if "Nothing left" in status:

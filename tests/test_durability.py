@@ -178,3 +178,53 @@ def test_a_request_nobody_answers_times_out_and_is_taken_back(tmp_path):
         holder.wait(timeout=30)
         holder.stdout.close()
     assert not list(requests_dir(path).iterdir())
+
+
+def test_the_workbench_closes_its_store_cleanly_on_sigterm(tmp_path, smollm2_tokenizer_dir):
+    """app.py end to end: invite tokens from a file, a vote through the API, SIGTERM, then the .duckdb file alone
+    holds the vote and the salt file sits beside it."""
+    import socket
+
+    from gradio_client import Client
+    from transformers import AutoTokenizer
+
+    from core.model import ToolGenModel
+    from core.tiny import tiny_llama
+    from core.tools import Tool, ToolCatalog
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    tools = ToolCatalog([Tool(id="Files&&ls", category="files", tool_name="Files", api_name="ls",
+                              description="List files.", parameters={"type": "object", "properties": {}},
+                              source="test")])
+    model = ToolGenModel.from_base(tools, model=tiny_llama(len(tokenizer) + 8), tokenizer=tokenizer).save(
+        tmp_path / "model")
+    path = tmp_path / "store.duckdb"
+    seeded(path)
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("a-long-invite-token-0001 Ann\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if key not in ("TOOLGEN_VOTE_SALT", "SPACE_ID")}
+    app = subprocess.Popen([sys.executable, "app.py", "--model", str(model), "--db", str(path), "--port", str(port),
+                            "--invite-tokens", str(tokens)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, client = time.monotonic() + 180, None
+        while client is None:
+            assert app.poll() is None and time.monotonic() < deadline, app.stderr.read() if app.poll() else "slow"
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            except Exception:  # noqa: BLE001 - not listening yet
+                time.sleep(1)
+        assert "<b>ann</b>" in client.predict("a-long-invite-token-0001", api_name="/next_pair")[0]
+        assert client.predict("A is better", "", api_name="/vote")[0].startswith("Vote saved.")
+    finally:
+        app.send_signal(signal.SIGTERM)
+        returncode = app.wait(timeout=60)
+        app.stderr.close()
+    assert returncode == 0
+    assert not Path(f"{path}.wal").exists() and Path(f"{path}.salt").stat().st_size == 64
+    alone = tmp_path / "alone.duckdb"
+    shutil.copy(path, alone)
+    assert votes_in(alone) == {"ann"}

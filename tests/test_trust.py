@@ -77,7 +77,8 @@ def test_policies_decide_who_judges(tmp_path):
     with pytest.raises(ValueError, match="needs invite tokens"):
         AnnotatorPolicy("invite")
     for bad, reason in (("short Carol", "shorter than 16"), (f"{TOKEN}\n{TOKEN}", "appears twice"),
-                        (f"{TOKEN} bob\nanother-invite-token-02 BOB", "has two tokens"), ("# none", "no invite tokens")):
+                        (f"{TOKEN} bob\nanother-invite-token-02 BOB", "has two tokens"),
+                        ("# none", "no invite tokens")):
         tokens.write_text(bad)
         with pytest.raises(ValueError, match=reason):
             load_invites(tokens)
@@ -192,9 +193,14 @@ def launch(tmp_path, model_dir):
         workbench.close()
 
 
+def connect(url: str) -> Client:
+    """A client session; a generous timeout, as many sessions may connect at once to a busy machine."""
+    return Client(url, verbose=False, httpx_kwargs={"timeout": 60})
+
+
 def judge(url: str, name: str, votes: int, comment: str = "") -> tuple[int, str]:
     """One session: draw and vote until `votes` votes or a refusal; (votes stored, the refusal or '')."""
-    client = Client(url, verbose=False)
+    client = connect(url)
     for cast in range(votes):
         try:
             client.predict(name, api_name="/next_pair")
@@ -223,7 +229,7 @@ def test_the_ballot_stuffing_of_the_report_is_capped_by_identity_and_limits(laun
 
 def test_a_session_keeps_its_identity_and_the_status_reveals_no_system(launch):
     _, url = launch(AnnotatorPolicy("open"), RateLimits.off())
-    client = Client(url, verbose=False)
+    client = connect(url)
     status, *_ = client.predict("Alice", api_name="/next_pair")
     assert "<b>alice</b>: 0 of 12 pairs judged" in status
     assert "alice" in client.predict("ALICE ", api_name="/next_pair")[0]  # the same annotator, normalised
@@ -232,28 +238,28 @@ def test_a_session_keeps_its_identity_and_the_status_reveals_no_system(launch):
     status, *_ = client.predict("Tie", "", api_name="/vote")
     assert status.startswith("Vote saved.") and not any(system in status for system in SYSTEMS)
     with pytest.raises(AppError, match="invisible or control characters"):
-        Client(url, verbose=False).predict("alice\u200b", api_name="/next_pair")
+        connect(url).predict("alice\u200b", api_name="/next_pair")
 
 
 def test_invite_and_oauth_modes_refuse_strangers(launch):
     _, url = launch(AnnotatorPolicy("invite", {TOKEN: "carol"}), RateLimits.off())
-    client = Client(url, verbose=False)
+    client = connect(url)
     with pytest.raises(AppError, match="enter a valid invite token"):
         client.predict("carol", api_name="/next_pair")
     assert "<b>carol</b>" in client.predict(TOKEN, api_name="/next_pair")[0]
     _, url = launch(AnnotatorPolicy("oauth"), RateLimits.off())
     with pytest.raises(AppError, match="sign in with Hugging Face to judge"):
-        Client(url, verbose=False).predict("alice", api_name="/next_pair")
+        connect(url).predict("alice", api_name="/next_pair")
 
 
 def test_limits_the_ui_shows_hold_on_the_server(launch):
     workbench, url = launch(AnnotatorPolicy("open"), RateLimits.off())
-    client = Client(url, verbose=False)
+    client = connect(url)
     client.predict("dora", api_name="/next_pair")
     with pytest.raises(AppError, match="Comment \\(optional\\): at most 2,000 characters \\(got 1,000,000\\)"):
         client.predict("A is better", "x" * 1_000_000, api_name="/vote")
     with pytest.raises(AppError, match="Your name: at most 64 characters"):
-        Client(url, verbose=False).predict("y" * 65, api_name="/next_pair")
+        connect(url).predict("y" * 65, api_name="/next_pair")
     with pytest.raises(AppError, match="message: at most 2,000 characters"):
         client.predict("z" * 2001, [], False, 2, 2, api_name="/chat")
     assert workbench.store.votes().empty
@@ -289,7 +295,7 @@ def test_numbers_sent_to_inspect_are_checked_before_the_model_runs(launch, body,
 def test_a_malformed_chat_history_is_named(launch, history, message):
     _, url = launch()
     with pytest.raises(AppError, match=message):
-        Client(url, verbose=False).predict("hello", history, False, 2, 2, api_name="/chat")
+        connect(url).predict("hello", history, False, 2, 2, api_name="/chat")
 
 
 @pytest.mark.slow
@@ -303,14 +309,14 @@ def test_light_requests_stay_quick_while_model_work_queues_with_its_position_sho
         return inspect(*args, **kwargs)
 
     retriever.inspect = slow_inspect
-    model_users = [Client(url, verbose=False) for _ in range(3)]
+    model_users = [connect(url) for _ in range(3)]
     jobs = [user.submit("list files", 2, 2, "all tools", None, "", api_name="/inspect") for user in model_users]
     ranks, light, deadline = [], [], time.monotonic() + 60
     while not all(job.done() for job in jobs):
         assert time.monotonic() < deadline
         ranks += [status.rank for status in (job.status() for job in jobs) if status.code.name == "IN_QUEUE"]
         if len(light) % 10 == 0:  # a fresh annotator before one runs out of pairs
-            annotator, name = Client(url, verbose=False), f"erin-{len(light)}"
+            annotator, name = connect(url), f"erin-{len(light)}"
         started = time.perf_counter()
         annotator.predict(name, api_name="/next_pair")
         annotator.predict("B is better", "", api_name="/vote")
@@ -330,7 +336,7 @@ def test_the_leaderboard_leaves_flagged_annotators_out_and_lists_each_annotator_
     for _, a, b in pairs:
         store.add_vote(a, b, "stuffer", "B")
     store.flag(["stuffer"], "one address, many names")
-    summary, _, ratings, _, agreement, _ = Client(url, verbose=False).predict(api_name="/leaderboard")
+    summary, _, ratings, _, agreement, _ = connect(url).predict(api_name="/leaderboard")
     assert f"**{6 * len(pairs)} votes** by 6 annotator(s)" in summary
     assert "Votes of 1 flagged annotator(s) are left out" in summary
     assert agreement["headers"][:4] == ["annotator", "votes", "compared", "agrees with others' majority"]
@@ -348,7 +354,7 @@ def test_twenty_annotators_and_model_users_at_once_all_get_answers(launch):
         return judge(url, f"annotator-{i}", 3)[0]
 
     def model_user(i):
-        return Client(url, verbose=False).predict("list my files", 2, 2, "all tools", None, "",
+        return connect(url).predict("list my files", 2, 2, "all tools", None, "",
                                                   api_name="/inspect")[0].count("<details")
 
     with ThreadPoolExecutor(24) as pool:
