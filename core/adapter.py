@@ -203,19 +203,44 @@ def download(repo_id: str) -> Path:
 
 
 
+def same_rankings(first: ToolGenModel, second: ToolGenModel, queries: list[str], k: int = 5) -> tuple[int, float]:
+    """How many `queries` get the same top-`k` tools, in the same order, from both models; and the largest
+    difference of a listed tool's log-probability."""
+    from .retrieval import ToolGenRetriever
+
+    retrievers, same, gap = (ToolGenRetriever(first), ToolGenRetriever(second)), 0, 0.0
+    for query in queries:
+        a, b = (retriever.retrieve(query, k) for retriever in retrievers)
+        same += [tool for tool, _ in a] == [tool for tool, _ in b]
+        gap = max(gap, *(abs(x - y) for (_, x), (_, y) in zip(a, b)))
+    return same, gap
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a full ToolGen checkpoint folder")
     parser.add_argument("--out", required=True, help="folder for the compact checkpoint (must not hold one)")
     parser.add_argument("--base", default=None,
                         help="base model: 'smollm2' or a local folder (default: the base the checkpoint names)")
+    parser.add_argument("--check", type=int, default=0, metavar="N",
+                        help="then reload it and compare its top-5 tools with the full model's on N held-out "
+                             "queries of the model's corpus (exit 1 on any difference)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """`python -m core export-compact`: write a full checkpoint as a compact one."""
+    """`python -m core export-compact`: write a full checkpoint as a compact one (and check it)."""
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not empty; choose a new folder")
-    summary = save_compact(ToolGenModel.load(args.model), out, base=args.base)
+    toolgen = ToolGenModel.load(args.model)
+    summary = save_compact(toolgen, out, base=args.base)
     print(f"{out}: {summary['tensors']} tensors, {summary['parameters']:,} parameters, "
           f"{summary['bytes'] / 1e6:.1f} MB")
-    return 0
+    if not args.check:
+        return 0
+    from .build import load_corpus
+    from .splits import spread
+
+    queries = [q.text for q in spread(load_corpus(toolgen.info.get("corpus", "bfcl")).test, args.check)]
+    same, gap = same_rankings(toolgen, load_compact(out), queries)
+    print(f"top-5 identical on {same} of {len(queries)} held-out queries; largest log-prob difference {gap:.3g}")
+    return 0 if same == len(queries) else 1
