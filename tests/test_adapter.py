@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from tokenizers import AddedToken
 
 from core.__main__ import main as core_main
 from core.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, is_repo_id, load_compact, save_compact
@@ -25,6 +26,8 @@ def base_dir(tmp_path, smollm2_tokenizer):
 def trained(base_dir, catalog, scheme: str = "atomic") -> ToolGenModel:
     """A ToolGen model on the base whose top layer, final norm and added rows moved, as ToolGen training moves them."""
     toolgen = ToolGenModel.from_base(catalog, scheme=scheme, base=str(base_dir))
+    toolgen.tokenizer.add_tokens([AddedToken("<<sep>>", special=True, normalized=False)], special_tokens=True)
+    toolgen.model.resize_token_embeddings(len(toolgen.tokenizer), mean_resizing=False)
     generator = torch.Generator().manual_seed(1)
     model = toolgen.model.model
     with torch.no_grad():
@@ -59,6 +62,8 @@ def test_compact_checkpoint_keeps_only_changed_tensors_and_reloads_to_identical_
     again = ToolGenModel.load(tmp_path / "compact")
     assert torch.equal(logits(again, toy_catalog), logits(toolgen, toy_catalog))
     assert again.tokenizer.get_vocab() == toolgen.tokenizer.get_vocab()
+    assert {i: str(t) for i, t in again.tokenizer.added_tokens_decoder.items()} == {
+        i: str(t) for i, t in toolgen.tokenizer.added_tokens_decoder.items()}  # with their flags (<<sep>> special)
     assert again.code_sequences(include_finish=True) == toolgen.code_sequences(include_finish=True)
     assert [t.to_dict() for t in again.catalog] == [t.to_dict() for t in toy_catalog]
     assert again.info == toolgen.info and again.indexing.to_dict() == toolgen.indexing.to_dict()
