@@ -180,6 +180,7 @@ def test_a_request_nobody_answers_times_out_and_is_taken_back(tmp_path):
     assert not list(requests_dir(path).iterdir())
 
 
+@pytest.mark.slow
 def test_the_workbench_closes_its_store_cleanly_on_sigterm(tmp_path, smollm2_tokenizer_dir):
     """app.py end to end: invite tokens from a file, a vote through the API, SIGTERM, then the .duckdb file alone
     holds the vote and the salt file sits beside it."""
