@@ -68,7 +68,8 @@ def test_bm25_and_toolgen_runs_are_stored_and_reported(tmp_path, tiny_toolbench,
         assert sorted(main_runs["system"]) == ["bm25", "toolgen"] and set(runs["setting"]) == {setting}
         assert len(store.query_results(int(main_runs["id"].iloc[0]))) == 3
         # Buckets: only query 2 is a training query, so only its gold (Weather&&alerts) counts as seen.
-        for dataset, query_ids in [("toolbench:G9_test/gold-seen", ["2"]), ("toolbench:G9_test/gold-unseen", ["0", "1"])]:
+        buckets = [("toolbench:G9_test/gold-seen", ["2"]), ("toolbench:G9_test/gold-unseen", ["0", "1"])]
+        for dataset, query_ids in buckets:
             bucket = runs[runs["dataset"] == dataset]
             assert sorted(bucket["system"]) == ["bm25", "toolgen"]
             stored = store.query_results(int(bucket["id"].iloc[0]))
