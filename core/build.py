@@ -313,7 +313,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs-per-tool", type=int, default=None, help="two-intent synthetic queries per tool")
     parser.add_argument("--max-tools", type=int, default=None, help="use only this many tools (experiments)")
     parser.add_argument("--eval-queries", type=int, default=None, help="test queries scored per stage")
-    parser.add_argument("--no-bf16", action="store_true", help="train in float32 (no bfloat16 autocast)")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="training matmuls: bfloat16 autocast or float32; auto: bfloat16 only where the device "
+                             "has native bf16 (a CPU with avx512_bf16/amx_bf16, or such a GPU)")
+    parser.add_argument("--no-bf16", action="store_true", help="same as --precision float32")
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint already in --out")
 
 
@@ -351,7 +354,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"unknown stages {unknown}; choose from {STAGES}")
     corpus = load_corpus(args.corpus, args.data_dir, preset.max_tools)
     toolgen = _start_model(args, corpus, preset)
-    trainer = Trainer(toolgen, train_layers=preset.train_layers, bf16=not args.no_bf16)
+    precision = "float32" if args.no_bf16 else args.precision
+    trainer = Trainer(toolgen, train_layers=preset.train_layers,
+                      bf16=None if precision == "auto" else precision == "bfloat16")
     build_stages(trainer, corpus, preset, Path(args.out), stages)
     if trainer.accelerator.is_main_process:
         report = {"corpus": corpus.name, "out": str(args.out), "stages": toolgen.info["stages"],

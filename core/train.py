@@ -44,6 +44,7 @@ from transformers.masking_utils import create_causal_mask
 
 from .examples import Example
 from .indexing import FINISH
+from .runtime import train_bf16
 from .splits import spread
 
 HEADS = ("full", "codes")
@@ -183,16 +184,18 @@ def first_added_id(toolgen) -> int:
 class Trainer:
     """Trains a `ToolGenModel` in place, stage after stage; the lower-layer cache lives across stages.
 
-    train_layers: how many top decoder layers are trained (-1: all); bf16: autocast matmuls to bfloat16;
-    cache_dtype: storage type of the cached lower-layer states.
+    train_layers: how many top decoder layers are trained (-1: all); bf16: autocast matmuls to bfloat16 (None:
+    only where the device computes bf16 natively, `core.runtime.train_bf16`); cache_dtype: storage type of the
+    cached lower-layer states.
     """
 
-    def __init__(self, toolgen, train_layers: int = 2, bf16: bool = True, accelerator: Accelerator | None = None,
+    def __init__(self, toolgen, train_layers: int = 2, bf16: bool | None = None, accelerator: Accelerator | None = None,
                  cache_dtype: torch.dtype = torch.bfloat16, checkpoint_every_s: float = 300.0):
         self.toolgen = toolgen
         self.accelerator = accelerator or Accelerator()
         self.device = self.accelerator.device
-        self.bf16, self.cache_dtype, self.checkpoint_every_s = bf16, cache_dtype, checkpoint_every_s
+        self.bf16 = train_bf16(self.device) if bf16 is None else bf16
+        self.cache_dtype, self.checkpoint_every_s = cache_dtype, checkpoint_every_s
         model = toolgen.model.to(self.device).eval()
         model.requires_grad_(False)
         layers, _, self._rotary = decoder_parts(model)
@@ -341,7 +344,8 @@ class Trainer:
                 "loss_first": sum(losses[:tenth]) / tenth, "loss_last": sum(losses[-tenth:]) / tenth,
                 "probe_loss_before": round(probe_before, 4), "probe_loss_after": round(probe_after, 4),
                 "tokens": done_tokens, "seconds": round(seconds, 1),
-                "tokens_per_s": round(done_tokens / max(seconds, 1e-9), 1), "config": asdict(config)}
+                "tokens_per_s": round(done_tokens / max(seconds, 1e-9), 1),
+                "precision": "bfloat16" if self.bf16 else "float32", "config": asdict(config)}
 
     @torch.no_grad()
     def mean_loss(self, rows: list[_Row], head, label_map, config: StageConfig) -> float:
