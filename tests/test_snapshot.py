@@ -243,3 +243,17 @@ def test_the_shipped_snapshot_serves_runs_and_pairs(tmp_path):
     if not (SNAPSHOT_DIR / MANIFEST).exists():
         pytest.skip(f"no results snapshot shipped yet in {SNAPSHOT_DIR} (python -m eval snapshot export)")
     check_served(tmp_path, SNAPSHOT_DIR, AGENTS)
+
+
+def test_the_app_serves_the_built_model_else_the_shipped_compact_one(tmp_path, monkeypatch):
+    import core.settings as settings
+
+    monkeypatch.delenv("TOOLGEN_MODEL", raising=False)
+    monkeypatch.setattr(settings, "DEFAULT_MODEL_DIR", tmp_path / "models" / "toolgen-bfcl")
+    assert settings.served_model_dir() == settings.SHIPPED_MODEL_DIR  # a clone without models/
+    settings.DEFAULT_MODEL_DIR.mkdir(parents=True)
+    (settings.DEFAULT_MODEL_DIR / "toolgen.json").write_text("{}")
+    assert settings.served_model_dir() == settings.DEFAULT_MODEL_DIR  # after `make build`
+    monkeypatch.setenv("TOOLGEN_MODEL", str(tmp_path / "elsewhere"))  # read into DEFAULT_MODEL_DIR at import
+    (settings.DEFAULT_MODEL_DIR / "toolgen.json").unlink()
+    assert settings.served_model_dir() == settings.DEFAULT_MODEL_DIR
