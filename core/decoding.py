@@ -15,6 +15,9 @@ For one-token (atomic) codes every continuation completes at the first step, so 
 top-k of the masked distribution for any k, from the prompt's single forward pass. For multi-token codes
 it is beam search: codes that fall out of the beam are never scored (the usual caveat).
 Results are distinct tools: each tool has one code and beams never share a prefix.
+
+A `PromptPrefix` (the keys/values of the token ids every prompt starts with, e.g. the chat template and system
+prompt) can be computed once and passed to the searches: each prompt then runs only its own remaining tokens.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
+from transformers import DynamicCache
 
 from .constraint import NEG_INF, CodeTrie
 
@@ -97,23 +101,57 @@ class _Beam:
     log_prob: float
 
 
-class _CachedForward:
-    """Runs the model over left-padded prompts once, then one new token per row, reusing the KV cache."""
+@dataclass(frozen=True)
+class PromptPrefix:
+    """The keys/values of `ids`, a token-id prefix that prompts share, computed once by `PromptPrefix.of`."""
 
-    def __init__(self, model, prompts: Sequence[Sequence[int]]):
+    ids: tuple[int, ...]
+    keys_values: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer, batch 1
+
+    @classmethod
+    def of(cls, model, ids: Sequence[int]) -> PromptPrefix:
+        """Run `model` over `ids` once and keep its keys/values."""
+        if not ids:
+            raise ValueError("a prompt prefix holds at least one token id")
+        with torch.inference_mode():
+            out = model(input_ids=torch.tensor([list(ids)], device=model.device), use_cache=True, logits_to_keep=1)
+        return cls(tuple(ids), tuple((layer.keys, layer.values) for layer in out.past_key_values.layers))
+
+    def starts(self, prompt: Sequence[int]) -> bool:
+        """Whether `prompt` begins with this prefix and goes on after it."""
+        return len(prompt) > len(self.ids) and tuple(prompt[:len(self.ids)]) == self.ids
+
+    def cache(self, rows: int) -> DynamicCache:
+        """A KV cache holding the prefix for `rows` rows (views: the stored tensors are never written)."""
+        return DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in self.keys_values])
+
+
+class _CachedForward:
+    """Runs the model over left-padded prompts once, then one new token per row, reusing the KV cache.
+
+    With a `prefix` that every prompt starts with, only the rest of each prompt is run, after the prefix's
+    keys/values: rows are [prefix][padding][rest], the padding masked out."""
+
+    def __init__(self, model, prompts: Sequence[Sequence[int]], prefix: PromptPrefix | None = None):
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt must hold at least one token id")
+        if prefix is not None and not all(prefix.starts(p) for p in prompts):
+            raise ValueError("every prompt must begin with the prefix and go on after it")
         self.model = model
         device = model.device
-        width = max(len(p) for p in prompts)
+        start = len(prefix.ids) if prefix is not None else 0
+        rests = [list(p[start:]) for p in prompts]
+        width = max(len(r) for r in rests)
         input_ids = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
-        self.attention = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
-        for row, prompt in enumerate(prompts):
-            input_ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
-            self.attention[row, width - len(prompt):] = 1
+        self.attention = torch.zeros((len(prompts), start + width), dtype=torch.long, device=device)
+        self.attention[:, :start] = 1
+        for row, rest in enumerate(rests):
+            input_ids[row, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
+            self.attention[row, start + width - len(rest):] = 1
         self.positions = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=device)
-        position_ids = (self.attention.cumsum(-1) - 1).clamp(min=0)
+        position_ids = (self.attention.cumsum(-1) - 1).clamp(min=0)[:, start:]
         out = model(input_ids=input_ids, attention_mask=self.attention, position_ids=position_ids,
+                    past_key_values=prefix.cache(len(prompts)) if prefix is not None else None,
                     use_cache=True, logits_to_keep=1)
         self.cache = out.past_key_values
         self.log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
@@ -173,11 +211,12 @@ def _beam_trace(beam: _Beam, log_probs: torch.Tensor, masked: torch.Tensor, n: i
 
 def constrained_beam_search_batch(model, prompts: Sequence[Sequence[int]], trie: CodeTrie, num_beams: int = 5,
                                   top_k: int | None = None, tokenizer=None, record_steps: bool = True,
-                                  step_top_n: int = 10) -> list[DecodeResult]:
+                                  step_top_n: int = 10, prefix: PromptPrefix | None = None) -> list[DecodeResult]:
     """Beam search over `trie` for several token-id prompts at once (left padding); one result per prompt.
 
     `top_k` (default `num_beams`) is how many tools to return; a larger `top_k` widens the beam to `top_k`.
     With `record_steps`, each result holds per-step traces (token texts when `tokenizer` is given).
+    `prefix`: precomputed keys/values of the ids every prompt starts with (see `PromptPrefix`).
     """
     _check_trie(trie)
     if num_beams < 1 or (top_k is not None and top_k < 1):
@@ -186,7 +225,7 @@ def constrained_beam_search_batch(model, prompts: Sequence[Sequence[int]], trie:
     width = max(num_beams, k)
     results = [DecodeResult(candidates=[]) for _ in prompts]
     with torch.inference_mode():
-        forward = _CachedForward(model, prompts)
+        forward = _CachedForward(model, prompts, prefix)
         beams = [[_Beam((), 0.0)] for _ in prompts]  # live beams per prompt; rows are these, flattened
         log_probs = forward.log_probs
         step = 0
@@ -247,10 +286,10 @@ def _expand(trie: CodeTrie, group: list[_Beam], cumulative: torch.Tensor,
 
 def constrained_beam_search(model, prompt_ids: Sequence[int], trie: CodeTrie, num_beams: int = 5,
                             top_k: int | None = None, tokenizer=None, record_steps: bool = True,
-                            step_top_n: int = 10) -> DecodeResult:
+                            step_top_n: int = 10, prefix: PromptPrefix | None = None) -> DecodeResult:
     """Beam search over `trie` after one token-id prompt: the best `top_k` distinct tools with log-probs."""
     return constrained_beam_search_batch(model, [prompt_ids], trie, num_beams, top_k, tokenizer,
-                                         record_steps, step_top_n)[0]
+                                         record_steps, step_top_n, prefix)[0]
 
 
 def top_single_token_codes(log_probs: torch.Tensor, trie: CodeTrie, top_k: int) -> list[Candidate]:

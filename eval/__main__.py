@@ -1,4 +1,4 @@
-"""Command line: `python -m eval retrieval | agent | report | train-baseline | backup | flag | snapshot`
+"""Command line: `python -m eval retrieval | agent | report | train-baseline | backup | flag | snapshot | speed`
 (see README)."""
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "backup": ("eval.backup", "consistent copy of a results store, also while the workbench holds it"),
     "flag": ("eval.flag", "flag annotators (left out of the leaderboard) or print the annotation audit"),
     "snapshot": ("eval.snapshot", "export a results store as Parquet files, or import such a snapshot"),
+    "speed": ("eval.bench_speed", "retrieval latency/throughput against MiniLM, or training tokens/s"),
 }
 
 
