@@ -19,6 +19,7 @@ from .refresh import Refreshed
 from .shared import user_errors
 
 N_RESAMPLES = 1000
+REFRESH_SECONDS = 30.0  # a new board is computed at most this often while votes arrive
 VOTE_COLUMNS = ("system_a", "system_b", "vote", "trajectory_a", "trajectory_b", "annotator")
 RATING_COLUMNS = ["system", "rating", "ci_low", "ci_high", "votes"]
 PAIR_COLUMNS = ["system A", "system B", "A wins", "B wins", "ties", "both bad", "votes", "win rate A"]
@@ -51,8 +52,8 @@ def compute(store: ResultsStore, n_resamples: int = N_RESAMPLES, tables: Refresh
     key = (tuple(votes[list(VOTE_COLUMNS)].itertuples(index=False, name=None)), n_resamples)
     shown, (ratings, pairs, agreement, summary) = tables.get(key) if tables is not None else (key, vote_tables(key))
     if shown != key:
-        summary += (f" *Being updated: this board counts {len(shown[0])} votes, the store now holds {len(key[0])}; "
-                    "press Refresh in a moment.*")
+        summary += (f" *This board counts {len(shown[0])} votes, the store now holds {len(key[0])}: while votes "
+                    f"arrive it is recomputed at most every {REFRESH_SECONDS:g} s; press Refresh to see it.*")
     return Leaderboard(ratings, pairs, agreement, summary + left_out, retrieval)
 
 
@@ -111,7 +112,7 @@ def build(demo: gr.Blocks, tab: gr.Tab, store: ResultsStore) -> None:
     gr.Markdown("### Retrieval metrics (latest run per dataset, setting, split and system)")
     retrieval = gr.Dataframe(interactive=False)
 
-    tables = Refreshed(vote_tables)  # this store's last board, recomputed in the background
+    tables = Refreshed(vote_tables, REFRESH_SECONDS)  # this store's last board, recomputed in the background
 
     @user_errors
     def show():

@@ -127,8 +127,11 @@ def test_a_slow_board_is_served_at_once_while_the_next_one_is_computed():
         computed.append(key)
         return f"board {key}"
 
-    board = Refreshed(compute)
+    now = [0.0]
+    board = Refreshed(compute, min_interval=30.0, clock=lambda: now[0])
     assert board.get(1) == (1, "board 1")  # the first board is computed in the request
+    assert board.get(2) == (1, "board 1") and computed == [1]  # no recomputation within 30 s of the last
+    now[0] = 30.0
     started = time.perf_counter()
     assert board.get(2) == (1, "board 1")  # the next one in the background: the old board at once
     assert time.perf_counter() - started < 0.5
