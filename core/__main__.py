@@ -21,6 +21,9 @@ def add_retrieve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="ToolGen checkpoint directory")
     parser.add_argument("--k", type=int, default=5, help="how many tools to return")
     parser.add_argument("--beams", type=int, default=5, help="beam size")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default=None,
+                        help="decoder number format (default: env TOOLGEN_PRECISION, else auto: bfloat16 where the CPU "
+                             "has native bf16, else float32)")
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -28,8 +31,10 @@ def run_retrieve(args: argparse.Namespace) -> int:
     """Print the ranked tools for one query."""
     from .model import ToolGenModel
     from .retrieval import ToolGenRetriever
+    from .runtime import apply_precision, serving_precision
 
     toolgen = ToolGenModel.load(args.model)
+    apply_precision(toolgen.model, serving_precision(args.precision))
     retriever = ToolGenRetriever(toolgen, num_beams=args.beams)
     hits, latency_ms = retriever.ranked(args.query, k=args.k)
     candidates = [{"token": h.code, "tool_id": h.tool_id, "tool_name": toolgen.catalog[h.tool_id].tool_name,

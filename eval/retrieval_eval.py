@@ -31,6 +31,7 @@ from core.bfcl import default_data_dir, entries_to_queries, load_bfcl_catalog, l
 from core.build import retrieval_checkpoint
 from core.model import ToolGenModel
 from core.retrieval import ToolGenRetriever
+from core.runtime import apply_precision, serving_precision
 from core.settings import DEFAULT_DB, TOOLBENCH_DATA_DIR, model_dir
 from core.splits import is_test
 from core.toolbench import load_toolbench_corpus, load_toolbench_queries
@@ -130,6 +131,7 @@ def make_retriever(system: str, catalog: ToolCatalog, corpus: str, args: argpars
     """Build one system's retriever over `catalog`: ToolGen (`--model`) or a baseline (eval/retrievers.py)."""
     if system == "toolgen":
         model = ToolGenModel.load(Path(args.model) if args.model else default_toolgen_dir(corpus))
+        apply_precision(model.model, serving_precision(args.precision))
         return ToolGenRetriever(model, num_beams=args.beams)
     return baseline_retriever(system, catalog, corpus, args.ft_model)
 
@@ -183,6 +185,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ft-model", help="fine-tuned embedding model (default: models/embedding-ft-<corpus>, "
                                            "trained by `python -m eval train-baseline --kind embedding-ft`)")
     parser.add_argument("--beams", type=int, default=5)
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default=None,
+                        help="ToolGen's decoder number format (default: env TOOLGEN_PRECISION, else auto by CPU flags)")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--limit", type=int, help="evaluate only the first N queries of each set")
     parser.add_argument("--db", default=str(DEFAULT_DB))
@@ -200,6 +204,7 @@ def _store_outcomes(store: ResultsStore, name: str, evalset: EvalSet, outcomes: 
         metrics = [MetricValue(n, e.mean, e.ci_low, e.ci_high) for n, e in summary.items()]
         metrics += [MetricValue(n, v) for n, v in extras.items() if v is not None]
         config = {"system": system, "k": args.k, "beams": args.beams, "model": args.model,
+                  "precision": serving_precision(args.precision) if system == "toolgen" else None,
                   "cores": os.cpu_count(), "queries": len(outcome["results"])}
         store.add_run(system, name, outcome["results"], metrics, config=config,
                       dataset_hash=evalset.content_hash, setting=evalset.setting, split=evalset.split)
