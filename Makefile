@@ -16,4 +16,6 @@ run: build
 # --durations: the slowest tests, so that a test growing slow shows in every CI log (the slow ones are marked
 # @pytest.mark.slow and still run here; `-m "not slow"` leaves them out while iterating).
 test: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	$(PY) -m pytest tests -q --durations=15

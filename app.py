@@ -12,6 +12,7 @@ the dataset repo when one is named. The app starts without a model too: the mode
 While it runs, a store keeper checkpoints the results store every few seconds and answers `python -m eval backup |
 flag`; on exit (Ctrl-C or SIGTERM) the store is closed cleanly.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,26 +37,50 @@ QUEUE_SIZE = 64  # requests waiting beyond this are refused with a "too busy" me
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="ToolGen Workbench")
-    parser.add_argument("--model", default=str(served_model_dir()),
-                        help="ToolGen checkpoint directory, full or compact, or a Hugging Face repo id (env "
-                             "TOOLGEN_MODEL; default models/toolgen-bfcl when built, else assets/model)")
-    parser.add_argument("--db", default=str(DEFAULT_DB),
-                        help="DuckDB results file (env TOOLGEN_DB); this process holds it open")
+    parser.add_argument(
+        "--model",
+        default=str(served_model_dir()),
+        help="ToolGen checkpoint directory, full or compact, or a Hugging Face repo id (env "
+        "TOOLGEN_MODEL; default models/toolgen-bfcl when built, else assets/model)",
+    )
+    parser.add_argument(
+        "--db", default=str(DEFAULT_DB), help="DuckDB results file (env TOOLGEN_DB); this process holds it open"
+    )
     parser.add_argument("--port", type=int, default=PORT, help="port (env PORT)")
-    parser.add_argument("--annotators", choices=MODES, default=os.environ.get("TOOLGEN_ANNOTATORS"),
-                        help="who may judge (env TOOLGEN_ANNOTATORS): oauth = Hugging Face sign-in required "
-                             "(default on a Space with hf_oauth), invite = invite tokens (default with "
-                             "--invite-tokens), open = typed names (default elsewhere)")
-    parser.add_argument("--invite-tokens", default=os.environ.get("TOOLGEN_INVITE_TOKENS"), metavar="FILE",
-                        help="invite tokens, one 'TOKEN [NAME]' per line (env TOOLGEN_INVITE_TOKENS)")
-    parser.add_argument("--rate-limits", default=os.environ.get("TOOLGEN_RATE_LIMITS", str(RateLimits())),
-                        metavar="SPEC", help="annotation rate limits, NAME=COUNT/SECONDS or NAME=off, comma-separated, "
-                                             "or 'off' (env TOOLGEN_RATE_LIMITS; default %(default)s)")
-    parser.add_argument("--behind-proxy", action="store_true", default=bool(os.environ.get("SPACE_ID")),
-                        help="the client address is the last X-Forwarded-For entry (default on a Space)")
-    parser.add_argument("--votes-repo", default=os.environ.get("TOOLGEN_VOTES_REPO"), metavar="USER/REPO",
-                        help="Hugging Face dataset repo the vote log is uploaded to and, for a new results file, "
-                             "restored from (env TOOLGEN_VOTES_REPO; needs HF_TOKEN with write access)")
+    parser.add_argument(
+        "--annotators",
+        choices=MODES,
+        default=os.environ.get("TOOLGEN_ANNOTATORS"),
+        help="who may judge (env TOOLGEN_ANNOTATORS): oauth = Hugging Face sign-in required "
+        "(default on a Space with hf_oauth), invite = invite tokens (default with "
+        "--invite-tokens), open = typed names (default elsewhere)",
+    )
+    parser.add_argument(
+        "--invite-tokens",
+        default=os.environ.get("TOOLGEN_INVITE_TOKENS"),
+        metavar="FILE",
+        help="invite tokens, one 'TOKEN [NAME]' per line (env TOOLGEN_INVITE_TOKENS)",
+    )
+    parser.add_argument(
+        "--rate-limits",
+        default=os.environ.get("TOOLGEN_RATE_LIMITS", str(RateLimits())),
+        metavar="SPEC",
+        help="annotation rate limits, NAME=COUNT/SECONDS or NAME=off, comma-separated, "
+        "or 'off' (env TOOLGEN_RATE_LIMITS; default %(default)s)",
+    )
+    parser.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        default=bool(os.environ.get("SPACE_ID")),
+        help="the client address is the last X-Forwarded-For entry (default on a Space)",
+    )
+    parser.add_argument(
+        "--votes-repo",
+        default=os.environ.get("TOOLGEN_VOTES_REPO"),
+        metavar="USER/REPO",
+        help="Hugging Face dataset repo the vote log is uploaded to and, for a new results file, "
+        "restored from (env TOOLGEN_VOTES_REPO; needs HF_TOKEN with write access)",
+    )
     return parser.parse_args(argv)
 
 
@@ -67,8 +92,12 @@ def open_workbench(model: str, db: str, votes_repo: str | None = None) -> tuple[
     votes = vote_log.votes_dir(db)
     fresh = snapshot.is_empty(db)
     if fresh and (loaded := snapshot.seed(db, SNAPSHOT_DIR)):
-        log.info("new results file %s: loaded the snapshot %s (%s)", db, SNAPSHOT_DIR,
-                 ", ".join(f"{n} {table}" for table, n in loaded.items()))
+        log.info(
+            "new results file %s: loaded the snapshot %s (%s)",
+            db,
+            SNAPSHOT_DIR,
+            ", ".join(f"{n} {table}" for table, n in loaded.items()),
+        )
     if fresh and votes_repo:
         try:
             log.info("%d vote files fetched from %s", vote_log.download(votes_repo, votes), votes_repo)
@@ -113,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         workbench.toolgen()  # load before the first request; the tabs report a missing model themselves
     except ModelUnavailable as error:
         logging.getLogger("workbench").warning("%s", error)
-    logging.getLogger("workbench").info("annotators: %s; rate limits: %s; torch threads: %d", policy.mode, limits,
-                                        torch.get_num_threads())
+    logging.getLogger("workbench").info(
+        "annotators: %s; rate limits: %s; torch threads: %d", policy.mode, limits, torch.get_num_threads()
+    )
     keeper = StoreKeeper(workbench.store).start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop request closes the store cleanly, as Ctrl-C does
     try:

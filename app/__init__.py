@@ -3,6 +3,7 @@ comparison, annotation and leaderboard. `build_demo(workbench)` assembles them; 
 
 Open a tab directly with `?tab=<id>`, the ids being the keys of `TABS`.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,13 @@ from .identity import AnnotatorPolicy
 from .ratelimit import RateLimits
 from .shared import Workbench
 
-TABS = {"chat": "Chat", "beam": "Beam inspector", "compare": "Retrieval comparison", "annotate": "Annotate",
-        "leaderboard": "Leaderboard"}
+TABS = {
+    "chat": "Chat",
+    "beam": "Beam inspector",
+    "compare": "Retrieval comparison",
+    "annotate": "Annotate",
+    "leaderboard": "Leaderboard",
+}
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="green")
 CSS = """
 .wb-table { border-collapse: collapse; font-size: 0.85rem; margin: 0.3rem 0; }
@@ -49,14 +55,17 @@ def oauth_enabled() -> bool:
     return bool(os.environ.get("OAUTH_CLIENT_ID"))
 
 
-def build_demo(workbench: Workbench, policy: AnnotatorPolicy | None = None,
-               limits: RateLimits | None = None) -> gr.Blocks:
+def build_demo(
+    workbench: Workbench, policy: AnnotatorPolicy | None = None, limits: RateLimits | None = None
+) -> gr.Blocks:
     """The whole app over `workbench`; `policy` says who may annotate as whom (default: typed names, a salt for
     this process only), `limits` the annotation rate limits (default: `RateLimits()`). Launch with
     `theme=THEME, css=CSS`."""
     with gr.Blocks(title="ToolGen Workbench") as demo:
-        gr.Markdown("# 🧰 ToolGen Workbench\nEvery tool is one token; a constrained beam search picks it. "
-                    f"Model: `{workbench.model_dir.name}` · results: `{workbench.store.path.name}`")
+        gr.Markdown(
+            "# 🧰 ToolGen Workbench\nEvery tool is one token; a constrained beam search picks it. "
+            f"Model: `{workbench.model_dir.name}` · results: `{workbench.store.path.name}`"
+        )
         with gr.Tabs() as tabs:
             with gr.Tab(TABS["chat"], id="chat"):
                 chat.build(workbench)

@@ -11,6 +11,7 @@ name) on a session's first "Next pair", and the session stays that annotator. A 
 annotator and per client address, names per address and draws per address (app/ratelimit.py). Each vote stores
 salted fingerprints of its client address and session.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,13 @@ class Pair:
     right_system: str
 
 
-def draw_pair(store: ResultsStore, annotator: str, skipped: set[tuple[int, int]] = frozenset(),
-              rng: random.Random = _rng, unjudged: list[tuple[str, int, int]] | None = None) -> Pair | None:
+def draw_pair(
+    store: ResultsStore,
+    annotator: str,
+    skipped: set[tuple[int, int]] = frozenset(),
+    rng: random.Random = _rng,
+    unjudged: list[tuple[str, int, int]] | None = None,
+) -> Pair | None:
     """A random pair `annotator` has neither judged nor skipped, sides shuffled; None when none is left.
     `unjudged`: `store.unjudged_pairs(annotator)` when the caller has it already."""
     unjudged = store.unjudged_pairs(annotator) if unjudged is None else unjudged
@@ -64,8 +70,16 @@ def progress(store: ResultsStore, annotator: str) -> tuple[int, int]:
     return done, done + len(store.unjudged_pairs(annotator))
 
 
-def record_vote(store: ResultsStore, pair: Pair, annotator: str, choice: str, comment: str = "", *,
-                client_hash: str | None = None, session_hash: str | None = None) -> bool:
+def record_vote(
+    store: ResultsStore,
+    pair: Pair,
+    annotator: str,
+    choice: str,
+    comment: str = "",
+    *,
+    client_hash: str | None = None,
+    session_hash: str | None = None,
+) -> bool:
     """Store `annotator`'s vote on `pair` (choice is a `CHOICES` label, about the displayed sides) with the
     fingerprints of where it came from. Returns False, storing nothing, if this annotator already judged the pair."""
     if choice not in CHOICES:
@@ -73,8 +87,9 @@ def record_vote(store: ResultsStore, pair: Pair, annotator: str, choice: str, co
     comment = (comment or "").strip()
     if len(comment) > MAX_COMMENT:
         raise ValueError(f"the comment is longer than {MAX_COMMENT:,} characters")
-    return store.add_vote(pair.left, pair.right, annotator, CHOICES[choice], comment, client_hash=client_hash,
-                          session_hash=session_hash)
+    return store.add_vote(
+        pair.left, pair.right, annotator, CHOICES[choice], comment, client_hash=client_hash, session_hash=session_hash
+    )
 
 
 def _value_html(value: object) -> str:
@@ -105,11 +120,16 @@ def _step_fields(step: object) -> list[tuple[str, object]]:
 
 def trajectory_html(trajectory: StoredTrajectory, side: str) -> str:
     """A trajectory's steps and final answer, every field escaped; the system is not shown."""
-    rows = "".join(f"<dt>{esc(key)}</dt><dd>{_value_html(value)}</dd>"
-                   for step in trajectory.steps for key, value in _step_fields(step))
+    rows = "".join(
+        f"<dt>{esc(key)}</dt><dd>{_value_html(value)}</dd>"
+        for step in trajectory.steps
+        for key, value in _step_fields(step)
+    )
     answer = esc(trajectory.final_answer) if trajectory.final_answer else "<em>no final answer</em>"
-    return (f'<div class="wb-traj"><h3>{esc(side)}</h3>{f"<dl>{rows}</dl>" if rows else "<p><em>no steps</em></p>"}'
-            f'<div class="wb-answer"><b>Final answer</b><pre>{answer}</pre></div></div>')
+    return (
+        f'<div class="wb-traj"><h3>{esc(side)}</h3>{f"<dl>{rows}</dl>" if rows else "<p><em>no steps</em></p>"}'
+        f'<div class="wb-answer"><b>Final answer</b><pre>{answer}</pre></div></div>'
+    )
 
 
 def build(store: ResultsStore, policy: AnnotatorPolicy, limits: RateLimits, oauth: bool) -> None:
@@ -119,16 +139,26 @@ def build(store: ResultsStore, policy: AnnotatorPolicy, limits: RateLimits, oaut
     session = gr.State({"annotator": None, "pair": None, "skipped": []})  # server-side, per browser session
     invite = policy.mode == "invite"
     with gr.Row():
-        name = Text(label=policy.prompt, placeholder="the token you were given" if invite else "annotator name",
-                    max_length=MAX_TOKEN if invite else MAX_NAME, type="password" if invite else "text", scale=3,
-                    visible=policy.mode != "oauth", elem_id="annotate-name")
+        name = Text(
+            label=policy.prompt,
+            placeholder="the token you were given" if invite else "annotator name",
+            max_length=MAX_TOKEN if invite else MAX_NAME,
+            type="password" if invite else "text",
+            scale=3,
+            visible=policy.mode != "oauth",
+            elem_id="annotate-name",
+        )
         if oauth and not invite:
             gr.LoginButton(scale=1)
         start = gr.Button("Next pair", variant="primary", scale=1, elem_id="annotate-next")
-    status = gr.HTML({"open": "Enter your name and press <b>Next pair</b>.",
-                      "invite": "Enter your invite token and press <b>Next pair</b>.",
-                      "oauth": "Sign in with Hugging Face and press <b>Next pair</b>."}[policy.mode],
-                     elem_id="annotate-status")
+    status = gr.HTML(
+        {
+            "open": "Enter your name and press <b>Next pair</b>.",
+            "invite": "Enter your invite token and press <b>Next pair</b>.",
+            "oauth": "Sign in with Hugging Face and press <b>Next pair</b>.",
+        }[policy.mode],
+        elem_id="annotate-status",
+    )
     query = gr.HTML()
     with gr.Row(equal_height=False):
         left = gr.HTML(elem_id="annotate-left")
@@ -154,14 +184,24 @@ def build(store: ResultsStore, policy: AnnotatorPolicy, limits: RateLimits, oaut
         done = store.vote_count(annotator)
         total = done + len(unjudged)
         if pair is None:
-            return (state, f"<b>{esc(annotator)}</b>: {done} of {total} pairs judged. Nothing left to judge, "
-                           "thank you!",
-                    "", "", "", gr.Button(interactive=False))
+            return (
+                state,
+                f"<b>{esc(annotator)}</b>: {done} of {total} pairs judged. Nothing left to judge, thank you!",
+                "",
+                "",
+                "",
+                gr.Button(interactive=False),
+            )
         trajectories = {t.id: t for t in store.trajectories(query_id=pair.query_id)}
         task = esc(trajectories[pair.left].query or pair.query_id)
-        return (state, f"<b>{esc(annotator)}</b>: {done} of {total} pairs judged.", f"<b>Task:</b> {task}",
-                trajectory_html(trajectories[pair.left], "A"), trajectory_html(trajectories[pair.right], "B"),
-                gr.Button(interactive=True))
+        return (
+            state,
+            f"<b>{esc(annotator)}</b>: {done} of {total} pairs judged.",
+            f"<b>Task:</b> {task}",
+            trajectory_html(trajectories[pair.left], "A"),
+            trajectory_html(trajectories[pair.right], "B"),
+            gr.Button(interactive=True),
+        )
 
     @user_errors
     def vote(picked, note, state, request: gr.Request):
@@ -173,15 +213,28 @@ def build(store: ResultsStore, policy: AnnotatorPolicy, limits: RateLimits, oaut
         client = policy.client_hash(request)
         limiter.take(("annotator_votes", annotator), ("client_votes", client))
         pair = Pair(**state["pair"])
-        stored = record_vote(store, pair, annotator, picked, note, client_hash=client,
-                             session_hash=policy.session_hash(request))
+        stored = record_vote(
+            store, pair, annotator, picked, note, client_hash=client, session_hash=policy.session_hash(request)
+        )
         state = {**state, "pair": None}
         done, total = progress(store, annotator)
         outcome = "Vote saved." if stored else "You had already judged this pair; your earlier vote stands."
-        return (state, f"{outcome} <b>{esc(annotator)}</b>: {done} of {total} pairs judged. "
-                       "Press <b>Next pair</b> to continue.", None, "", gr.Button(interactive=False))
+        return (
+            state,
+            f"{outcome} <b>{esc(annotator)}</b>: {done} of {total} pairs judged. Press <b>Next pair</b> to continue.",
+            None,
+            "",
+            gr.Button(interactive=False),
+        )
 
-    gr.on([start.click, name.submit], next_pair, [name, session], [session, status, query, left, right, submit],
-          api_name="next_pair", queue=False)  # light: answered at once, never behind model work in the queue
-    submit.click(vote, [choice, comment, session], [session, status, choice, comment, submit],
-                 api_name="vote", queue=False)
+    gr.on(
+        [start.click, name.submit],
+        next_pair,
+        [name, session],
+        [session, status, query, left, right, submit],
+        api_name="next_pair",
+        queue=False,
+    )  # light: answered at once, never behind model work in the queue
+    submit.click(
+        vote, [choice, comment, session], [session, status, choice, comment, submit], api_name="vote", queue=False
+    )

@@ -9,6 +9,7 @@ that ends without a final answer (a limit was hit) ends the conversation. One me
 second one sent meanwhile is refused with that reason. Model work queues in the "model" concurrency group, and the
 queue shows each waiting user their position and an estimate.
 """
+
 from __future__ import annotations
 
 import html
@@ -20,8 +21,17 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from core.agent import (ActionEvent, AgentConfig, AgentEvent, ArgumentsEvent, Conversation, ErrorEvent,
-                        FinalAnswerEvent, ObservationEvent, ThoughtEvent)
+from core.agent import (
+    ActionEvent,
+    AgentConfig,
+    AgentEvent,
+    ArgumentsEvent,
+    Conversation,
+    ErrorEvent,
+    FinalAnswerEvent,
+    ObservationEvent,
+    ThoughtEvent,
+)
 from core.bfcl import BACKEND_DOCS
 from core.executors import BfclExecutor, Executor
 from core.executors.toolbench import ToolBenchSimulator
@@ -91,27 +101,43 @@ class ChatRenderer:
             label = "📄 Observation" if event.ok else "❌ Observation (error)"
             if not event.executed:
                 label += ", not executed"
-            shown = event.content if len(event.content) <= MAX_SHOWN_CHARS else \
-                event.content[:MAX_SHOWN_CHARS] + f"\n… [{len(event.content) - MAX_SHOWN_CHARS} more characters]"
+            shown = (
+                event.content
+                if len(event.content) <= MAX_SHOWN_CHARS
+                else event.content[:MAX_SHOWN_CHARS] + f"\n… [{len(event.content) - MAX_SHOWN_CHARS} more characters]"
+            )
             self._add(pre(shown), title=label)
         elif isinstance(event, FinalAnswerEvent):
             self._finish_call(key)
             self._add(f"✅ {md_text(event.text)}")
             self.answered = True
         elif isinstance(event, ErrorEvent):
-            self._add(f"{md_text(event.message)}\n\n*Recovery:* {md_text(event.recovery)}",
-                      title="⚠️ Recovered from an error", status="done")
+            self._add(
+                f"{md_text(event.message)}\n\n*Recovery:* {md_text(event.recovery)}",
+                title="⚠️ Recovered from an error",
+                status="done",
+            )
 
     def _action(self, key: tuple[int, int], event: ActionEvent) -> None:
         call_id = f"{self.prefix}-{event.turn}-{event.step}"
         title = "🏁 Finish" if event.tool_id == FINISH else f"🛠️ {md_text(event.code)}"
-        self._calls[key] = self._add(f"**Action** <code>{esc(event.code)}</code> · log P {event.log_prob:.3f}",
-                                     title=title, id=call_id, status="pending")
-        rows = "".join(f"<tr><td>{rank}</td><td><code>{esc(code)}</code></td><td>{lp:.3f}</td>"
-                       f"<td>{format_prob(math.exp(lp))}</td></tr>"
-                       for rank, (_, code, lp) in enumerate(event.alternatives, start=1))
-        self._add(f"<table><tr><th>#</th><th>tool</th><th>log P</th><th>P</th></tr>{rows}</table>",
-                  title=f"Beam alternatives ({len(event.alternatives)})", parent_id=call_id, status="done")
+        self._calls[key] = self._add(
+            f"**Action** <code>{esc(event.code)}</code> · log P {event.log_prob:.3f}",
+            title=title,
+            id=call_id,
+            status="pending",
+        )
+        rows = "".join(
+            f"<tr><td>{rank}</td><td><code>{esc(code)}</code></td><td>{lp:.3f}</td>"
+            f"<td>{format_prob(math.exp(lp))}</td></tr>"
+            for rank, (_, code, lp) in enumerate(event.alternatives, start=1)
+        )
+        self._add(
+            f"<table><tr><th>#</th><th>tool</th><th>log P</th><th>P</th></tr>{rows}</table>",
+            title=f"Beam alternatives ({len(event.alternatives)})",
+            parent_id=call_id,
+            status="done",
+        )
 
     def _finish_call(self, key: tuple[int, int]) -> None:
         call = self._calls.get(key)
@@ -141,8 +167,15 @@ def user_text(content) -> str:
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
 
 
-def respond(workbench: Workbench, message, history: list, conversation: Conversation | None,
-            executable_only: bool, max_steps: int, num_beams: int):
+def respond(
+    workbench: Workbench,
+    message,
+    history: list,
+    conversation: Conversation | None,
+    executable_only: bool,
+    max_steps: int,
+    num_beams: int,
+):
     """Stream the agent's answer to `message` in `conversation` (None: a new one): yields (history, conversation)
     after every event."""
     text = user_text(message).strip()
@@ -150,16 +183,20 @@ def respond(workbench: Workbench, message, history: list, conversation: Conversa
         raise ValueError("type a message first")
     toolgen = workbench.toolgen()
     if conversation is not None and conversation.answering:
-        raise ValueError("the agent is still answering your previous message: wait for its final answer, "
-                         "then send this one")
+        raise ValueError(
+            "the agent is still answering your previous message: wait for its final answer, then send this one"
+        )
     if conversation is not None and not conversation.can_continue:
-        raise ValueError("the last message ended without a final answer, so the agent cannot go on: "
-                         "press New conversation")
+        raise ValueError(
+            "the last message ended without a final answer, so the agent cannot go on: press New conversation"
+        )
     executor = make_executor(workbench.corpus()) if conversation is None else conversation.executor
     pool = executable_pool(toolgen, executor) if executable_only else None
     if pool == ():
-        gr.Warning("No tool of this model's catalog has a live backend: the agent may call any tool, "
-                   "and calls are checked against their schema but not run.")
+        gr.Warning(
+            "No tool of this model's catalog has a live backend: the agent may call any tool, "
+            "and calls are checked against their schema but not run."
+        )
         pool = None
     if conversation is None:
         conversation = Conversation(toolgen, executor, pool)
@@ -173,20 +210,37 @@ def respond(workbench: Workbench, message, history: list, conversation: Conversa
         renderer.add(event)
         yield history + renderer.messages, conversation
     if not renderer.answered:
-        renderer.messages.append({"role": "assistant", "content": "*(the agent stopped without a final answer; "
-                                                                  "press New conversation to start again)*"})
+        renderer.messages.append(
+            {
+                "role": "assistant",
+                "content": "*(the agent stopped without a final answer; press New conversation to start again)*",
+            }
+        )
         yield history + renderer.messages, conversation
 
 
 def build(workbench: Workbench) -> None:
     """The tab's components and events (call inside a `gr.Tab`)."""
     conversation = gr.State(None)  # this browser session's Conversation: model context and tool backends
-    chatbot = ChatHistory(label="ToolGen agent", height=620, layout="panel", elem_id="chat-history",
-                         latex_delimiters=[], feedback_options=None, buttons=["copy_all"],
-                         placeholder="Ask for something the tools can do.")
+    chatbot = ChatHistory(
+        label="ToolGen agent",
+        height=620,
+        layout="panel",
+        elem_id="chat-history",
+        latex_delimiters=[],
+        feedback_options=None,
+        buttons=["copy_all"],
+        placeholder="Ask for something the tools can do.",
+    )
     with gr.Row():
-        message = Text(placeholder="Ask the agent…", label="message", show_label=False, max_length=MAX_MESSAGE,
-                       scale=5, elem_id="chat-input")
+        message = Text(
+            placeholder="Ask the agent…",
+            label="message",
+            show_label=False,
+            max_length=MAX_MESSAGE,
+            scale=5,
+            elem_id="chat-input",
+        )
         send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
         new = gr.Button("New conversation", scale=1)
     with gr.Accordion("Settings", open=False):
@@ -201,8 +255,14 @@ def build(workbench: Workbench) -> None:
         for shown, used in respond(workbench, text, history, session, only_executable, steps, num_beams):
             yield "", shown, used
 
-    gr.on([send.click, message.submit], chat, [message, chatbot, conversation, executable_only, max_steps, beams],
-          [message, chatbot, conversation], api_name="chat", **MODEL_EVENTS)
+    gr.on(
+        [send.click, message.submit],
+        chat,
+        [message, chatbot, conversation, executable_only, max_steps, beams],
+        [message, chatbot, conversation],
+        api_name="chat",
+        **MODEL_EVENTS,
+    )
 
     @user_errors
     def new_conversation(session):

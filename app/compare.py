@@ -5,6 +5,7 @@ split). Pick one of its queries to see the stored ranked lists (gold tools highl
 to rank it live over the loaded model's catalog. Below, the stored aggregate metrics with their 95% CIs,
 filterable, as CSV.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -88,8 +89,14 @@ def stored_rankings(store: ResultsStore, key: str, query_id: str) -> tuple[str, 
             rankings.append(Ranking(system, error="this run has no result for the query"))
             continue
         text = text or match.query
-        rankings.append(Ranking(system, list(zip(match.ranked, match.scores or [float("nan")] * len(match.ranked))),
-                                frozenset(match.gold), match.latency_ms))
+        rankings.append(
+            Ranking(
+                system,
+                list(zip(match.ranked, match.scores or [float("nan")] * len(match.ranked))),
+                frozenset(match.gold),
+                match.latency_ms,
+            )
+        )
     return text, rankings
 
 
@@ -120,12 +127,16 @@ def rankings_html(rankings: list[Ranking]) -> str:
             columns.append(f'<div class="wb-col">{head}<p class="wb-error">{esc(r.error)}</p></div>')
             continue
         latency = f"{r.latency_ms:.0f} ms" if r.latency_ms is not None else "latency not stored"
-        rows = "".join(f'<tr class="{"gold" if tool in r.gold else ""}"><td>{rank}</td><td>{esc(tool)}</td>'
-                       f'<td class="num">{score:.3f}</td></tr>'
-                       for rank, (tool, score) in enumerate(r.tools, start=1))
+        rows = "".join(
+            f'<tr class="{"gold" if tool in r.gold else ""}"><td>{rank}</td><td>{esc(tool)}</td>'
+            f'<td class="num">{score:.3f}</td></tr>'
+            for rank, (tool, score) in enumerate(r.tools, start=1)
+        )
         found = f" · {sum(t in r.gold for t, _ in r.tools)}/{len(r.gold)} gold found" if r.gold else ""
-        columns.append(f'<div class="wb-col">{head}<div class="muted">{latency}{found}</div>'
-                       f'<table class="wb-table"><tr><th>#</th><th>tool</th><th>score</th></tr>{rows}</table></div>')
+        columns.append(
+            f'<div class="wb-col">{head}<div class="muted">{latency}{found}</div>'
+            f'<table class="wb-table"><tr><th>#</th><th>tool</th><th>score</th></tr>{rows}</table></div>'
+        )
     return f'<div class="wb-cols">{"".join(columns)}</div>'
 
 
@@ -143,27 +154,43 @@ def metrics_frame(store: ResultsStore, family: str = ALL, group: str = ALL, sett
         frame = frame[frame.group == group]
     if setting != ALL:
         frame = frame[frame.setting == setting]
-    return frame[["dataset", "family", "group", "setting", "split", "system", "name", "value", "ci_low", "ci_high",
-                  "run_id"]].reset_index(drop=True)
+    return frame[
+        ["dataset", "family", "group", "setting", "split", "system", "name", "value", "ci_low", "ci_high", "run_id"]
+    ].reset_index(drop=True)
 
 
 def metrics_figure(frame: pd.DataFrame, names: list[str]) -> go.Figure:
     """Grouped bars of the chosen metrics per system, 95% CI error bars, one panel per dataset/setting."""
     chosen = frame[frame.name.isin(names)].copy()
     if chosen.empty:
-        return go.Figure().update_layout(title="no stored metrics match the filters", template="plotly_white",
-                                         height=300)
+        return go.Figure().update_layout(
+            title="no stored metrics match the filters", template="plotly_white", height=300
+        )
     chosen["panel"] = chosen.dataset + " · " + chosen.setting
     chosen["plus"] = (chosen.ci_high - chosen.value).fillna(0)
     chosen["minus"] = (chosen.value - chosen.ci_low).fillna(0)
     panels = chosen.panel.nunique()
-    figure = px.bar(chosen, x="name", y="value", color="system", barmode="group", error_y="plus",
-                    error_y_minus="minus", facet_col="panel", facet_col_wrap=2, template="plotly_white",
-                    category_orders={"name": [n for n in names if n in set(chosen.name)]},
-                    hover_data={"ci_low": ":.3f", "ci_high": ":.3f", "plus": False, "minus": False, "panel": False})
+    figure = px.bar(
+        chosen,
+        x="name",
+        y="value",
+        color="system",
+        barmode="group",
+        error_y="plus",
+        error_y_minus="minus",
+        facet_col="panel",
+        facet_col_wrap=2,
+        template="plotly_white",
+        category_orders={"name": [n for n in names if n in set(chosen.name)]},
+        hover_data={"ci_low": ":.3f", "ci_high": ":.3f", "plus": False, "minus": False, "panel": False},
+    )
     figure.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
-    figure.update_layout(height=320 * ((panels + 1) // 2), margin=dict(l=40, r=10, t=40, b=10),
-                         yaxis_title="mean (95% CI)", legend_title_text="")
+    figure.update_layout(
+        height=320 * ((panels + 1) // 2),
+        margin=dict(l=40, r=10, t=40, b=10),
+        yaxis_title="mean (95% CI)",
+        legend_title_text="",
+    )
     figure.update_xaxes(title_text="")
     return figure
 
@@ -199,8 +226,12 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
         run_set = gr.Dropdown([], label="stored run set", scale=2, elem_id="compare-run-set", **per_session)
         stored_query = gr.Dropdown([], label="stored query", scale=3, elem_id="compare-query", **per_session)
     with gr.Row():
-        new_query = Text(label="…or a new query (ranked live over the model's catalog)", max_length=2000, scale=3,
-                               elem_id="compare-new")
+        new_query = Text(
+            label="…or a new query (ranked live over the model's catalog)",
+            max_length=2000,
+            scale=3,
+            elem_id="compare-new",
+        )
         systems = gr.CheckboxGroup(list(SYSTEMS), value=["toolgen", "bm25"], label="live systems", scale=2)
         k = IntSlider(1, 20, value=5, step=1, label="k", scale=1)
         rank_live = gr.Button("Rank", variant="primary", scale=1, elem_id="compare-rank")
@@ -211,8 +242,14 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
         family = gr.Dropdown([ALL], value=ALL, label="dataset", **per_session)
         group = gr.Dropdown([ALL], value=ALL, label="group", **per_session)
         setting = gr.Dropdown([ALL], value=ALL, label="setting", **per_session)
-        names = gr.Dropdown(list(DEFAULT_METRICS), value=list(DEFAULT_METRICS), multiselect=True, label="metrics",
-                            scale=2, **per_session)
+        names = gr.Dropdown(
+            list(DEFAULT_METRICS),
+            value=list(DEFAULT_METRICS),
+            multiselect=True,
+            label="metrics",
+            scale=2,
+            **per_session,
+        )
     chart = gr.Plot(label="metrics per system", elem_id="compare-chart")
     table = gr.Dataframe(interactive=False, max_height=300)
     download = gr.DownloadButton("Download CSV", variant="secondary")
@@ -220,9 +257,13 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
     @user_errors
     def refresh_sets():
         families, groups, settings, metric_names = filter_choices(store)
-        return (gr.Dropdown(choices=run_sets(store)), gr.Dropdown(choices=families), gr.Dropdown(choices=groups),
-                gr.Dropdown(choices=settings),
-                gr.Dropdown(choices=metric_names, value=[n for n in DEFAULT_METRICS if n in metric_names]))
+        return (
+            gr.Dropdown(choices=run_sets(store)),
+            gr.Dropdown(choices=families),
+            gr.Dropdown(choices=groups),
+            gr.Dropdown(choices=settings),
+            gr.Dropdown(choices=metric_names, value=[n for n in DEFAULT_METRICS if n in metric_names]),
+        )
 
     @user_errors
     def pick_run_set(key):
@@ -247,10 +288,22 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
         return metrics_figure(frame, metric_names or []), frame.round(4), write_csv(frame, downloads)
 
     demo.load(refresh_sets, None, [run_set, family, group, setting, names], api_name=False).then(
-        show_metrics, [family, group, setting, names], [chart, table, download], api_name=False)
+        show_metrics, [family, group, setting, names], [chart, table, download], api_name=False
+    )
     run_set.change(pick_run_set, run_set, stored_query, api_name=False)
     stored_query.change(show_stored, [run_set, stored_query], [query_shown, side_by_side], api_name="stored_rankings")
-    gr.on([rank_live.click, new_query.submit], rank_new, [new_query, systems, k], [query_shown, side_by_side],
-          api_name="rank_live", **MODEL_EVENTS)
-    gr.on([family.input, group.input, setting.input, names.input], show_metrics,
-          [family, group, setting, names], [chart, table, download], api_name="metrics")
+    gr.on(
+        [rank_live.click, new_query.submit],
+        rank_new,
+        [new_query, systems, k],
+        [query_shown, side_by_side],
+        api_name="rank_live",
+        **MODEL_EVENTS,
+    )
+    gr.on(
+        [family.input, group.input, setting.input, names.input],
+        show_metrics,
+        [family, group, setting, names],
+        [chart, table, download],
+        api_name="metrics",
+    )

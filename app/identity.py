@@ -11,6 +11,7 @@ Votes carry salted fingerprints (HMAC-SHA256, 16 hex digits) of the client addre
 operator can audit and flag suspicious runs without the store holding addresses. The salt comes from the
 environment (TOOLGEN_VOTE_SALT) or a file generated once beside the results store.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,9 +19,9 @@ import hmac
 import os
 import secrets
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 MODES = ("open", "invite", "oauth")
 MAX_NAME = 64
@@ -31,7 +32,7 @@ SALT_ENV = "TOOLGEN_VOTE_SALT"
 _REFUSED_CATEGORIES = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}
 _CONFUSABLE_SCRIPTS = {"LATIN", "GREEK", "CYRILLIC"}
 # Greek and Cyrillic lowercase letters that look like Latin ones (after case folding).
-_LATIN_LOOKALIKES = set("аеорсухіјѕһԁԛԝӏ" "αεικνορτυχ")
+_LATIN_LOOKALIKES = set("аеорсухіјѕһԁԛԝӏαεικνορτυχ")
 
 
 def _script(char: str) -> str:
@@ -50,16 +51,22 @@ def normalise_name(text: object) -> str:
         raise ValueError(f"the annotator name is longer than {MAX_NAME} characters")
     refused = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in _REFUSED_CATEGORIES})
     if refused:
-        raise ValueError(f"the annotator name holds invisible or control characters ({', '.join(refused[:3])}); "
-                         "type it with visible letters only")
+        raise ValueError(
+            f"the annotator name holds invisible or control characters ({', '.join(refused[:3])}); "
+            "type it with visible letters only"
+        )
     letters = [c for c in name if c.isalpha()]
     scripts = {_script(c) for c in letters} & _CONFUSABLE_SCRIPTS
     if len(scripts) > 1:
-        raise ValueError(f"the annotator name mixes {' and '.join(sorted(s.title() for s in scripts))} letters; "
-                         "write it in one script")
+        raise ValueError(
+            f"the annotator name mixes {' and '.join(sorted(s.title() for s in scripts))} letters; "
+            "write it in one script"
+        )
     if scripts and scripts != {"LATIN"} and all(c in _LATIN_LOOKALIKES for c in letters):
-        raise ValueError("the annotator name is spelled with Greek or Cyrillic look-alikes of Latin letters; "
-                         "write it in Latin letters")
+        raise ValueError(
+            "the annotator name is spelled with Greek or Cyrillic look-alikes of Latin letters; "
+            "write it in Latin letters"
+        )
     return name
 
 

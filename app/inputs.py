@@ -5,6 +5,7 @@ drop-in Gradio components check the value before the handler runs and refuse it 
 `Text` (text, at most `max_length` characters), `IntSlider` (a whole number in range: no NaN, infinity, fraction
 or text) and `ChatHistory` (a Chatbot whose malformed history says what is wrong with which message).
 """
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,10 @@ import gradio as gr
 from gradio.components.chatbot import ChatbotDataMessages
 from pydantic import ValidationError
 
-HISTORY_SHAPE = ('a list of {"role": "user" | "assistant", "content": [{"type": "text", "text": "…"}], '
-                 '"metadata": {…} (optional)} messages')
+HISTORY_SHAPE = (
+    'a list of {"role": "user" | "assistant", "content": [{"type": "text", "text": "…"}], '
+    '"metadata": {…} (optional)} messages'
+)
 
 
 class Text(gr.Textbox):
@@ -55,11 +58,16 @@ class _CheckedMessages(ChatbotDataMessages):
             return super().model_validate(obj, **kwargs)
         except ValidationError as error:
             first = error.errors()[0]
-            where = ("message " + str(first["loc"][0] + 1) if first["loc"] and isinstance(first["loc"][0], int)
-                     else "the history")
+            where = (
+                "message " + str(first["loc"][0] + 1)
+                if first["loc"] and isinstance(first["loc"][0], int)
+                else "the history"
+            )
             field = ".".join(str(part) for part in first["loc"][1:])
-            raise gr.Error(f"malformed chat history: {where}{f', {field}' if field else ''}: {first['msg']}. "
-                           f"Expected {HISTORY_SHAPE}; send [] to start afresh.") from None
+            raise gr.Error(
+                f"malformed chat history: {where}{f', {field}' if field else ''}: {first['msg']}. "
+                f"Expected {HISTORY_SHAPE}; send [] to start afresh."
+            ) from None
 
 
 class ChatHistory(gr.Chatbot):
@@ -72,6 +80,8 @@ class ChatHistory(gr.Chatbot):
         messages = super().preprocess(payload)
         for number, message in enumerate(messages, start=1):
             if message["role"] not in ("user", "assistant"):
-                raise gr.Error(f"malformed chat history: message {number}: role {str(message['role'])[:20]!r} "
-                               f"is neither 'user' nor 'assistant'. Expected {HISTORY_SHAPE}.")
+                raise gr.Error(
+                    f"malformed chat history: message {number}: role {str(message['role'])[:20]!r} "
+                    f"is neither 'user' nor 'assistant'. Expected {HISTORY_SHAPE}."
+                )
         return messages

@@ -2,6 +2,7 @@
 inter-annotator agreement: Fleiss' kappa and each annotator against the others' majority) and the stored retrieval
 metrics. Votes of annotators an operator flagged (`python -m eval flag`) are left out. The tab serves the last
 computed board at once and recomputes in the background when votes arrived (`app/refresh.py`)."""
+
 from __future__ import annotations
 
 import math
@@ -46,14 +47,20 @@ def compute(store: ResultsStore, n_resamples: int = N_RESAMPLES, tables: Refresh
     retrieval = metrics_table(store)
     left_out = f" Votes of {len(flagged)} flagged annotator(s) are left out." if flagged else ""
     if votes.empty:
-        return Leaderboard(pd.DataFrame(columns=RATING_COLUMNS), pd.DataFrame(columns=PAIR_COLUMNS),
-                           pd.DataFrame(columns=AGREEMENT_COLUMNS),
-                           "No votes yet: judge some pairs in the Annotate tab." + left_out, retrieval)
+        return Leaderboard(
+            pd.DataFrame(columns=RATING_COLUMNS),
+            pd.DataFrame(columns=PAIR_COLUMNS),
+            pd.DataFrame(columns=AGREEMENT_COLUMNS),
+            "No votes yet: judge some pairs in the Annotate tab." + left_out,
+            retrieval,
+        )
     key = (tuple(votes[list(VOTE_COLUMNS)].itertuples(index=False, name=None)), n_resamples)
     shown, (ratings, pairs, agreement, summary) = tables.get(key) if tables is not None else (key, vote_tables(key))
     if shown != key:
-        summary += (f" *This board counts {len(shown[0])} votes, the store now holds {len(key[0])}: while votes "
-                    f"arrive it is recomputed at most every {REFRESH_SECONDS:g} s; press Refresh to see it.*")
+        summary += (
+            f" *This board counts {len(shown[0])} votes, the store now holds {len(key[0])}: while votes "
+            f"arrive it is recomputed at most every {REFRESH_SECONDS:g} s; press Refresh to see it.*"
+        )
     return Leaderboard(ratings, pairs, agreement, summary + left_out, retrieval)
 
 
@@ -62,13 +69,28 @@ def vote_tables(key: tuple[tuple, int]) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     rows, n_resamples = key
     votes = pd.DataFrame(list(rows), columns=list(VOTE_COLUMNS))
     triples = list(zip(votes.system_a, votes.system_b, votes.vote))
-    ratings = pd.DataFrame([(r.system, round(r.rating, 1), round(r.ci_low, 1), round(r.ci_high, 1), r.n_votes)
-                            for r in bradley_terry(triples, n_resamples=n_resamples)], columns=RATING_COLUMNS)
-    pairs = pd.DataFrame([(w.system_a, w.system_b, w.wins_a, w.wins_b, w.ties, w.both_bad, w.n, round(w.win_rate_a, 3))
-                          for w in win_rates(triples)], columns=PAIR_COLUMNS)
+    ratings = pd.DataFrame(
+        [
+            (r.system, round(r.rating, 1), round(r.ci_low, 1), round(r.ci_high, 1), r.n_votes)
+            for r in bradley_terry(triples, n_resamples=n_resamples)
+        ],
+        columns=RATING_COLUMNS,
+    )
+    pairs = pd.DataFrame(
+        [
+            (w.system_a, w.system_b, w.wins_a, w.wins_b, w.ties, w.both_bad, w.n, round(w.win_rate_a, 3))
+            for w in win_rates(triples)
+        ],
+        columns=PAIR_COLUMNS,
+    )
     agreement = annotator_agreement(zip(zip(votes.trajectory_a, votes.trajectory_b), votes.annotator, votes.vote))
-    annotators = pd.DataFrame([(r.annotator, r.n_votes, r.n_compared, round(r.agreement, 3), round(r.kappa, 3))
-                               for r in agreement.annotators], columns=AGREEMENT_COLUMNS)
+    annotators = pd.DataFrame(
+        [
+            (r.annotator, r.n_votes, r.n_compared, round(r.agreement, 3), round(r.kappa, 3))
+            for r in agreement.annotators
+        ],
+        columns=AGREEMENT_COLUMNS,
+    )
     annotators = annotators.sort_values(AGREEMENT_COLUMNS[3], na_position="last", kind="stable")
     if agreement.n_items == 0:
         fleiss = "n/a (no pair judged by two annotators yet)"
@@ -76,10 +98,12 @@ def vote_tables(key: tuple[tuple, int]) -> tuple[pd.DataFrame, pd.DataFrame, pd.
         fleiss = f"undefined over {agreement.n_items} pairs (every rating is the same label)"
     else:
         fleiss = f"{agreement.fleiss_kappa:.3f} over {agreement.n_items} pairs judged by 2+ annotators"
-    summary = (f"**{len(votes)} votes** by {votes.annotator.nunique()} annotator(s) on "
-               f"{votes[['trajectory_a', 'trajectory_b']].drop_duplicates().shape[0]} pairs. "
-               f"Fleiss' kappa: {fleiss}. Ratings: Bradley–Terry on the Elo scale (mean 1000), "
-               f"95% CIs from {n_resamples} bootstrap resamples of the votes.")
+    summary = (
+        f"**{len(votes)} votes** by {votes.annotator.nunique()} annotator(s) on "
+        f"{votes[['trajectory_a', 'trajectory_b']].drop_duplicates().shape[0]} pairs. "
+        f"Fleiss' kappa: {fleiss}. Ratings: Bradley–Terry on the Elo scale (mean 1000), "
+        f"95% CIs from {n_resamples} bootstrap resamples of the votes."
+    )
     return ratings, pairs, annotators, summary
 
 
@@ -88,13 +112,27 @@ def ratings_figure(ratings: pd.DataFrame) -> go.Figure:
     figure = go.Figure()
     if not ratings.empty:
         ordered = ratings.iloc[::-1]
-        figure.add_trace(go.Scatter(
-            x=ordered.rating, y=ordered.system, mode="markers", marker=dict(size=10),
-            error_x=dict(type="data", symmetric=False, array=ordered.ci_high - ordered.rating,
-                         arrayminus=ordered.rating - ordered.ci_low),
-            hovertemplate="%{y}: %{x:.0f}<extra></extra>"))
-    figure.update_layout(title="Bradley–Terry rating (95% CI)", template="plotly_white",
-                         height=120 + 40 * len(ratings), margin=dict(l=10, r=10, t=40, b=30))
+        figure.add_trace(
+            go.Scatter(
+                x=ordered.rating,
+                y=ordered.system,
+                mode="markers",
+                marker=dict(size=10),
+                error_x=dict(
+                    type="data",
+                    symmetric=False,
+                    array=ordered.ci_high - ordered.rating,
+                    arrayminus=ordered.rating - ordered.ci_low,
+                ),
+                hovertemplate="%{y}: %{x:.0f}<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        title="Bradley–Terry rating (95% CI)",
+        template="plotly_white",
+        height=120 + 40 * len(ratings),
+        margin=dict(l=10, r=10, t=40, b=30),
+    )
     return figure
 
 
@@ -107,8 +145,11 @@ def build(demo: gr.Blocks, tab: gr.Tab, store: ResultsStore) -> None:
         chart = gr.Plot(show_label=False)
         ratings = gr.Dataframe(label="ratings", interactive=False)
     pairs = gr.Dataframe(label="win rate per system pair (ties and both-bad count half)", interactive=False)
-    agreement = gr.Dataframe(label="each annotator against the others' majority label on the pairs they share "
-                                   "(least agreeing first; click a column to sort)", interactive=False)
+    agreement = gr.Dataframe(
+        label="each annotator against the others' majority label on the pairs they share "
+        "(least agreeing first; click a column to sort)",
+        interactive=False,
+    )
     gr.Markdown("### Retrieval metrics (latest run per dataset, setting, split and system)")
     retrieval = gr.Dataframe(interactive=False)
 
@@ -117,8 +158,14 @@ def build(demo: gr.Blocks, tab: gr.Tab, store: ResultsStore) -> None:
     @user_errors
     def show():
         board = compute(store, tables=tables)
-        return (board.summary, ratings_figure(board.ratings), board.ratings, board.pairs, board.agreement,
-                board.retrieval)
+        return (
+            board.summary,
+            ratings_figure(board.ratings),
+            board.ratings,
+            board.pairs,
+            board.agreement,
+            board.retrieval,
+        )
 
     outputs = [summary, chart, ratings, pairs, agreement, retrieval]
     # light (the bootstrap runs in the background, app/refresh.py): answered at once, outside the queue

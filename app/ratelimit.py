@@ -4,13 +4,14 @@
 limit, `off` for none); `RateLimiter.take((limit, key), …)` counts one use of each or raises `RateLimited` with a
 message that says which limit was hit and when to try again. `client_names` counts distinct names per address.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Hashable
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Rate:
     seconds: float
 
     @classmethod
-    def parse(cls, text: str) -> "Rate":
+    def parse(cls, text: str) -> Rate:
         count, slash, seconds = text.partition("/")
         try:
             rate = cls(int(count), float(seconds)) if slash else None
@@ -44,13 +45,13 @@ class Rate:
 class RateLimits:
     """The annotation limits (None: unlimited). Defaults suit people reading two trajectories per vote."""
 
-    annotator_votes: Rate | None = Rate(10, 60)   # votes per annotator
-    client_votes: Rate | None = Rate(30, 60)      # votes per client address (a few people behind one NAT)
-    client_names: Rate | None = Rate(3, 86400)    # distinct annotator names per client address
-    client_draws: Rate | None = Rate(120, 60)     # "Next pair" requests per client address
+    annotator_votes: Rate | None = Rate(10, 60)  # votes per annotator
+    client_votes: Rate | None = Rate(30, 60)  # votes per client address (a few people behind one NAT)
+    client_names: Rate | None = Rate(3, 86400)  # distinct annotator names per client address
+    client_draws: Rate | None = Rate(120, 60)  # "Next pair" requests per client address
 
     @classmethod
-    def parse(cls, text: str) -> "RateLimits":
+    def parse(cls, text: str) -> RateLimits:
         """Defaults changed by `name=COUNT/SECONDS` or `name=off` items, comma-separated; `off` alone: no limits."""
         text = text.strip()
         if text == "off":
@@ -59,22 +60,28 @@ class RateLimits:
         for item in filter(None, (part.strip() for part in text.split(","))):
             name, equals, value = item.partition("=")
             if not equals or name.strip() not in names:
-                raise ValueError(f"rate limit {item!r}: expected NAME=COUNT/SECONDS or NAME=off, "
-                                 f"NAME one of {', '.join(sorted(names))}")
+                raise ValueError(
+                    f"rate limit {item!r}: expected NAME=COUNT/SECONDS or NAME=off, "
+                    f"NAME one of {', '.join(sorted(names))}"
+                )
             value = value.strip()
             limits = replace(limits, **{name.strip(): None if value == "off" else Rate.parse(value)})
         return limits
 
     @classmethod
-    def off(cls) -> "RateLimits":
+    def off(cls) -> RateLimits:
         return cls(**{f.name: None for f in fields(cls)})
 
     def __str__(self) -> str:
         return ",".join(f"{f.name}={getattr(self, f.name) or 'off'}" for f in fields(self))
 
 
-_WHAT = {"annotator_votes": "votes by one annotator", "client_votes": "votes from one address",
-         "client_names": "annotator names from one address", "client_draws": "pairs drawn from one address"}
+_WHAT = {
+    "annotator_votes": "votes by one annotator",
+    "client_votes": "votes from one address",
+    "client_names": "annotator names from one address",
+    "client_draws": "pairs drawn from one address",
+}
 
 
 class RateLimited(ValueError):

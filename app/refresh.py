@@ -6,12 +6,14 @@ The leaderboard uses it so that a request never waits on the bootstrap once a bo
 arriving all the time do not keep a bootstrap running (it holds the GIL much of the time, slowing every other
 request): the board shown is at most `min_interval` plus one computation behind, and says so.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Callable, Generic, Hashable, TypeVar
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -21,8 +23,9 @@ log = logging.getLogger("workbench")
 class Refreshed(Generic[K, V]):
     """The latest value of `compute(key)`, recomputed in the background when asked for another key."""
 
-    def __init__(self, compute: Callable[[K], V], min_interval: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, compute: Callable[[K], V], min_interval: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ):
         self._compute, self._min_interval, self._clock = compute, min_interval, clock
         self._started = -float("inf")  # when the last computation started
         self._lock = threading.Lock()

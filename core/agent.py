@@ -29,6 +29,7 @@ of each user turn; a user turn that hits a limit ends the conversation. `run_age
 advance; a `Conversation` takes them one at a time (a chat), with the same token layout.
 Thought and argument decoding share one KV cache over the growing context, so each step only encodes new tokens.
 """
+
 from __future__ import annotations
 
 import threading
@@ -88,6 +89,7 @@ class UserTurn:
 
 
 # ---------------------------------------------------------------- events
+
 
 @dataclass(kw_only=True)
 class AgentEvent:
@@ -164,6 +166,7 @@ class ErrorEvent(AgentEvent):
 
 # ---------------------------------------------------------------- trace
 
+
 @dataclass
 class AgentTrace:
     """A finished run: the user turns, every event, and the final answer of each user turn (None: no Finish)."""
@@ -189,8 +192,11 @@ class AgentTrace:
     @property
     def calls(self) -> list[tuple[int, str, dict]]:
         """Tool calls made, in order: (user turn, tool id, arguments); Finish is not a call."""
-        return [(e.turn, e.tool_id, e.arguments) for e in self.events
-                if isinstance(e, ArgumentsEvent) and e.tool_id != FINISH]
+        return [
+            (e.turn, e.tool_id, e.arguments)
+            for e in self.events
+            if isinstance(e, ArgumentsEvent) and e.tool_id != FINISH
+        ]
 
     def calls_by_turn(self) -> list[list[tuple[str, dict]]]:
         """The (tool id, arguments) calls of each user turn."""
@@ -201,11 +207,18 @@ class AgentTrace:
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dict."""
-        return {"query": self.query, "turns": self.turns, "events": [e.to_dict() for e in self.events],
-                "answers": self.answers, "final_answer": self.final_answer, "finished": self.finished}
+        return {
+            "query": self.query,
+            "turns": self.turns,
+            "events": [e.to_dict() for e in self.events],
+            "answers": self.answers,
+            "final_answer": self.final_answer,
+            "finished": self.finished,
+        }
 
 
 # ---------------------------------------------------------------- token format
+
 
 def forced_input_prefix(tokenizer) -> list[int]:
     """The ids that begin every tokenized Action Input line before its JSON: "\\nAction Input:" (the tokenizer
@@ -217,6 +230,7 @@ def forced_input_prefix(tokenizer) -> list[int]:
 
 
 # ---------------------------------------------------------------- decoding helpers
+
 
 class _PrefixCache:
     """A KV cache over the last sequence run: a new sequence only encodes what follows their common prefix."""
@@ -238,8 +252,12 @@ class _PrefixCache:
             else:
                 self.cache.crop(common - len(self.ids))
         device = self.model.device
-        out = self.model(input_ids=torch.tensor([ids[common:]], dtype=torch.long, device=device),
-                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        out = self.model(
+            input_ids=torch.tensor([ids[common:]], dtype=torch.long, device=device),
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         self.cache, self.ids = out.past_key_values, ids
         return out.logits[0, -1].float()
 
@@ -270,11 +288,13 @@ def _observe(executor: Executor, tool, arguments: dict, timeout_s: float) -> Obs
         return outcome
     observation = box["observation"]
     if not isinstance(observation, Observation):
-        return error_observation(f"the executor returned {type(observation).__name__}, not an Observation",
-                                 executed=True)
+        return error_observation(
+            f"the executor returned {type(observation).__name__}, not an Observation", executed=True
+        )
     if not isinstance(observation.content, str):
-        return error_observation(f"the observation content is {type(observation.content).__name__}, not text",
-                                 executed=observation.executed)
+        return error_observation(
+            f"the observation content is {type(observation.content).__name__}, not text", executed=observation.executed
+        )
     return observation
 
 
@@ -289,6 +309,7 @@ def tool_trie(toolgen: ToolGenModel, pool: Sequence[str] | None) -> CodeTrie:
 
 # ---------------------------------------------------------------- the loop
 
+
 class _Run:
     """The state of one conversation: the token context, the step counter, and the decoding helpers."""
 
@@ -300,8 +321,11 @@ class _Run:
         self.cache = _PrefixCache(toolgen.model)
         self.input_prefix = forced_input_prefix(tokenizer)
         end = end_of_turn_ids(tokenizer)
-        self.stop_ids = {i for i in (tokenizer.eos_token_id, end[0] if end else None)
-                         if i is not None and i in tokenizer.all_special_ids}
+        self.stop_ids = {
+            i
+            for i in (tokenizer.eos_token_id, end[0] if end else None)
+            if i is not None and i in tokenizer.all_special_ids
+        }
         self.model_limit = getattr(getattr(toolgen.model, "config", None), "max_position_embeddings", None)
 
     @property
@@ -314,22 +338,29 @@ class _Run:
     def user_turn(self, turn: int, text: str, trie: CodeTrie) -> Iterator[AgentEvent]:
         """User message `text` enters the context (after the agent prompt if it is the first), then assistant
         turns follow until Finish (then the last event is a FinalAnswerEvent), `max_steps`, or a full context."""
-        self.context += (agent_prompt(self.tokenizer, text) if not self.context
-                         else user_turn_ids(self.tokenizer, text))
+        self.context += agent_prompt(self.tokenizer, text) if not self.context else user_turn_ids(self.tokenizer, text)
         for _ in range(self.config.max_steps):
             needed = self.config.max_thought_tokens + trie.depth + self.config.max_argument_tokens + 16
             if len(self.context) + needed > self.max_context:
-                yield ErrorEvent(turn=turn, step=self.step, message=f"the context ({len(self.context)} tokens) "
-                                 f"leaves no room for another step within {self.max_context} tokens",
-                                 recovery="the conversation stops here")
+                yield ErrorEvent(
+                    turn=turn,
+                    step=self.step,
+                    message=f"the context ({len(self.context)} tokens) "
+                    f"leaves no room for another step within {self.max_context} tokens",
+                    recovery="the conversation stops here",
+                )
                 return
             for event in self.assistant_turn(turn, trie):
                 yield event
             self.step += 1
             if isinstance(event, FinalAnswerEvent):
                 return
-        yield ErrorEvent(turn=turn, step=self.step, message=f"no Finish within {self.config.max_steps} steps",
-                         recovery="the conversation stops without a final answer")
+        yield ErrorEvent(
+            turn=turn,
+            step=self.step,
+            message=f"no Finish within {self.config.max_steps} steps",
+            recovery="the conversation stops without a final answer",
+        )
 
     def assistant_turn(self, turn: int, trie: CodeTrie) -> Iterator[AgentEvent]:
         """One Thought / Action / Action Input turn, then its observation or final answer."""
@@ -350,23 +381,37 @@ class _Run:
             return
         tool = self.toolgen.catalog[action.tool_id]
         observation = _observe(self.executor, tool, arguments, self.config.tool_timeout_s)
-        yield ObservationEvent(turn=turn, step=self.step, tool_id=tool.id, content=observation.content,
-                               ok=observation.ok, error=observation.error, simulated=observation.simulated,
-                               executed=observation.executed)
-        self.context += observation_ids(self.tokenizer, observation.content[:self.config.max_observation_chars])
+        yield ObservationEvent(
+            turn=turn,
+            step=self.step,
+            tool_id=tool.id,
+            content=observation.content,
+            ok=observation.ok,
+            error=observation.error,
+            simulated=observation.simulated,
+            executed=observation.executed,
+        )
+        self.context += observation_ids(self.tokenizer, observation.content[: self.config.max_observation_chars])
 
     def thought(self, turn: int) -> Iterator[AgentEvent]:
         """Greedy text up to "\\nAction: "; the last event is the ThoughtEvent."""
         tokenizer = self.tokenizer
-        new = self.cache.greedy(self.context, self.config.max_thought_tokens,
-                                lambda ids: ids[-1] in self.stop_ids or ("\n" + tokenizer.decode(ids)).endswith(ACTION))
+        new = self.cache.greedy(
+            self.context,
+            self.config.max_thought_tokens,
+            lambda ids: ids[-1] in self.stop_ids or ("\n" + tokenizer.decode(ids)).endswith(ACTION),
+        )
         text = "\n" + tokenizer.decode([i for i in new if i not in self.stop_ids])
         if text.endswith(ACTION):
-            text = text[:-len(ACTION)]
+            text = text[: -len(ACTION)]
         else:
             cause = "ended its turn" if new and new[-1] in self.stop_ids else f"wrote {len(new)} tokens"
-            yield ErrorEvent(turn=turn, step=self.step, message=f"the model {cause} without an Action",
-                             recovery="the thought is cut there and the Action is decoded after it")
+            yield ErrorEvent(
+                turn=turn,
+                step=self.step,
+                message=f"the model {cause} without an Action",
+                recovery="the thought is cut there and the Action is decoded after it",
+            )
         yield ThoughtEvent(turn=turn, step=self.step, text=text[1:].removeprefix(THOUGHT).strip())
 
     def action(self, turn: int, trie: CodeTrie, prompt: list[int]) -> ActionEvent:
@@ -375,13 +420,23 @@ class _Run:
             log_probs = torch.log_softmax(self.cache.next_logits(prompt), dim=-1)
             candidates = top_single_token_codes(log_probs, trie, self.config.alternatives)
         else:
-            candidates = constrained_beam_search(self.toolgen.model, prompt, trie, num_beams=self.config.num_beams,
-                                                 top_k=self.config.alternatives, record_steps=False).candidates
+            candidates = constrained_beam_search(
+                self.toolgen.model,
+                prompt,
+                trie,
+                num_beams=self.config.num_beams,
+                top_k=self.config.alternatives,
+                record_steps=False,
+            ).candidates
         best = candidates[0]
-        event = ActionEvent(turn=turn, step=self.step, tool_id=best.tool_id, code=self.code_text(best.tool_id),
-                            log_prob=best.log_prob,
-                            alternatives=[(c.tool_id, self.code_text(c.tool_id), c.log_prob)
-                                          for c in candidates])
+        event = ActionEvent(
+            turn=turn,
+            step=self.step,
+            tool_id=best.tool_id,
+            code=self.code_text(best.tool_id),
+            log_prob=best.log_prob,
+            alternatives=[(c.tool_id, self.code_text(c.tool_id), c.log_prob) for c in candidates],
+        )
         if self.config.probe_unconstrained:
             free = self.cache.greedy(prompt, trie.depth, lambda ids: _left_or_completed(trie, ids))
             event.unconstrained = self.tokenizer.decode(free)
@@ -392,18 +447,25 @@ class _Run:
         """Schema-guided JSON after the forced "\\nAction Input:" (core/arguments.py); the last event is the
         ArgumentsEvent."""
         tool = None if action.tool_id == FINISH else self.toolgen.catalog[action.tool_id]
-        decoded = decode_arguments(self.cache.next_logits, self.tokenizer, prompt,
-                                   FINISH_SCHEMA if tool is None else tool.parameters,
-                                   self.config.max_argument_tokens, frozenset(self.stop_ids))
+        decoded = decode_arguments(
+            self.cache.next_logits,
+            self.tokenizer,
+            prompt,
+            FINISH_SCHEMA if tool is None else tool.parameters,
+            self.config.max_argument_tokens,
+            frozenset(self.stop_ids),
+        )
         arguments = decoded.arguments
         if decoded.problem:
-            yield ErrorEvent(turn=turn, step=self.step, message=decoded.problem,
-                             recovery="the arguments decoded before it are used")
+            yield ErrorEvent(
+                turn=turn, step=self.step, message=decoded.problem, recovery="the arguments decoded before it are used"
+            )
         if tool is None and not isinstance(arguments.get("final_answer"), str):
             arguments = {"final_answer": ""}
         problems = [] if tool is None else validate_arguments(tool, arguments)
-        yield ArgumentsEvent(turn=turn, step=self.step, tool_id=action.tool_id, arguments=arguments,
-                             text=decoded.text, problems=problems)
+        yield ArgumentsEvent(
+            turn=turn, step=self.step, tool_id=action.tool_id, arguments=arguments, text=decoded.text, problems=problems
+        )
 
 
 def _left_or_completed(trie: CodeTrie, ids: Sequence[int]) -> bool:
@@ -418,8 +480,13 @@ def _user_turns(query: str | UserTurn | Sequence[str | UserTurn]) -> list[UserTu
     return [turn if isinstance(turn, UserTurn) else UserTurn(turn) for turn in turns]
 
 
-def run_agent(toolgen: ToolGenModel, query: str | UserTurn | Sequence[str | UserTurn], executor: Executor,
-              pool: Sequence[str] | None = None, config: AgentConfig | None = None) -> Iterator[AgentEvent]:
+def run_agent(
+    toolgen: ToolGenModel,
+    query: str | UserTurn | Sequence[str | UserTurn],
+    executor: Executor,
+    pool: Sequence[str] | None = None,
+    config: AgentConfig | None = None,
+) -> Iterator[AgentEvent]:
     """Run the agent on `query` (one request, or the user turns of a conversation), yielding events as they happen.
 
     `pool`: the tool ids the agent may call (None: the model's whole catalog); a `UserTurn.pool` replaces it from
@@ -446,8 +513,13 @@ def run_agent(toolgen: ToolGenModel, query: str | UserTurn | Sequence[str | User
             return  # a limit was hit: later user turns are not attempted
 
 
-def run_to_end(toolgen: ToolGenModel, query: str | UserTurn | Sequence[str | UserTurn], executor: Executor,
-               pool: Sequence[str] | None = None, config: AgentConfig | None = None) -> AgentTrace:
+def run_to_end(
+    toolgen: ToolGenModel,
+    query: str | UserTurn | Sequence[str | UserTurn],
+    executor: Executor,
+    pool: Sequence[str] | None = None,
+    config: AgentConfig | None = None,
+) -> AgentTrace:
     """`run_agent` to completion, collected into an AgentTrace."""
     texts = [turn.text for turn in _user_turns(query)]
     events = list(run_agent(toolgen, query, executor, pool, config))
@@ -469,8 +541,13 @@ class Conversation:
     being answered raises ValueError.
     """
 
-    def __init__(self, toolgen: ToolGenModel, executor: Executor, pool: Sequence[str] | None = None,
-                 config: AgentConfig | None = None):
+    def __init__(
+        self,
+        toolgen: ToolGenModel,
+        executor: Executor,
+        pool: Sequence[str] | None = None,
+        config: AgentConfig | None = None,
+    ):
         self.toolgen, self.executor = toolgen, executor
         self.config = config or AgentConfig()
         self.pool = pool
@@ -525,8 +602,10 @@ class Conversation:
             raise ValueError("the agent is still answering the previous message")
         try:
             if not self.can_continue:
-                raise ValueError("the previous message ended without a final answer, so the conversation cannot "
-                                 "go on: start a new one")
+                raise ValueError(
+                    "the previous message ended without a final answer, so the conversation cannot "
+                    "go on: start a new one"
+                )
             if turn.pool is not None:
                 self.pool = turn.pool
             trajectory, index = self._trajectory, len(self._trajectory.turns)

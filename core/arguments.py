@@ -8,6 +8,7 @@ order agent tuning writes them (`core.prompts.format_arguments`), plus any missi
 parameters gets `{}`; one without required parameters gets `{}` when the model scores ` {}` above ` {"`.
 The result always parses; a value that does not complete within the token budget is left out and reported.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,16 +34,23 @@ class DecodedArguments:
     problem: str | None = None
 
 
-def decode_arguments(next_logits: NextLogits, tokenizer, prompt: Sequence[int], schema: dict | None,
-                     max_tokens: int, stop_ids: frozenset[int] = frozenset()) -> DecodedArguments:
+def decode_arguments(
+    next_logits: NextLogits,
+    tokenizer,
+    prompt: Sequence[int],
+    schema: dict | None,
+    max_tokens: int,
+    stop_ids: frozenset[int] = frozenset(),
+) -> DecodedArguments:
     """Decode the JSON arguments that follow `prompt` (which ends with "Action Input:") under `schema`.
 
     `max_tokens` bounds the generated value tokens; `stop_ids` (end of turn) end a value unfinished."""
     properties = list(((schema or {}).get("properties")) or {})
     required = [name for name in (schema or {}).get("required", []) if name in properties]
     opening, empty = encode(tokenizer, ' {"'), encode(tokenizer, " {}")
-    if not properties or (not required and _log_prob(next_logits, prompt, empty) > _log_prob(next_logits, prompt,
-                                                                                               opening)):
+    if not properties or (
+        not required and _log_prob(next_logits, prompt, empty) > _log_prob(next_logits, prompt, opening)
+    ):
         return DecodedArguments({}, " {}")
     ids, arguments, budget, key_prefix = list(prompt) + opening, {}, max_tokens, ""
     candidates = _offered(properties, required, arguments)
@@ -57,9 +65,12 @@ def decode_arguments(next_logits: NextLogits, tokenizer, prompt: Sequence[int], 
             if cut is not None:  # a string that ran out of tokens is kept as far as it got
                 arguments[key] = cut
             why = f"the {max_tokens}-token limit" if budget <= 0 else "the end of the turn"
-            return DecodedArguments(arguments, _arguments_text(arguments),
-                                    f"the value of {key!r} was not a complete JSON value before {why}: "
-                                    f"{value_text.strip()[:200]!r}" + (" (kept, cut there)" if cut is not None else ""))
+            return DecodedArguments(
+                arguments,
+                _arguments_text(arguments),
+                f"the value of {key!r} was not a complete JSON value before {why}: "
+                f"{value_text.strip()[:200]!r}" + (" (kept, cut there)" if cut is not None else ""),
+            )
         arguments[key] = value
         ids += encode(tokenizer, value_text)
         candidates = _offered(properties, required, arguments)
@@ -109,8 +120,9 @@ def _log_prob(next_logits: NextLogits, ids: Sequence[int], continuation: Sequenc
     return total
 
 
-def _value(next_logits: NextLogits, tokenizer, ids: list[int], budget: int,
-           stop_ids: frozenset[int]) -> tuple[object, str, str, int]:
+def _value(
+    next_logits: NextLogits, tokenizer, ids: list[int], budget: int, stop_ids: frozenset[int]
+) -> tuple[object, str, str, int]:
     """Greedy tokens until their text is a JSON value followed by `,` or `}`:
     (value, terminator, value text, tokens used); value is _MISSING when the budget or a stop token comes first."""
     new: list[int] = []

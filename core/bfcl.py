@@ -22,6 +22,7 @@ documentations. Variants are decided over all included data at once, so ids do n
 categories a caller loads. A tool shared by several categories is listed under the first one in
 `CATEGORIES` order.
 """
+
 from __future__ import annotations
 
 import ast
@@ -35,8 +36,16 @@ from pathlib import Path
 
 from .tools import CatalogError, Query, Tool, ToolCatalog
 
-AST_CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple",
-                  "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple")
+AST_CATEGORIES = (
+    "simple_python",
+    "multiple",
+    "parallel",
+    "parallel_multiple",
+    "live_simple",
+    "live_multiple",
+    "live_parallel",
+    "live_parallel_multiple",
+)
 RELEVANCE_CATEGORIES = ("irrelevance", "live_irrelevance", "live_relevance")
 MULTI_TURN_CATEGORIES = ("multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context")
 AGENTIC_CATEGORIES = ("web_search", "memory_kv", "memory_vector", "memory_rec_sum")
@@ -44,16 +53,33 @@ CATEGORIES = AST_CATEGORIES + RELEVANCE_CATEGORIES + MULTI_TURN_CATEGORIES + AGE
 
 # Backend class name -> stem of its documentation file (and of its source module in bfcl_eval).
 BACKEND_DOCS = {
-    "GorillaFileSystem": "gorilla_file_system", "MathAPI": "math_api", "MessageAPI": "message_api",
-    "TwitterAPI": "posting_api", "TicketAPI": "ticket_api", "TradingBot": "trading_bot",
-    "TravelAPI": "travel_booking", "VehicleControlAPI": "vehicle_control", "WebSearchAPI": "web_search",
-    "MemoryAPI_kv": "memory_kv", "MemoryAPI_vector": "memory_vector", "MemoryAPI_rec_sum": "memory_rec_sum",
+    "GorillaFileSystem": "gorilla_file_system",
+    "MathAPI": "math_api",
+    "MessageAPI": "message_api",
+    "TwitterAPI": "posting_api",
+    "TicketAPI": "ticket_api",
+    "TradingBot": "trading_bot",
+    "TravelAPI": "travel_booking",
+    "VehicleControlAPI": "vehicle_control",
+    "WebSearchAPI": "web_search",
+    "MemoryAPI_kv": "memory_kv",
+    "MemoryAPI_vector": "memory_vector",
+    "MemoryAPI_rec_sum": "memory_rec_sum",
 }
 
 # BFCL parameter types -> JSON schema types; "any" becomes a schema without "type".
-_SCHEMA_TYPES = {"dict": "object", "object": "object", "float": "number", "number": "number",
-                 "integer": "integer", "string": "string", "boolean": "boolean", "array": "array",
-                 "tuple": "array", "any": None}
+_SCHEMA_TYPES = {
+    "dict": "object",
+    "object": "object",
+    "float": "number",
+    "number": "number",
+    "integer": "integer",
+    "string": "string",
+    "boolean": "boolean",
+    "array": "array",
+    "tuple": "array",
+    "any": None,
+}
 
 
 def default_data_dir() -> Path:
@@ -83,6 +109,7 @@ def function_name(tool: Tool) -> str:
 
 
 # ---------------------------------------------------------------- reading files
+
 
 def _question_file(data_dir: Path, category: str) -> Path:
     stem = "memory" if category.startswith("memory_") else category
@@ -119,6 +146,7 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
 
 # ---------------------------------------------------------------- schemas and tools
 
+
 def to_json_schema(spec: object, source: str, entry: object, where: str) -> dict:
     """Convert one BFCL parameter schema (recursively) to JSON schema; CatalogError on unknown types."""
     if not isinstance(spec, dict):
@@ -126,15 +154,19 @@ def to_json_schema(spec: object, source: str, entry: object, where: str) -> dict
     kind = spec.get("type")
     if kind not in _SCHEMA_TYPES:
         raise CatalogError(source, entry, f"{where}: unknown parameter type {kind!r}")
-    out = {key: value for key, value in spec.items()
-           if key not in ("type", "properties", "items", "additionalProperties", "optional")}
+    out = {
+        key: value
+        for key, value in spec.items()
+        if key not in ("type", "properties", "items", "additionalProperties", "optional")
+    }
     if _SCHEMA_TYPES[kind] is not None:
         out = {"type": _SCHEMA_TYPES[kind], **out}
     if "properties" in spec:
         if not isinstance(spec["properties"], dict):
             raise CatalogError(source, entry, f"{where}: 'properties' must be an object")
-        out["properties"] = {name: to_json_schema(sub, source, entry, f"{where}.{name}")
-                             for name, sub in spec["properties"].items()}
+        out["properties"] = {
+            name: to_json_schema(sub, source, entry, f"{where}.{name}") for name, sub in spec["properties"].items()
+        }
     for key in ("items", "additionalProperties"):
         if isinstance(spec.get(key), dict):
             out[key] = to_json_schema(spec[key], source, entry, f"{where}[{key}]")
@@ -168,13 +200,25 @@ def _namespace(name: str) -> str:
 
 def _make_tool(tool_name: str, api_name: str, category: str, doc: dict, source: str, entry: object) -> Tool:
     params = to_json_schema(doc["parameters"], source, entry, doc["name"])
-    params = {**params, "type": "object", "properties": params.get("properties", {}),
-              "required": list(params.get("required", []))}
+    params = {
+        **params,
+        "type": "object",
+        "properties": params.get("properties", {}),
+        "required": list(params.get("required", [])),
+    }
     response = doc.get("response")
     if isinstance(response, dict):
         response = to_json_schema(response, source, entry, f"{doc['name']} response")
-    return Tool(id=f"{tool_name}&&{api_name}", category=category, tool_name=tool_name, api_name=api_name,
-                description=doc.get("description", ""), parameters=params, response=response, source="bfcl")
+    return Tool(
+        id=f"{tool_name}&&{api_name}",
+        category=category,
+        tool_name=tool_name,
+        api_name=api_name,
+        description=doc.get("description", ""),
+        parameters=params,
+        response=response,
+        source="bfcl",
+    )
 
 
 @dataclass(frozen=True)
@@ -194,10 +238,10 @@ class _Occurrence:
 
 @dataclass(frozen=True)
 class _Index:
-    tools: dict[str, Tool]                         # tool id -> tool, in first-seen order
-    ids: dict[tuple[str, str, str], str]           # (tool_name, name, digest) -> tool id
-    category_tools: dict[str, tuple[str, ...]]     # category -> ids of the tools its entries offer
-    class_tools: dict[str, tuple[str, ...]]        # backend class -> ids of its documented functions
+    tools: dict[str, Tool]  # tool id -> tool, in first-seen order
+    ids: dict[tuple[str, str, str], str]  # (tool_name, name, digest) -> tool id
+    category_tools: dict[str, tuple[str, ...]]  # category -> ids of the tools its entries offer
+    class_tools: dict[str, tuple[str, ...]]  # backend class -> ids of its documented functions
 
 
 def _involved(row: dict, category: str) -> list[str]:
@@ -257,8 +301,9 @@ def _index(data_dir: str) -> _Index:
     def tool_ids(group: list[_Occurrence]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(ids[o.key] for o in group))
 
-    return _Index(tools, ids, {c: tool_ids(g) for c, g in by_category.items()},
-                  {c: tool_ids(g) for c, g in by_class.items()})
+    return _Index(
+        tools, ids, {c: tool_ids(g) for c, g in by_category.items()}, {c: tool_ids(g) for c, g in by_class.items()}
+    )
 
 
 def _categories(categories: Iterable[str] | None) -> list[str]:
@@ -278,6 +323,7 @@ def load_bfcl_catalog(categories: Iterable[str] | None = None, data_dir: Path | 
 
 
 # ---------------------------------------------------------------- ground-truth call strings
+
 
 def _dotted(node: ast.expr) -> str | None:
     if isinstance(node, ast.Name):
@@ -330,6 +376,7 @@ def _literal(node: ast.expr, name: str, text: str) -> object:
 
 # ---------------------------------------------------------------- entries
 
+
 @dataclass
 class BfclEntry:
     """One BFCL test case. `turns[i]` holds the messages of turn i (role/content dicts).
@@ -355,8 +402,7 @@ class BfclEntry:
         return entry_kind(self.category)
 
 
-def load_bfcl_entries(categories: Iterable[str] | None = None,
-                      data_dir: Path | str | None = None) -> list[BfclEntry]:
+def load_bfcl_entries(categories: Iterable[str] | None = None, data_dir: Path | str | None = None) -> list[BfclEntry]:
     """The test entries of `categories` (default: all included), with pools and gold as tool ids."""
     root = Path(data_dir or default_data_dir())
     index = _index(str(root))
@@ -390,21 +436,28 @@ def _turns(row: dict, source: str) -> list[list[dict]]:
 
 
 def _single_turn(row: dict, category: str, answer: dict, index: _Index, source: str) -> BfclEntry:
-    by_name = {doc["name"]: index.ids[(_namespace(doc["name"]), doc["name"], _digest(doc))]
-               for doc in row.get("function", [])}
+    by_name = {
+        doc["name"]: index.ids[(_namespace(doc["name"]), doc["name"], _digest(doc))] for doc in row.get("function", [])
+    }
     ground_truth = answer.get("ground_truth", [])
     if not isinstance(ground_truth, list) or not all(isinstance(g, dict) and len(g) == 1 for g in ground_truth):
         raise CatalogError(source, row["id"], "ground truth must be a list of {function: {param: [values]}}")
     gold = []
     for item in ground_truth:
-        (name, params), = item.items()
+        ((name, params),) = item.items()
         if name not in by_name:
             raise CatalogError(source, row["id"], f"ground truth calls {name!r}, which the entry does not offer")
         if not isinstance(params, dict) or not all(isinstance(v, list) for v in params.values()):
             raise CatalogError(source, row["id"], f"ground truth of {name!r} must map parameters to value lists")
         gold.append(by_name[name])
-    return BfclEntry(id=row["id"], category=category, turns=_turns(row, source), pool=tuple(by_name.values()),
-                     ground_truth=ground_truth, gold=tuple(dict.fromkeys(gold)))
+    return BfclEntry(
+        id=row["id"],
+        category=category,
+        turns=_turns(row, source),
+        pool=tuple(by_name.values()),
+        ground_truth=ground_truth,
+        gold=tuple(dict.fromkeys(gold)),
+    )
 
 
 def _multi_turn(row: dict, category: str, answer: dict, index: _Index, source: str) -> BfclEntry:
@@ -437,10 +490,17 @@ def _multi_turn(row: dict, category: str, answer: dict, index: _Index, source: s
                 if name not in offered:
                     raise CatalogError(source, row["id"], f"ground truth calls unknown function {name!r}")
                 gold.append(offered[name])
-    return BfclEntry(id=row["id"], category=category, turns=turns,
-                     pool=tuple(t for t in offered.values() if t not in hidden), ground_truth=ground_truth,
-                     gold=tuple(dict.fromkeys(gold)), initial_config=row.get("initial_config", {}),
-                     involved_classes=tuple(classes), held_out=held_out)
+    return BfclEntry(
+        id=row["id"],
+        category=category,
+        turns=turns,
+        pool=tuple(t for t in offered.values() if t not in hidden),
+        ground_truth=ground_truth,
+        gold=tuple(dict.fromkeys(gold)),
+        initial_config=row.get("initial_config", {}),
+        involved_classes=tuple(classes),
+        held_out=held_out,
+    )
 
 
 def _agentic(row: dict, category: str, answer: dict, index: _Index, source: str) -> BfclEntry:
@@ -452,12 +512,24 @@ def _agentic(row: dict, category: str, answer: dict, index: _Index, source: str)
     ground_truth = answer.get("ground_truth")
     if not isinstance(ground_truth, list) or not all(isinstance(a, str) for a in ground_truth):
         raise CatalogError(source, row["id"], "agentic ground truth must be a list of answer strings")
-    return BfclEntry(id=entry_id, category=category, turns=_turns(row, source), pool=index.class_tools[class_name],
-                     ground_truth=ground_truth, initial_config=config, involved_classes=(class_name,))
+    return BfclEntry(
+        id=entry_id,
+        category=category,
+        turns=_turns(row, source),
+        pool=index.class_tools[class_name],
+        ground_truth=ground_truth,
+        initial_config=config,
+        involved_classes=(class_name,),
+    )
 
 
-_BUILDERS = {"ast": _single_turn, "irrelevance": _single_turn, "relevance": _single_turn,
-             "multi_turn": _multi_turn, "agentic": _agentic}
+_BUILDERS = {
+    "ast": _single_turn,
+    "irrelevance": _single_turn,
+    "relevance": _single_turn,
+    "multi_turn": _multi_turn,
+    "agentic": _agentic,
+}
 
 
 def entries_to_queries(entries: Iterable[BfclEntry]) -> list[Query]:

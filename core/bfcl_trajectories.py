@@ -4,6 +4,7 @@ observation the model learns from is what the tool returned.
 `bfcl_trajectory(entry, catalog)` builds one `TrainingTrajectory`; `bfcl_agent_examples` renders the training
 entries' trajectories as agent-tuning examples (`core.examples.trajectory_example`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -42,8 +43,11 @@ def _call_steps(executor: BfclExecutor, catalog, calls: list[tuple[str, dict]]) 
 
 def _calls_answer(steps: list[Step], catalog) -> str:
     """Final answer of a single-turn task: the calls made (their backends are not executable here)."""
-    return "Called " + "; ".join(f"{function_name(catalog[s.tool_id])}({format_arguments(s.arguments)})"
-                                 for s in steps) + "."
+    return (
+        "Called "
+        + "; ".join(f"{function_name(catalog[s.tool_id])}({format_arguments(s.arguments)})" for s in steps)
+        + "."
+    )
 
 
 def bfcl_trajectory(entry: BfclEntry, catalog, max_answer_chars: int = 300) -> TrainingTrajectory | None:
@@ -61,27 +65,36 @@ def bfcl_trajectory(entry: BfclEntry, catalog, max_answer_chars: int = 300) -> T
         return TrainingTrajectory(((texts[0], (finish_step(NO_TOOL_THOUGHT, NO_TOOL_ANSWER),)),), entry.id)
     if entry.kind == "ast":
         by_name = {function_name(catalog[t]): t for t in entry.pool}
-        calls = [(by_name[name], _first_acceptable([params]))
-                 for item in entry.ground_truth for name, params in item.items()]
+        calls = [
+            (by_name[name], _first_acceptable([params])) for item in entry.ground_truth for name, params in item.items()
+        ]
         steps = _call_steps(BfclExecutor({}, ()), catalog, calls)
         final = finish_step(FINISH_THOUGHT, _calls_answer(steps, catalog)[:max_answer_chars])
         return TrainingTrajectory(((texts[0], tuple(steps) + (final,)),), entry.id)
     if entry.kind != "multi_turn":
         return None
-    executor = BfclExecutor(entry.initial_config, entry.involved_classes,
-                            long_context=entry.category.endswith("long_context"))
-    offered = {function_name(catalog[t]): t
-               for t in entry.pool + tuple(t for ids in entry.held_out.values() for t in ids)}
+    executor = BfclExecutor(
+        entry.initial_config, entry.involved_classes, long_context=entry.category.endswith("long_context")
+    )
+    offered = {
+        function_name(catalog[t]): t for t in entry.pool + tuple(t for ids in entry.held_out.values() for t in ids)
+    }
     turns = []
     for messages, calls_text in zip(entry.turns, entry.ground_truth):
         user = " ".join(m["content"] for m in messages if m.get("role") == "user")
-        calls = [(offered[name], arguments) for text in calls_text
-                 for name, arguments in parse_call(text, executor.param_order)]
+        calls = [
+            (offered[name], arguments)
+            for text in calls_text
+            for name, arguments in parse_call(text, executor.param_order)
+        ]
         steps = _call_steps(executor, catalog, calls)
         if not user:  # a turn that only adds functions: its calls continue the previous turn's answer
             user = CONTINUE_TEXT
-        final = (finish_step(FINISH_THOUGHT, steps[-1].observation[:max_answer_chars]) if steps
-                 else finish_step(MISSING_INFO_THOUGHT, MISSING_INFO_ANSWER))
+        final = (
+            finish_step(FINISH_THOUGHT, steps[-1].observation[:max_answer_chars])
+            if steps
+            else finish_step(MISSING_INFO_THOUGHT, MISSING_INFO_ANSWER)
+        )
         turns.append((user, tuple(steps) + (final,)))
     return TrainingTrajectory(tuple(turns), entry.id)
 

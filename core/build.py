@@ -11,6 +11,7 @@ At the end it prints, as JSON, retrieval quality on the held-out test queries (N
 catalog, ranking tools by their code token's logit at the end of the retrieval prompt) for the
 untrained tokens and after each stage, the training reports, wall time and peak memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,26 +59,40 @@ class Preset:
     synthetic_for: str = "all"
     pairs_per_tool: int = 1
     agent_examples: int = 300
-    agent_replay: int = 300          # retrieval examples mixed into stage 3 against forgetting
-    eval_queries: int = 300          # test queries scored after each stage (an even spread)
+    agent_replay: int = 300  # retrieval examples mixed into stage 3 against forgetting
+    eval_queries: int = 300  # test queries scored after each stage (an even spread)
     max_tools: int | None = None
-    stages: dict = field(default_factory=lambda: {
-        MEMORIZATION: StageConfig(epochs=2, head="codes", lr=5e-4, rows_lr=2e-3),
-        RETRIEVAL: StageConfig(epochs=2, head="codes", lr=5e-4, rows_lr=2e-3),
-        AGENT: StageConfig(epochs=2, head="full", lr=1e-3, rows_lr=5e-4, max_len=512),
-    })
+    stages: dict = field(
+        default_factory=lambda: {
+            MEMORIZATION: StageConfig(epochs=2, head="codes", lr=5e-4, rows_lr=2e-3),
+            RETRIEVAL: StageConfig(epochs=2, head="codes", lr=5e-4, rows_lr=2e-3),
+            AGENT: StageConfig(epochs=2, head="full", lr=1e-3, rows_lr=5e-4, max_len=512),
+        }
+    )
 
 
 PRESETS = {
     "default": Preset(),
     # ToolBench (2,479 tools, fewer training queries): more synthetic queries pay off there (see README).
-    "default-toolbench": Preset(synthetic_per_tool=4, pairs_per_tool=2, stages={
-        **Preset().stages, RETRIEVAL: StageConfig(epochs=3, head="codes", lr=5e-4, rows_lr=2e-3)}),
+    "default-toolbench": Preset(
+        synthetic_per_tool=4,
+        pairs_per_tool=2,
+        stages={**Preset().stages, RETRIEVAL: StageConfig(epochs=3, head="codes", lr=5e-4, rows_lr=2e-3)},
+    ),
     # A random-init 2-layer model on 40 tools: checks the whole pipeline in about a minute.
-    "tiny": Preset(base="tiny", train_layers=-1, max_tools=40, agent_examples=40, agent_replay=40, eval_queries=40,
-                   stages={MEMORIZATION: StageConfig(epochs=3, head="codes", lr=3e-3, rows_lr=3e-2),
-                           RETRIEVAL: StageConfig(epochs=3, head="codes", lr=3e-3, rows_lr=3e-2),
-                           AGENT: StageConfig(epochs=1, lr=1e-3, rows_lr=1e-2, max_len=256)}),
+    "tiny": Preset(
+        base="tiny",
+        train_layers=-1,
+        max_tools=40,
+        agent_examples=40,
+        agent_replay=40,
+        eval_queries=40,
+        stages={
+            MEMORIZATION: StageConfig(epochs=3, head="codes", lr=3e-3, rows_lr=3e-2),
+            RETRIEVAL: StageConfig(epochs=3, head="codes", lr=3e-3, rows_lr=3e-2),
+            AGENT: StageConfig(epochs=1, lr=1e-3, rows_lr=1e-2, max_len=256),
+        },
+    ),
 }
 
 
@@ -103,8 +118,11 @@ class Corpus:
 
     def training_texts(self) -> list[str]:
         """Every user text that can feed training: queries, entry turns, trajectory turns."""
-        return ([q.text for q in self.train] + [t for e in self.train_entries for t in entry_texts(e)]
-                + [user for t in self.trajectories for user, _ in t.turns])
+        return (
+            [q.text for q in self.train]
+            + [t for e in self.train_entries for t in entry_texts(e)]
+            + [user for t in self.trajectories for user, _ in t.turns]
+        )
 
 
 def load_corpus(name: str, data_dir: Path | str | None = None, max_tools: int | None = None) -> Corpus:
@@ -137,9 +155,13 @@ def _load_toolbench(data_dir: Path) -> Corpus:
         raise FileNotFoundError(f"{data_dir / 'queries'}: no query files")
     split = split_queries(q for path in files for q in load_toolbench_queries(path, catalog))
     answers = data_dir / "reference_answers"
-    trajectories = [trajectory for path in (files if answers.is_dir() else [])
-                    for trajectory in load_reference_trajectories(
-                        answers / path.name, catalog, [q for q in split.train if q.source == f"toolbench:{path.stem}"])]
+    trajectories = [
+        trajectory
+        for path in (files if answers.is_dir() else [])
+        for trajectory in load_reference_trajectories(
+            answers / path.name, catalog, [q for q in split.train if q.source == f"toolbench:{path.stem}"]
+        )
+    ]
     answered = {normalise(user) for trajectory in trajectories for user, _ in trajectory.turns}
     trajectories += synthetic_trajectories([q for q in split.train if normalise(q.text) not in answered], catalog)
     return Corpus("toolbench", catalog, split.train, split.test, trajectories=trajectories)
@@ -152,8 +174,13 @@ def _load_bfcl(data_dir) -> Corpus:
     test_texts = {normalise(t) for e in split.test for t in entry_texts(e)}
     # A few multi-turn follow-ups ("I want 100 shares.") recur across scenarios: such entries stay out.
     train_entries = [e for e in split.train if not any(normalise(t) in test_texts for t in entry_texts(e))]
-    return Corpus("bfcl", load_bfcl_catalog(data_dir=data_dir), entries_to_queries(train_entries),
-                  entries_to_queries(split.test), train_entries)
+    return Corpus(
+        "bfcl",
+        load_bfcl_catalog(data_dir=data_dir),
+        entries_to_queries(train_entries),
+        entries_to_queries(split.test),
+        train_entries,
+    )
 
 
 def _limit_tools(corpus: Corpus, max_tools: int) -> Corpus:
@@ -162,11 +189,18 @@ def _limit_tools(corpus: Corpus, max_tools: int) -> Corpus:
     keep = list(dict.fromkeys(named + corpus.catalog.ids))[:max_tools]
     kept = set(keep)
     inside = lambda tools: set(tools) <= kept  # noqa: E731
-    return Corpus(corpus.name, corpus.catalog.subset(keep), [q for q in corpus.train if inside(q.gold)],
-                  [q for q in corpus.test if inside(q.gold)],
-                  [e for e in corpus.train_entries if inside(e.gold) and inside(e.pool)],
-                  [t for t in corpus.trajectories if inside(s.tool_id for _, steps in t.turns for s in steps
-                                                            if s.tool_id != FINISH)])
+    return Corpus(
+        corpus.name,
+        corpus.catalog.subset(keep),
+        [q for q in corpus.train if inside(q.gold)],
+        [q for q in corpus.test if inside(q.gold)],
+        [e for e in corpus.train_entries if inside(e.gold) and inside(e.pool)],
+        [
+            t
+            for t in corpus.trajectories
+            if inside(s.tool_id for _, steps in t.turns for s in steps if s.tool_id != FINISH)
+        ],
+    )
 
 
 def sample(items: list, n: int, seed: int) -> list:
@@ -180,12 +214,19 @@ def stage_examples(stage: str, toolgen, corpus: Corpus, preset: Preset) -> list:
     if stage == MEMORIZATION:
         return memorization_examples(toolgen, preset.max_doc_tokens)
     if stage == AGENT:
-        agent = bfcl_agent_examples(toolgen, corpus.agent_entries()) + [trajectory_example(toolgen, t)
-                                                                      for t in corpus.trajectories]
+        agent = bfcl_agent_examples(toolgen, corpus.agent_entries()) + [
+            trajectory_example(toolgen, t) for t in corpus.trajectories
+        ]
         if not agent:  # retrieval replay alone would not be agent tuning
             return []
-    retrieval = retrieval_examples(toolgen, corpus.train, preset.synthetic_per_tool, preset.synthetic_for,
-                                   preset.pairs_per_tool, max_query_tokens=preset.max_query_tokens)
+    retrieval = retrieval_examples(
+        toolgen,
+        corpus.train,
+        preset.synthetic_per_tool,
+        preset.synthetic_for,
+        preset.pairs_per_tool,
+        max_query_tokens=preset.max_query_tokens,
+    )
     if stage == RETRIEVAL:
         return retrieval
     return sample(agent, preset.agent_examples, 0) + sample(retrieval, preset.agent_replay, 1)
@@ -202,8 +243,9 @@ def retrieval_quality(trainer: Trainer, toolgen, queries: list) -> dict:
     logits = trainer.code_logits(prompts, [toolgen.code_ids(t)[0] for t in ids], desc="evaluating")
     top = logits.topk(min(5, len(ids)), dim=1).indices.tolist()
     ranked = [[ids[i] for i in row] for row in top]
-    scores = {f"ndcg@{k}": 100 * sum(ndcg(r, q.gold, k) for r, q in zip(ranked, queries)) / len(queries)
-              for k in (1, 5)}
+    scores = {
+        f"ndcg@{k}": 100 * sum(ndcg(r, q.gold, k) for r, q in zip(ranked, queries)) / len(queries) for k in (1, 5)
+    }
     return {**{k: round(v, 2) for k, v in scores.items()}, "queries": len(queries)}
 
 
@@ -222,8 +264,10 @@ def load_retrieval_pairs(model_dir: Path | str) -> list[tuple[str, str]]:
     """The (query, tool id) pairs a build's retrieval stage trained on (see `save_retrieval_pairs`)."""
     path = Path(model_dir) / RETRIEVAL_PAIRS_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: the model at {model_dir} was not built by `python -m core build` "
-                                "with a retrieval stage")
+        raise FileNotFoundError(
+            f"{path} is missing: the model at {model_dir} was not built by `python -m core build` "
+            "with a retrieval stage"
+        )
     with open(path, encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle if line.strip()]
     return [(row["query"], row["tool"]) for row in rows]
@@ -288,34 +332,47 @@ def _start_model(args, corpus: Corpus, preset: Preset) -> ToolGenModel:
         model = tiny_llama(len(tokenizer))
     else:
         model, tokenizer = load_base(preset.base)
-    toolgen = ToolGenModel.from_base(corpus.catalog, scheme=args.scheme, base=preset.base, model=model,
-                                     tokenizer=tokenizer)
+    toolgen = ToolGenModel.from_base(
+        corpus.catalog, scheme=args.scheme, base=preset.base, model=model, tokenizer=tokenizer
+    )
     toolgen.info.update({"corpus": corpus.name, "preset": args.preset, "stages": [], "metrics": {}, "reports": {}})
     return toolgen
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", choices=CORPORA, default="bfcl", help="tool corpus (default: bfcl)")
-    parser.add_argument("--data-dir", default=None,
-                        help=f"toolbench: folder with corpus.json and queries/ (default {TOOLBENCH_DATA_DIR}); "
-                             "bfcl: the bfcl_eval data folder (default: the installed package's)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"toolbench: folder with corpus.json and queries/ (default {TOOLBENCH_DATA_DIR}); "
+        "bfcl: the bfcl_eval data folder (default: the installed package's)",
+    )
     parser.add_argument("--out", default=None, help="checkpoint folder (default models/toolgen-<corpus>)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="settings (default: 'default' for bfcl, 'default-toolbench' for toolbench)")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="settings (default: 'default' for bfcl, 'default-toolbench' for toolbench)",
+    )
     parser.add_argument("--scheme", default="atomic", help="tool indexing scheme (default atomic)")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run, in order")
     parser.add_argument("--train-layers", type=int, default=None, help="top decoder layers trained (-1: all)")
-    parser.add_argument("--epochs", default=None,
-                        help="epochs per stage, e.g. memorization=2,retrieval=3 (overrides the preset)")
+    parser.add_argument(
+        "--epochs", default=None, help="epochs per stage, e.g. memorization=2,retrieval=3 (overrides the preset)"
+    )
     parser.add_argument("--head", default=None, help="softmax head per stage, e.g. retrieval=codes (full|codes)")
     parser.add_argument("--synthetic-per-tool", type=int, default=None)
     parser.add_argument("--synthetic-for", choices=("missing", "all", "none"), default=None)
     parser.add_argument("--pairs-per-tool", type=int, default=None, help="two-intent synthetic queries per tool")
     parser.add_argument("--max-tools", type=int, default=None, help="use only this many tools (experiments)")
     parser.add_argument("--eval-queries", type=int, default=None, help="test queries scored per stage")
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
-                        help="training matmuls: bfloat16 autocast or float32; auto: bfloat16 only where the device "
-                             "has native bf16 (a CPU with avx512_bf16/amx_bf16, or such a GPU)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="training matmuls: bfloat16 autocast or float32; auto: bfloat16 only where the device "
+        "has native bf16 (a CPU with avx512_bf16/amx_bf16, or such a GPU)",
+    )
     parser.add_argument("--no-bf16", action="store_true", help="same as --precision float32")
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint already in --out")
 
@@ -337,9 +394,18 @@ def _preset(args) -> Preset:
         stages[stage] = replace(stages[stage], epochs=epochs)
     for stage, head in _overrides(args.head, str).items():
         stages[stage] = replace(stages[stage], head=head)
-    changes = {name: getattr(args, name) for name in ("train_layers", "synthetic_per_tool", "synthetic_for",
-                                                      "pairs_per_tool", "max_tools", "eval_queries")
-               if getattr(args, name) is not None}
+    changes = {
+        name: getattr(args, name)
+        for name in (
+            "train_layers",
+            "synthetic_per_tool",
+            "synthetic_for",
+            "pairs_per_tool",
+            "max_tools",
+            "eval_queries",
+        )
+        if getattr(args, name) is not None
+    }
     return replace(preset, stages=stages, **changes)
 
 
@@ -355,14 +421,22 @@ def run(args: argparse.Namespace) -> int:
     corpus = load_corpus(args.corpus, args.data_dir, preset.max_tools)
     toolgen = _start_model(args, corpus, preset)
     precision = "float32" if args.no_bf16 else args.precision
-    trainer = Trainer(toolgen, train_layers=preset.train_layers,
-                      bf16=None if precision == "auto" else precision == "bfloat16")
+    trainer = Trainer(
+        toolgen, train_layers=preset.train_layers, bf16=None if precision == "auto" else precision == "bfloat16"
+    )
     build_stages(trainer, corpus, preset, Path(args.out), stages)
     if trainer.accelerator.is_main_process:
-        report = {"corpus": corpus.name, "out": str(args.out), "stages": toolgen.info["stages"],
-                  "tools": len(corpus.catalog), "train_queries": len(corpus.train), "test_queries": len(corpus.test),
-                  "retrieval": toolgen.info["metrics"], "train": toolgen.info["reports"],
-                  "wall_s": round(time.time() - started, 1),
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+        report = {
+            "corpus": corpus.name,
+            "out": str(args.out),
+            "stages": toolgen.info["stages"],
+            "tools": len(corpus.catalog),
+            "train_queries": len(corpus.train),
+            "test_queries": len(corpus.test),
+            "retrieval": toolgen.info["metrics"],
+            "train": toolgen.info["reports"],
+            "wall_s": round(time.time() - started, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }
         print(json.dumps(report, indent=1))
     return 0

@@ -6,6 +6,7 @@ beam search, half sampling), writes each emitted tool token on its own line, re-
 the vocabulary, and reports timings. The same prompts decoded WITHOUT the constraint (greedy or sampled,
 same model) show how many invalid outputs the check catches when the constraint is absent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,7 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
 
-def run_check(vocab_file: str, decodes: int, out_file: str, seed: int = 0, num_beams: int = 5,
-              tokenizer=None) -> dict:
+def run_check(vocab_file: str, decodes: int, out_file: str, seed: int = 0, num_beams: int = 5, tokenizer=None) -> dict:
     """Run the check; write the emitted tokens to `out_file`; return the report (timings, invalid counts).
 
     `tokenizer`: the base tokenizer to add the tokens to (default: a fresh SmolLM2 tokenizer).
@@ -92,8 +92,9 @@ def run_check(vocab_file: str, decodes: int, out_file: str, seed: int = 0, num_b
 
     tool_ids = set(token_ids)
     generator = torch.Generator().manual_seed(seed)
-    unconstrained = [_unconstrained_token(model, p, sample=i >= beam_count, generator=generator)
-                     for i, p in enumerate(prompts)]
+    unconstrained = [
+        _unconstrained_token(model, p, sample=i >= beam_count, generator=generator) for i, p in enumerate(prompts)
+    ]
     return {
         "vocab_file": vocab_file,
         "tokens": len(tokens),
@@ -128,8 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="file receiving one emitted token per line")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-beams", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: the tiny model gains nothing from more)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1: the tiny model gains nothing from more)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

@@ -9,6 +9,7 @@ Speed: next-token sets are built lazily per node and cached as id tensors; a nod
 (the root of an atomic trie holds ~47k) also caches an additive mask row (0 where allowed, -inf elsewhere),
 so masking it is one vector add instead of a 47k-element gather/scatter.
 """
+
 from __future__ import annotations
 
 import operator
@@ -48,8 +49,10 @@ class CodeTrie:
         node = 0
         for position, token in enumerate(code):
             if self._tool[node] is not None:
-                raise ValueError(f"code {code} of tool {tool_id!r} extends the code {code[:position]} "
-                                 f"of tool {self._tool[node]!r}: no code may be a prefix of another")
+                raise ValueError(
+                    f"code {code} of tool {tool_id!r} extends the code {code[:position]} "
+                    f"of tool {self._tool[node]!r}: no code may be a prefix of another"
+                )
             child = self._children[node].get(token)
             if child is None:
                 child = len(self._children)
@@ -60,9 +63,11 @@ class CodeTrie:
         if self._tool[node] is not None:
             raise ValueError(f"tools {self._tool[node]!r} and {tool_id!r} share the code {code}")
         if self._children[node]:
-            longer = next(t for t, c in self._codes.items() if c[:len(code)] == code)
-            raise ValueError(f"code {code} of tool {tool_id!r} is a prefix of the code {self._codes[longer]} "
-                             f"of tool {longer!r}: no code may be a prefix of another")
+            longer = next(t for t, c in self._codes.items() if c[: len(code)] == code)
+            raise ValueError(
+                f"code {code} of tool {tool_id!r} is a prefix of the code {self._codes[longer]} "
+                f"of tool {longer!r}: no code may be a prefix of another"
+            )
         self._tool[node] = tool_id
         self._codes[tool_id] = code
 
@@ -147,8 +152,10 @@ class CodeTrie:
         if scores.dim() != 2 or scores.shape[0] != len(prefixes):
             raise ValueError(f"scores of shape {tuple(scores.shape)} do not match {len(prefixes)} prefixes")
         if self.max_token_id >= scores.shape[1]:
-            raise ValueError(f"the trie holds token id {self.max_token_id} but scores have only {scores.shape[1]} "
-                             "columns: were the tool tokens added to the tokenizer and the embeddings resized?")
+            raise ValueError(
+                f"the trie holds token id {self.max_token_id} but scores have only {scores.shape[1]} "
+                "columns: were the tool tokens added to the tokenizer and the embeddings resized?"
+            )
         rows_by_node: dict[int, list[int]] = {}
         for row, prefix in enumerate(prefixes):
             node = self._node(prefix)
@@ -188,7 +195,7 @@ class ToolConstraintLogitsProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if input_ids.shape[1] < self.prompt_length:
             raise ValueError(f"input of length {input_ids.shape[1]} is shorter than prompt_length {self.prompt_length}")
-        prefixes = [tuple(row) for row in input_ids[:, self.prompt_length:].tolist()]
+        prefixes = [tuple(row) for row in input_ids[:, self.prompt_length :].tolist()]
         masked = self.trie.mask(scores, prefixes)
         complete = [row for row, prefix in enumerate(prefixes) if self.trie.leading_code(prefix) is not None]
         if complete:

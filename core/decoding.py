@@ -19,6 +19,7 @@ Results are distinct tools: each tool has one code and beams never share a prefi
 A `PromptPrefix` (the keys/values of the token ids every prompt starts with, e.g. the chat template and system
 prompt) can be computed once and passed to the searches: each prompt then runs only its own remaining tokens.
 """
+
 from __future__ import annotations
 
 import time
@@ -119,7 +120,7 @@ class PromptPrefix:
 
     def starts(self, prompt: Sequence[int]) -> bool:
         """Whether `prompt` begins with this prefix and goes on after it."""
-        return len(prompt) > len(self.ids) and tuple(prompt[:len(self.ids)]) == self.ids
+        return len(prompt) > len(self.ids) and tuple(prompt[: len(self.ids)]) == self.ids
 
     def cache(self, rows: int) -> DynamicCache:
         """A KV cache holding the prefix for `rows` rows (views: the stored tensors are never written)."""
@@ -146,13 +147,18 @@ class _CachedForward:
         self.attention = torch.zeros((len(prompts), start + width), dtype=torch.long, device=device)
         self.attention[:, :start] = 1
         for row, rest in enumerate(rests):
-            input_ids[row, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
-            self.attention[row, start + width - len(rest):] = 1
+            input_ids[row, width - len(rest) :] = torch.tensor(rest, dtype=torch.long)
+            self.attention[row, start + width - len(rest) :] = 1
         self.positions = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=device)
         position_ids = (self.attention.cumsum(-1) - 1).clamp(min=0)[:, start:]
-        out = model(input_ids=input_ids, attention_mask=self.attention, position_ids=position_ids,
-                    past_key_values=prefix.cache(len(prompts)) if prefix is not None else None,
-                    use_cache=True, logits_to_keep=1)
+        out = model(
+            input_ids=input_ids,
+            attention_mask=self.attention,
+            position_ids=position_ids,
+            past_key_values=prefix.cache(len(prompts)) if prefix is not None else None,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         self.cache = out.past_key_values
         self.log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
         self.passes = 1
@@ -164,9 +170,13 @@ class _CachedForward:
         self.cache.reorder_cache(parents)
         self.attention = torch.cat([self.attention[parents], self.attention.new_ones((len(parents), 1))], dim=1)
         positions = self.positions[parents]
-        out = self.model(input_ids=torch.tensor(list(tokens), dtype=torch.long, device=device)[:, None],
-                         attention_mask=self.attention, position_ids=positions[:, None],
-                         past_key_values=self.cache, use_cache=True)
+        out = self.model(
+            input_ids=torch.tensor(list(tokens), dtype=torch.long, device=device)[:, None],
+            attention_mask=self.attention,
+            position_ids=positions[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
         self.positions = positions + 1
         self.passes += 1
         self.log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
@@ -188,12 +198,16 @@ def _token_text(tokenizer, token_id: int) -> str | None:
     return None if tokenizer is None else tokenizer.decode([token_id])
 
 
-def _options(log_probs: torch.Tensor, masked: torch.Tensor, source: torch.Tensor, n: int,
-             tokenizer) -> list[TokenOption]:
+def _options(
+    log_probs: torch.Tensor, masked: torch.Tensor, source: torch.Tensor, n: int, tokenizer
+) -> list[TokenOption]:
     """The best `n` finite entries of `source` (one row), reported with their full-vocabulary probability."""
     values, ids = source.topk(min(n, source.numel()))
-    return [TokenOption(i, _token_text(tokenizer, i), float(log_probs[i].exp()), bool(masked[i] > NEG_INF))
-            for v, i in zip(values.tolist(), ids.tolist()) if v > NEG_INF]
+    return [
+        TokenOption(i, _token_text(tokenizer, i), float(log_probs[i].exp()), bool(masked[i] > NEG_INF))
+        for v, i in zip(values.tolist(), ids.tolist())
+        if v > NEG_INF
+    ]
 
 
 def _beam_trace(beam: _Beam, log_probs: torch.Tensor, masked: torch.Tensor, n: int, tokenizer) -> BeamTrace:
@@ -209,9 +223,17 @@ def _beam_trace(beam: _Beam, log_probs: torch.Tensor, masked: torch.Tensor, n: i
     )
 
 
-def constrained_beam_search_batch(model, prompts: Sequence[Sequence[int]], trie: CodeTrie, num_beams: int = 5,
-                                  top_k: int | None = None, tokenizer=None, record_steps: bool = True,
-                                  step_top_n: int = 10, prefix: PromptPrefix | None = None) -> list[DecodeResult]:
+def constrained_beam_search_batch(
+    model,
+    prompts: Sequence[Sequence[int]],
+    trie: CodeTrie,
+    num_beams: int = 5,
+    top_k: int | None = None,
+    tokenizer=None,
+    record_steps: bool = True,
+    step_top_n: int = 10,
+    prefix: PromptPrefix | None = None,
+) -> list[DecodeResult]:
     """Beam search over `trie` for several token-id prompts at once (left padding); one result per prompt.
 
     `top_k` (default `num_beams`) is how many tools to return; a larger `top_k` widens the beam to `top_k`.
@@ -231,8 +253,9 @@ def constrained_beam_search_batch(model, prompts: Sequence[Sequence[int]], trie:
         step = 0
         while True:
             masked, mask_ms = _timed_mask(trie, log_probs, [b.prefix for group in beams for b in group])
-            cumulative = masked + torch.tensor([b.log_prob for group in beams for b in group],
-                                               device=masked.device)[:, None]
+            cumulative = (
+                masked + torch.tensor([b.log_prob for group in beams for b in group], device=masked.device)[:, None]
+            )
             parents, tokens, next_beams, first_row = [], [], [], 0
             for group, result in zip(beams, results):
                 rows = range(first_row, first_row + len(group))
@@ -240,18 +263,22 @@ def constrained_beam_search_batch(model, prompts: Sequence[Sequence[int]], trie:
                 live, completed = [], []
                 if group:
                     result.mask_ms.append(mask_ms)
-                    live, completed = _expand(trie, group, cumulative[rows.start:rows.stop], width)
+                    live, completed = _expand(trie, group, cumulative[rows.start : rows.stop], width)
                     result.candidates = sorted(result.candidates + completed, key=lambda c: -c.log_prob)[:k]
                     if len(result.candidates) == k and live and live[0][0].log_prob <= result.candidates[-1].log_prob:
                         live = []  # no live beam can still enter the top k
                     if record_steps:
-                        result.steps.append(StepTrace(
-                            step=step,
-                            beams=[_beam_trace(b, log_probs[r], masked[r], step_top_n, tokenizer)
-                                   for b, r in zip(group, rows)],
-                            kept=[list(beam.prefix) for beam, _, _ in live],
-                            completed=[c.tool_id for c in completed],
-                        ))
+                        result.steps.append(
+                            StepTrace(
+                                step=step,
+                                beams=[
+                                    _beam_trace(b, log_probs[r], masked[r], step_top_n, tokenizer)
+                                    for b, r in zip(group, rows)
+                                ],
+                                kept=[list(beam.prefix) for beam, _, _ in live],
+                                completed=[c.tool_id for c in completed],
+                            )
+                        )
                 parents += [rows[parent] for _, parent, _ in live]
                 tokens += [token for _, _, token in live]
                 next_beams.append([beam for beam, _, _ in live])
@@ -265,8 +292,9 @@ def constrained_beam_search_batch(model, prompts: Sequence[Sequence[int]], trie:
     return results
 
 
-def _expand(trie: CodeTrie, group: list[_Beam], cumulative: torch.Tensor,
-            width: int) -> tuple[list[tuple[_Beam, int, int]], list[Candidate]]:
+def _expand(
+    trie: CodeTrie, group: list[_Beam], cumulative: torch.Tensor, width: int
+) -> tuple[list[tuple[_Beam, int, int]], list[Candidate]]:
     """The best `2 * width` continuations of one prompt's beams, split into (live beam, parent index, token)
     triples (at most `width`) and completed codes."""
     live, completed = [], []
@@ -284,12 +312,21 @@ def _expand(trie: CodeTrie, group: list[_Beam], cumulative: torch.Tensor,
     return live, completed
 
 
-def constrained_beam_search(model, prompt_ids: Sequence[int], trie: CodeTrie, num_beams: int = 5,
-                            top_k: int | None = None, tokenizer=None, record_steps: bool = True,
-                            step_top_n: int = 10, prefix: PromptPrefix | None = None) -> DecodeResult:
+def constrained_beam_search(
+    model,
+    prompt_ids: Sequence[int],
+    trie: CodeTrie,
+    num_beams: int = 5,
+    top_k: int | None = None,
+    tokenizer=None,
+    record_steps: bool = True,
+    step_top_n: int = 10,
+    prefix: PromptPrefix | None = None,
+) -> DecodeResult:
     """Beam search over `trie` after one token-id prompt: the best `top_k` distinct tools with log-probs."""
-    return constrained_beam_search_batch(model, [prompt_ids], trie, num_beams, top_k, tokenizer,
-                                         record_steps, step_top_n, prefix)[0]
+    return constrained_beam_search_batch(
+        model, [prompt_ids], trie, num_beams, top_k, tokenizer, record_steps, step_top_n, prefix
+    )[0]
 
 
 def top_single_token_codes(log_probs: torch.Tensor, trie: CodeTrie, top_k: int) -> list[Candidate]:
@@ -301,12 +338,16 @@ def top_single_token_codes(log_probs: torch.Tensor, trie: CodeTrie, top_k: int) 
         raise ValueError(f"the trie's codes are up to {trie.depth} tokens long; use constrained_beam_search")
     masked = trie.mask(log_probs[None], [()])[0]
     values, ids = masked.topk(min(top_k, masked.numel()))
-    return [Candidate(trie.tool_at((token,)), value, [token])
-            for value, token in zip(values.tolist(), ids.tolist()) if value > NEG_INF]
+    return [
+        Candidate(trie.tool_at((token,)), value, [token])
+        for value, token in zip(values.tolist(), ids.tolist())
+        if value > NEG_INF
+    ]
 
 
-def constrained_sample(model, prompt_ids: Sequence[int], trie: CodeTrie, temperature: float = 1.0,
-                       generator: torch.Generator | None = None) -> DecodeResult:
+def constrained_sample(
+    model, prompt_ids: Sequence[int], trie: CodeTrie, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> DecodeResult:
     """Sample one code token by token from the model's distribution restricted to `trie`.
 
     Tokens are drawn from softmax(log-probs / temperature) over the allowed tokens; the returned

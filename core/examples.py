@@ -13,6 +13,7 @@ is taken on those tokens only). Sequences are concatenations of ids from `core.p
   steps here (`call_thought`, `finish_step`).
 Test queries must never reach these builders: callers split first (`core.splits`) and check for leaks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -45,7 +46,7 @@ class Example:
     mask: tuple[bool, ...]
     stage: str
     tool_id: str = ""  # the gold tool (memorization and retrieval examples)
-    text: str = ""     # the query or document the example was made from (for leak checks)
+    text: str = ""  # the query or document the example was made from (for leak checks)
 
     def __post_init__(self):
         if len(self.ids) != len(self.mask):
@@ -65,6 +66,7 @@ def _prompt_and_code(prompt: list[int], code: Sequence[int], stage: str, tool_id
 
 # ---------------------------------------------------------------- stage 1: memorization
 
+
 def memorization_examples(toolgen, max_doc_tokens: int | None = None) -> list[Example]:
     """One example per catalog tool: its documentation (cut to `max_doc_tokens`) -> its code."""
     examples = []
@@ -77,9 +79,16 @@ def memorization_examples(toolgen, max_doc_tokens: int | None = None) -> list[Ex
 
 # ---------------------------------------------------------------- stage 2: retrieval
 
-def retrieval_examples(toolgen, queries: Iterable[Query], synthetic_per_tool: int = 2,
-                       synthetic_for: str = "missing", pairs_per_tool: int = 0, seed: int = 0,
-                       max_query_tokens: int | None = None) -> list[Example]:
+
+def retrieval_examples(
+    toolgen,
+    queries: Iterable[Query],
+    synthetic_per_tool: int = 2,
+    synthetic_for: str = "missing",
+    pairs_per_tool: int = 0,
+    seed: int = 0,
+    max_query_tokens: int | None = None,
+) -> list[Example]:
     """Training queries -> each gold tool's code, plus synthetic queries.
 
     synthetic_for: "missing" gives `synthetic_per_tool` synthetic queries (`synthetic_queries`) to the
@@ -92,19 +101,25 @@ def retrieval_examples(toolgen, queries: Iterable[Query], synthetic_per_tool: in
     queries = list(queries)
     covered = {tool_id for query in queries for tool_id in query.gold}
     if synthetic_for != "none":
-        queries += [Query(id=f"synthetic:{tool.id}:{n}", text=text, gold=(tool.id,), source="synthetic")
-                    for tool in toolgen.catalog if synthetic_for == "all" or tool.id not in covered
-                    for n, text in enumerate(synthetic_queries(tool, synthetic_per_tool, seed))]
+        queries += [
+            Query(id=f"synthetic:{tool.id}:{n}", text=text, gold=(tool.id,), source="synthetic")
+            for tool in toolgen.catalog
+            if synthetic_for == "all" or tool.id not in covered
+            for n, text in enumerate(synthetic_queries(tool, synthetic_per_tool, seed))
+        ]
     queries += paired_queries(toolgen.catalog, pairs_per_tool, seed)
     examples = []
     for query in queries:
         prompt = retrieval_prompt(toolgen.tokenizer, truncate_tokens(toolgen.tokenizer, query.text, max_query_tokens))
-        examples += [_prompt_and_code(prompt, toolgen.code_ids(tool_id), RETRIEVAL, tool_id, query.text)
-                     for tool_id in query.gold]
+        examples += [
+            _prompt_and_code(prompt, toolgen.code_ids(tool_id), RETRIEVAL, tool_id, query.text)
+            for tool_id in query.gold
+        ]
     return examples
 
 
 # ---------------------------------------------------------------- stage 3: agent trajectories
+
 
 @dataclass(frozen=True)
 class TrainingTrajectory:

@@ -12,6 +12,7 @@ the tokenizer, is the token sequence the model emits for that tool.
 Multi-token codes end with the special END token so that no code is a prefix of another.
 Names are kept verbatim, as in the published ToolGen vocabulary (which keeps non-ASCII such as emoji).
 """
+
 from __future__ import annotations
 
 import math

@@ -12,6 +12,7 @@ Two NDCG definitions are kept side by side because they differ on every query th
 
 All functions count a tool id once, at its first position, if the ranked list repeats it.
 """
+
 from __future__ import annotations
 
 import math

@@ -11,6 +11,7 @@ Checkpoint directory format (`ToolGenModel.save` / `ToolGenModel.load`):
 A directory without `toolgen.json` whose tokenizer carries official `<<tool&&api>>` tokens (the published
 ToolGen-Llama-3-8B / Qwen2.5 checkpoints) loads too: the catalog is recovered from the vocabulary.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -89,8 +90,9 @@ class ToolGenModel:
         self._code_ids = self._tokenize_codes()
 
     @classmethod
-    def from_base(cls, catalog: ToolCatalog, scheme: str = "atomic", base: str = SMOLLM2,
-                  model=None, tokenizer=None) -> ToolGenModel:
+    def from_base(
+        cls, catalog: ToolCatalog, scheme: str = "atomic", base: str = SMOLLM2, model=None, tokenizer=None
+    ) -> ToolGenModel:
         """Add `catalog`'s tool tokens to a base model; each new embedding row is the mean of the embeddings
         of its tool's "tool_name api_name" sub-tokens (the ToolGen initialisation)."""
         if model is None or tokenizer is None:

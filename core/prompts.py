@@ -4,6 +4,7 @@ at the token-id level. Training (core/examples.py) and the agent (core/agent.py)
 Prompts use the base tokenizer's chat template. A tool code is appended as its own token ids (from
 `ToolGenModel.code_ids`), never re-tokenized inside a longer string, so training and decoding see the same ids.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,7 @@ def retrieval_prompt(tokenizer, query: str) -> list[int]:
 def end_of_turn_ids(tokenizer) -> list[int]:
     """The ids that close an assistant turn in this tokenizer's chat format (e.g. `<|im_end|>` and a newline)."""
     rendered = chat_text(tokenizer, [{"role": "assistant", "content": "\x00"}], add_generation_prompt=False)
-    return encode(tokenizer, rendered[rendered.rindex("\x00") + 1:])
+    return encode(tokenizer, rendered[rendered.rindex("\x00") + 1 :])
 
 
 def agent_prompt(tokenizer, query: str) -> list[int]:
@@ -74,7 +75,7 @@ def user_turn_ids(tokenizer, text: str) -> list[int]:
     messages = [{"role": "assistant", "content": "X"}, {"role": "user", "content": text}]
     full = chat_text(tokenizer, messages, add_generation_prompt=True)
     closing = chat_text(tokenizer, messages[:1], add_generation_prompt=False)
-    return encode(tokenizer, full[len(closing):])
+    return encode(tokenizer, full[len(closing) :])
 
 
 def observation_ids(tokenizer, observation: str) -> list[int]:
@@ -102,5 +103,9 @@ def assistant_turn_ids(toolgen, step: Step) -> list[int]:
     """Ids of one assistant turn: `Thought: …\\nAction: <code>\\nAction Input: {json}` and the end of turn."""
     tokenizer = toolgen.tokenizer
     code = (toolgen.finish_token_id,) if step.tool_id == FINISH else toolgen.code_ids(step.tool_id)
-    return (encode(tokenizer, THOUGHT + step.thought + ACTION) + list(code)
-            + encode(tokenizer, ACTION_INPUT + format_arguments(step.arguments)) + end_of_turn_ids(tokenizer))
+    return (
+        encode(tokenizer, THOUGHT + step.thought + ACTION)
+        + list(code)
+        + encode(tokenizer, ACTION_INPUT + format_arguments(step.arguments))
+        + end_of_turn_ids(tokenizer)
+    )

@@ -3,6 +3,7 @@
 The retrieval prompt's opening (chat template and system prompt, the same for every query) is run through the
 model once, when the retriever is made; each query then runs only its own tokens after those keys/values.
 """
+
 from __future__ import annotations
 
 import time
@@ -70,33 +71,59 @@ class ToolGenRetriever:
             raise QueryError("the tool pool is empty")
         return self.trie.restrict(pool)
 
-    def inspect(self, query: str, k: int = 5, pool: Sequence[str] | None = None,
-                num_beams: int | None = None, step_top_n: int = 10) -> DecodeResult:
+    def inspect(
+        self,
+        query: str,
+        k: int = 5,
+        pool: Sequence[str] | None = None,
+        num_beams: int | None = None,
+        step_top_n: int = 10,
+    ) -> DecodeResult:
         """The full beam search result for `query`, with per-step traces (for the beam inspector)."""
         prompt = self.prompt_ids(query)
-        return constrained_beam_search(self.toolgen.model, prompt, self.trie_for(pool),
-                                       num_beams=num_beams or self.num_beams, top_k=k,
-                                       tokenizer=self.toolgen.tokenizer, step_top_n=step_top_n,
-                                       prefix=self._prefix_for([prompt]))
+        return constrained_beam_search(
+            self.toolgen.model,
+            prompt,
+            self.trie_for(pool),
+            num_beams=num_beams or self.num_beams,
+            top_k=k,
+            tokenizer=self.toolgen.tokenizer,
+            step_top_n=step_top_n,
+            prefix=self._prefix_for([prompt]),
+        )
 
     def retrieve(self, query: str, k: int = 5, pool: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """The top `k` (tool id, log-prob) pairs for `query`, best first."""
         prompt = self.prompt_ids(query)
-        result = constrained_beam_search(self.toolgen.model, prompt, self.trie_for(pool), num_beams=self.num_beams,
-                                         top_k=k, record_steps=False, prefix=self._prefix_for([prompt]))
+        result = constrained_beam_search(
+            self.toolgen.model,
+            prompt,
+            self.trie_for(pool),
+            num_beams=self.num_beams,
+            top_k=k,
+            record_steps=False,
+            prefix=self._prefix_for([prompt]),
+        )
         return [(c.tool_id, c.log_prob) for c in result.candidates]
 
-    def retrieve_batch(self, queries: Sequence[str], k: int = 5, pool: Sequence[str] | None = None,
-                       batch_tokens: int = BATCH_TOKENS) -> list[list[tuple[str, float]]]:
+    def retrieve_batch(
+        self, queries: Sequence[str], k: int = 5, pool: Sequence[str] | None = None, batch_tokens: int = BATCH_TOKENS
+    ) -> list[list[tuple[str, float]]]:
         """`retrieve` for several queries sharing one pool. Queries are decoded in batches of similar length (at
         most `batch_tokens` padded prompt tokens each), so short queries are not padded to the longest one."""
         prompts = [self.prompt_ids(q) for q in queries]
         trie, prefix = self.trie_for(pool), self._prefix_for(prompts)
         results: list = [None] * len(prompts)
         for batch in _length_batches([len(p) for p in prompts], batch_tokens):
-            decoded = constrained_beam_search_batch(self.toolgen.model, [prompts[i] for i in batch], trie,
-                                                    num_beams=self.num_beams, top_k=k, record_steps=False,
-                                                    prefix=prefix)
+            decoded = constrained_beam_search_batch(
+                self.toolgen.model,
+                [prompts[i] for i in batch],
+                trie,
+                num_beams=self.num_beams,
+                top_k=k,
+                record_steps=False,
+                prefix=prefix,
+            )
             for i, result in zip(batch, decoded):
                 results[i] = [(c.tool_id, c.log_prob) for c in result.candidates]
         return results

@@ -11,6 +11,7 @@ that keeps the model's answers.
 
 Every choice can be forced: `--precision` on the commands, or the environment variable TOOLGEN_PRECISION.
 """
+
 from __future__ import annotations
 
 import os
@@ -87,6 +88,11 @@ def apply_precision(model, precision: str):
 def describe_machine() -> dict:
     """The CPU model, the flags that decide the number formats, core and thread counts: for benchmark records."""
     relevant = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma", "f16c")) or f in ("sse4_2",))
-    return {"cpu": cpu_model(), "flags": relevant, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "native_bf16": native_bf16(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpu": cpu_model(),
+        "flags": relevant,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "native_bf16": native_bf16(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }

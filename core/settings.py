@@ -16,6 +16,7 @@ Each value can be moved by an environment variable, read when the module is impo
 
 Nothing here writes to `os.environ`: code that must stay offline passes `local_files_only=True` itself.
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ query id keeps duplicates together: BFCL repeats questions under several ids (si
 the three memory backends, live_*), so an id-keyed split would train on test questions. The split of a
 query depends on that query alone, never on which other queries were loaded.
 """
+
 from __future__ import annotations
 
 import hashlib

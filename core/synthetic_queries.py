@@ -8,6 +8,7 @@
 
 Everything is seeded by the tool id, so a tool's queries do not depend on the rest of the catalog.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -88,12 +89,19 @@ def synthetic_queries(tool: Tool, n: int, seed: int = 0) -> list[str]:
     """
     task = _task(tool)
     params = [_words(p) for p in (tool.parameters.get("properties") or {})][:2]
-    fields = {"task": _imperative(task), "Task": task[:1].upper() + task[1:],
-              "api": re.sub(r"^(get|fetch|retrieve) ", "", _words(tool.api_name)),
-              "tool": _words(tool.tool_name) or tool.tool_name, "params": " and ".join(params),
-              "are": "are" if len(params) > 1 else "is"}
-    templates = [t for t in (_TEMPLATES_WITH_TASK if task else ()) + _TEMPLATES_WITHOUT_TASK
-                 if (params or "{params}" not in t) and (tool.tool_name != "bfcl" or "{tool}" not in t)]
+    fields = {
+        "task": _imperative(task),
+        "Task": task[:1].upper() + task[1:],
+        "api": re.sub(r"^(get|fetch|retrieve) ", "", _words(tool.api_name)),
+        "tool": _words(tool.tool_name) or tool.tool_name,
+        "params": " and ".join(params),
+        "are": "are" if len(params) > 1 else "is",
+    }
+    templates = [
+        t
+        for t in (_TEMPLATES_WITH_TASK if task else ()) + _TEMPLATES_WITHOUT_TASK
+        if (params or "{params}" not in t) and (tool.tool_name != "bfcl" or "{tool}" not in t)
+    ]
     rng = random.Random(hashlib.sha1(f"{seed}:{tool.id}".encode()).hexdigest())
     chosen = rng.sample(templates, min(n, len(templates)))
     return list(dict.fromkeys(template.format(**fields) for template in chosen))
@@ -128,11 +136,18 @@ def paired_queries(catalog, per_tool: int, seed: int = 0) -> list[Query]:
     queries = []
     for tool in catalog:
         rng = random.Random(hashlib.sha1(f"pair:{seed}:{tool.id}".encode()).hexdigest())
-        partners = next((ids for ids in (groups[f"tool:{tool.tool_name}"], groups[f"category:{tool.category}"],
-                                         catalog.ids) if len(ids) > 1), [])
+        partners = next(
+            (
+                ids
+                for ids in (groups[f"tool:{tool.tool_name}"], groups[f"category:{tool.category}"], catalog.ids)
+                if len(ids) > 1
+            ),
+            [],
+        )
         for number in range(per_tool if len(partners) > 1 else 0):
             partner = catalog[rng.choice([p for p in partners if p != tool.id])]
             text = rng.choice(_PAIR_TEMPLATES).format(a=_request(tool), b=_request(partner))
-            queries.append(Query(id=f"pair:{tool.id}:{number}", text=text, gold=(tool.id, partner.id),
-                                 source="synthetic"))
+            queries.append(
+                Query(id=f"pair:{tool.id}:{number}", text=text, gold=(tool.id, partner.id), source="synthetic")
+            )
     return queries

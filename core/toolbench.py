@@ -10,6 +10,7 @@ answers with a summary of the observations. A query with a gold tool whose requi
 default, or whose defaults fail `validate_arguments`, gets no trajectory: the simulator would refuse such a
 call, and the model should not learn invalid calls.
 """
+
 from __future__ import annotations
 
 import ast
@@ -27,9 +28,22 @@ from .splits import normalise
 from .tools import CatalogError, Query, Tool, ToolCatalog
 
 _REQUIRED_API_FIELDS = ("tool_name", "api_name")
-_TYPE_MAP = {"string": "string", "str": "string", "number": "number", "float": "number", "integer": "integer",
-             "int": "integer", "boolean": "boolean", "bool": "boolean", "array": "array", "object": "object",
-             "enum": "string", "date": "string", "time": "string", "datetime": "string"}
+_TYPE_MAP = {
+    "string": "string",
+    "str": "string",
+    "number": "number",
+    "float": "number",
+    "integer": "integer",
+    "int": "integer",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "array": "array",
+    "object": "object",
+    "enum": "string",
+    "date": "string",
+    "time": "string",
+    "datetime": "string",
+}
 
 
 def read_json(path: Path | str) -> object:
@@ -59,8 +73,10 @@ def api_to_tool(entry: object, source: str, index: int) -> Tool:
         for param in params:
             if not isinstance(param, dict) or not isinstance(param.get("name"), str):
                 raise CatalogError(source, index, f"a parameter in {group!r} has no name")
-            spec = {"type": _TYPE_MAP.get(str(param.get("type", "string")).lower(), "string"),
-                    "description": str(param.get("description") or "")}
+            spec = {
+                "type": _TYPE_MAP.get(str(param.get("type", "string")).lower(), "string"),
+                "description": str(param.get("description") or ""),
+            }
             if param.get("default") not in (None, ""):
                 spec["default"] = param["default"]
             properties[param["name"]] = spec
@@ -123,8 +139,15 @@ def load_toolbench_queries(path: Path | str, catalog: ToolCatalog | None = None)
             unknown = [t for t in gold + pool if t not in catalog]
             if unknown:
                 raise CatalogError(str(path), index, f"unknown tool {unknown[0]!r} (not in the corpus)")
-        queries.append(Query(id=query_id, text=row["query"], gold=tuple(dict.fromkeys(gold)),
-                             pool=tuple(dict.fromkeys(pool)), source=f"toolbench:{group}"))
+        queries.append(
+            Query(
+                id=query_id,
+                text=row["query"],
+                gold=tuple(dict.fromkeys(gold)),
+                pool=tuple(dict.fromkeys(pool)),
+                source=f"toolbench:{group}",
+            )
+        )
     return queries
 
 
@@ -172,14 +195,19 @@ def catalog_arguments(tool: Tool, arguments: dict) -> dict:
 
 def check_answer_node(node: object, source: str, query_id: str) -> dict:
     """`node` of a reference answer's `answer_details` tree, checked: a {role, message, next} object."""
-    if not (isinstance(node, dict) and isinstance(node.get("role"), str)
-            and isinstance(node.get("message"), str) and isinstance(node.get("next"), list)):
+    if not (
+        isinstance(node, dict)
+        and isinstance(node.get("role"), str)
+        and isinstance(node.get("message"), str)
+        and isinstance(node.get("next"), list)
+    ):
         raise CatalogError(source, query_id, "answer_details: every node needs role, message and next")
     return node
 
 
-def load_reference_trajectories(path: Path | str, catalog: ToolCatalog, queries: Iterable[Query],
-                                max_answer_chars: int = 300) -> list[TrainingTrajectory]:
+def load_reference_trajectories(
+    path: Path | str, catalog: ToolCatalog, queries: Iterable[Query], max_answer_chars: int = 300
+) -> list[TrainingTrajectory]:
     """Agent trajectories from a reference-answers file (`reference_answers/<group>.json`), for `queries` only.
 
     Pass the training queries of this file's group (query ids are unique within a group): answers to any
@@ -213,16 +241,26 @@ def load_reference_trajectories(path: Path | str, catalog: ToolCatalog, queries:
         steps = _steps(messages, final_answer, query, catalog, simulator, str(path), query_id, max_answer_chars)
         if steps is not None:
             trajectories.append(TrainingTrajectory(((query.text, steps),), f"{Path(path).stem}:{query_id}"))
-    log.info("%s: %d of %d reference answers to the given queries kept, %d incomplete ones skipped",
-             path, len(trajectories), asked, asked - len(trajectories))
+    log.info(
+        "%s: %d of %d reference answers to the given queries kept, %d incomplete ones skipped",
+        path,
+        len(trajectories),
+        asked,
+        asked - len(trajectories),
+    )
     return trajectories
 
 
 def reference_messages(entry: object, source: str, query_id: str) -> tuple[list[dict] | None, str]:
     """(the messages along the answer's single chain, or None when the tree branches; the final_answer text)."""
     answer = entry.get("answer") if isinstance(entry, dict) else None
-    if not (isinstance(entry, dict) and isinstance(entry.get("query"), str) and isinstance(answer, dict)
-            and isinstance(answer.get("final_answer"), str) and isinstance(answer.get("answer_details"), list)):
+    if not (
+        isinstance(entry, dict)
+        and isinstance(entry.get("query"), str)
+        and isinstance(answer, dict)
+        and isinstance(answer.get("final_answer"), str)
+        and isinstance(answer.get("answer_details"), list)
+    ):
         raise CatalogError(source, query_id, "expected {query, answer: {final_answer, answer_details}}")
     messages, level = [], answer["answer_details"]
     while level:
@@ -235,8 +273,16 @@ def reference_messages(entry: object, source: str, query_id: str) -> tuple[list[
     return messages, answer["final_answer"]
 
 
-def _steps(messages: list[dict] | None, final_answer: str, query: Query, catalog: ToolCatalog,
-           simulator: ToolBenchSimulator, source: str, query_id: str, max_answer_chars: int) -> tuple | None:
+def _steps(
+    messages: list[dict] | None,
+    final_answer: str,
+    query: Query,
+    catalog: ToolCatalog,
+    simulator: ToolBenchSimulator,
+    source: str,
+    query_id: str,
+    max_answer_chars: int,
+) -> tuple | None:
     """The steps of a complete answer (see `load_reference_trajectories`), else None."""
     answer = given_answer(final_answer)
     if messages is None or answer is None:
@@ -262,8 +308,9 @@ def parse_reference_call(message: str, source: str, query_id: str) -> tuple[str,
     arguments are None when they were cut short or are not a JSON object."""
     match = _CALL.match(message)
     if match is None:
-        raise CatalogError(source, query_id, f"tool message is not a {{'name': …, 'arguments': …}} record: "
-                                             f"{message[:60]!r}")
+        raise CatalogError(
+            source, query_id, f"tool message is not a {{'name': …, 'arguments': …}} record: {message[:60]!r}"
+        )
     name = ast.literal_eval(match["name"])
     if match["arguments"] is None:
         return name, None
@@ -314,8 +361,9 @@ def _typed(value: object, kind: object) -> object:
     return value
 
 
-def synthetic_trajectories(queries: Iterable[Query], catalog: ToolCatalog,
-                           max_answer_chars: int = 300) -> list[TrainingTrajectory]:
+def synthetic_trajectories(
+    queries: Iterable[Query], catalog: ToolCatalog, max_answer_chars: int = 300
+) -> list[TrainingTrajectory]:
     """One single-turn trajectory per query whose gold tools can all be called with their defaults.
 
     Steps: for each gold tool in order, `call_thought(tool)`, the tool, `default_arguments(tool)` and the reply
@@ -331,8 +379,12 @@ def synthetic_trajectories(queries: Iterable[Query], catalog: ToolCatalog,
             skipped += 1
         else:
             trajectories.append(trajectory)
-    log.info("synthetic trajectories: %d queries kept, %d skipped (no gold tool, or a required parameter "
-             "without a valid default)", len(trajectories), skipped)
+    log.info(
+        "synthetic trajectories: %d queries kept, %d skipped (no gold tool, or a required parameter "
+        "without a valid default)",
+        len(trajectories),
+        skipped,
+    )
     return trajectories
 
 
@@ -349,8 +401,7 @@ def _synthetic_trajectory(query: Query, catalog: ToolCatalog, max_answer_chars: 
         steps.append(Step(call_thought(tool), tool.id, arguments, observation))
     if not steps:
         return None
-    results = "; ".join(f"{catalog[s.tool_id].api_name}: {_result_text(s.observation)[:_SUMMARY_CHARS]}"
-                        for s in steps)
+    results = "; ".join(f"{catalog[s.tool_id].api_name}: {_result_text(s.observation)[:_SUMMARY_CHARS]}" for s in steps)
     answer = finish_step(FINISH_THOUGHT, f"Results: {results}"[:max_answer_chars])
     return TrainingTrajectory(((query.text, tuple(steps) + (answer,)),), f"synthetic:{query.source}:{query.id}")
 

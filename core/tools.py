@@ -4,6 +4,7 @@ Everything else (indexing, training, decoding, evaluation, the app) speaks in te
 A tool's `id` is stable across runs and unique within a catalog; for ToolBench it is
 `tool_name&&api_name`, the same text the official ToolGen token wraps in `<<…>>`.
 """
+
 from __future__ import annotations
 
 import json

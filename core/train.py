@@ -22,6 +22,7 @@ Interrupted runs resume: `train(..., state_path=P)` saves the stage's state into
 `progress.json`: stage, config, step, losses) and continues from there (`accelerator.load_state`) when called
 again with the same P, stage and config.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,13 +60,13 @@ class StageConfig:
     """Hyper-parameters of one training stage."""
 
     epochs: int = 1
-    lr: float = 3e-4            # top decoder layers and final norm
-    rows_lr: float = 3e-3       # rows of the added tokens
-    head: str = "full"          # "full" vocabulary or "codes" (code tokens only; stages 1 and 2)
-    batch_tokens: int = 2048    # padded tokens per batch
-    max_batch: int = 32         # sequences per batch
-    max_len: int = 1024         # longer sequences keep their first max_len tokens
-    warmup: float = 0.05        # share of the steps with a linear warm-up, then cosine decay to 0
+    lr: float = 3e-4  # top decoder layers and final norm
+    rows_lr: float = 3e-3  # rows of the added tokens
+    head: str = "full"  # "full" vocabulary or "codes" (code tokens only; stages 1 and 2)
+    batch_tokens: int = 2048  # padded tokens per batch
+    max_batch: int = 32  # sequences per batch
+    max_len: int = 1024  # longer sequences keep their first max_len tokens
+    warmup: float = 0.05  # share of the steps with a linear warm-up, then cosine decay to 0
     weight_decay: float = 0.0
     seed: int = 0
 
@@ -99,8 +100,10 @@ def decoder_parts(model) -> tuple[nn.ModuleList, nn.Module, nn.Module]:
     inner = getattr(model, "model", None)
     parts = [getattr(inner, name, None) for name in ("layers", "norm", "rotary_emb")]
     if any(p is None for p in parts):
-        raise TypeError(f"{type(model).__name__}: training needs a Llama-style decoder "
-                        "(model.model.layers, model.model.norm, model.model.rotary_emb)")
+        raise TypeError(
+            f"{type(model).__name__}: training needs a Llama-style decoder "
+            "(model.model.layers, model.model.norm, model.model.rotary_emb)"
+        )
     return parts[0], parts[1], parts[2]
 
 
@@ -112,11 +115,18 @@ def _run_layers(layers, rotary, config, hidden: torch.Tensor, cache: DynamicCach
     offset = cache.get_seq_length() if cache is not None else 0
     positions = torch.arange(offset, offset + hidden.shape[1], device=hidden.device).unsqueeze(0)
     rope = rotary(hidden, positions)
-    mask = create_causal_mask(config=config, inputs_embeds=hidden, attention_mask=None,
-                              past_key_values=cache, position_ids=positions)
+    mask = create_causal_mask(
+        config=config, inputs_embeds=hidden, attention_mask=None, past_key_values=cache, position_ids=positions
+    )
     for layer in layers:
-        hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=positions,
-                       past_key_values=cache, use_cache=cache is not None)
+        hidden = layer(
+            hidden,
+            attention_mask=mask,
+            position_embeddings=rope,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=cache is not None,
+        )
     return hidden
 
 
@@ -141,13 +151,13 @@ class TopStack(nn.Module):
     def __init__(self, model, n_layers: int, first_new: int):
         super().__init__()
         layers, norm, rotary = decoder_parts(model)
-        self.layers = nn.ModuleList(layers[len(layers) - n_layers:])
+        self.layers = nn.ModuleList(layers[len(layers) - n_layers :])
         self.norm = norm
         self.config = model.config
         self.first_new = first_new
         weight = model.get_input_embeddings().weight
         self.rows = nn.Parameter(weight[first_new:].detach().clone())
-        self._rotary = [rotary]          # in a list: shared with the model, not a submodule of this one
+        self._rotary = [rotary]  # in a list: shared with the model, not a submodule of this one
         self._base = [weight[:first_new]]  # frozen rows of the ordinary vocabulary (a view, no copy)
 
     def head_weight(self, head: torch.Tensor | None) -> torch.Tensor | None:
@@ -189,8 +199,15 @@ class Trainer:
     cached lower-layer states.
     """
 
-    def __init__(self, toolgen, train_layers: int = 2, bf16: bool | None = None, accelerator: Accelerator | None = None,
-                 cache_dtype: torch.dtype = torch.bfloat16, checkpoint_every_s: float = 300.0):
+    def __init__(
+        self,
+        toolgen,
+        train_layers: int = 2,
+        bf16: bool | None = None,
+        accelerator: Accelerator | None = None,
+        cache_dtype: torch.dtype = torch.bfloat16,
+        checkpoint_every_s: float = 300.0,
+    ):
         self.toolgen = toolgen
         self.accelerator = accelerator or Accelerator()
         self.device = self.accelerator.device
@@ -200,7 +217,7 @@ class Trainer:
         model.requires_grad_(False)
         layers, _, self._rotary = decoder_parts(model)
         n_train = len(layers) if train_layers < 0 else min(train_layers, len(layers))
-        self.lower = layers[:len(layers) - n_train]
+        self.lower = layers[: len(layers) - n_train]
         self.first_new = first_added_id(toolgen)
         top = TopStack(model, n_train, self.first_new)
         for parameter in top.layers.parameters():
@@ -226,7 +243,7 @@ class Trainer:
         width = _width(len(s) for s in sequences)
         out = torch.zeros(len(sequences), width, self.cache[sequences[0]].shape[-1], device=self.device)
         for i, sequence in enumerate(sequences):
-            out[i, :len(sequence)] = self.cache[sequence]
+            out[i, : len(sequence)] = self.cache[sequence]
         return out
 
     def _compute_lower(self, sequences: list[tuple[int, ...]]) -> list[torch.Tensor]:
@@ -241,30 +258,39 @@ class Trainer:
                 cache = DynamicCache()
                 ids = torch.tensor([prefix], device=self.device)
                 shared = _run_layers(self.lower, self._rotary, model.config, embed(ids), cache)[0]
-                cache = DynamicCache([(layer.keys.expand(len(sequences), -1, -1, -1),
-                                       layer.values.expand(len(sequences), -1, -1, -1)) for layer in cache.layers])
+                cache = DynamicCache(
+                    [
+                        (layer.keys.expand(len(sequences), -1, -1, -1), layer.values.expand(len(sequences), -1, -1, -1))
+                        for layer in cache.layers
+                    ]
+                )
             else:
                 prefix = ()
-            suffixes = [list(s[len(prefix):]) for s in sequences]
+            suffixes = [list(s[len(prefix) :]) for s in sequences]
             ids = _pad(suffixes, 0).to(self.device)
             hidden = _run_layers(self.lower, self._rotary, model.config, embed(ids), cache)
         self.lower_tokens += len(prefix) + sum(len(s) for s in suffixes)
         if prefix:
-            return [torch.cat([shared, hidden[i, :len(s)]]) for i, s in enumerate(suffixes)]
-        return [hidden[i, :len(s)] for i, s in enumerate(suffixes)]
+            return [torch.cat([shared, hidden[i, : len(s)]]) for i, s in enumerate(suffixes)]
+        return [hidden[i, : len(s)] for i, s in enumerate(suffixes)]
 
     def _write_back(self) -> None:
         """Copy the trained rows into the (tied) embedding; drop cached states that used the old rows."""
         rows = self.accelerator.unwrap_model(self.top).rows
         with torch.no_grad():
-            self.toolgen.model.get_input_embeddings().weight[self.first_new:] = rows
+            self.toolgen.model.get_input_embeddings().weight[self.first_new :] = rows
         self.cache = {k: v for k, v in self.cache.items() if max(k) < self.first_new}
 
     # ------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def code_logits(self, prompts: Sequence[Sequence[int]], token_ids: Sequence[int],
-                    batch_tokens: int = 4096, desc: str = "scoring") -> torch.Tensor:
+    def code_logits(
+        self,
+        prompts: Sequence[Sequence[int]],
+        token_ids: Sequence[int],
+        batch_tokens: int = 4096,
+        desc: str = "scoring",
+    ) -> torch.Tensor:
         """Logits of `token_ids` at the last position of each prompt: (len(prompts), len(token_ids)), CPU."""
         top = self.accelerator.unwrap_model(self.top)
         head = torch.tensor(list(token_ids), device=self.device)
@@ -281,8 +307,9 @@ class Trainer:
 
     # ------------------------------------------------------------ training
 
-    def train(self, examples: Sequence[Example], config: StageConfig, stage: str,
-              state_path: Path | str | None = None) -> dict:
+    def train(
+        self, examples: Sequence[Example], config: StageConfig, stage: str, state_path: Path | str | None = None
+    ) -> dict:
         """Train on `examples` for `config.epochs`; returns a report (losses, tokens, tokens/s).
 
         With `state_path` (a folder), the run checkpoints there periodically and resumes from a matching saved
@@ -293,17 +320,22 @@ class Trainer:
             raise ValueError(f"stage {stage}: no training example has a target token")
         top = self.accelerator.unwrap_model(self.top)
         head, label_map = self._head(rows, config)
-        groups = [{"params": [p for p in top.parameters() if p.requires_grad and p is not top.rows], "lr": config.lr},
-                  {"params": [top.rows], "lr": config.rows_lr}]
+        groups = [
+            {"params": [p for p in top.parameters() if p.requires_grad and p is not top.rows], "lr": config.lr},
+            {"params": [top.rows], "lr": config.rows_lr},
+        ]
         groups = [g for g in groups if g["params"]]
         for group in groups:
             group["base_lr"] = group["lr"]
         # The accelerator holds this stage's model and optimizer only, which is what save_state/load_state cover.
         self.accelerator.free_memory()
         self.top, optimizer = self.accelerator.prepare(top, torch.optim.AdamW(groups, weight_decay=config.weight_decay))
-        plan = [self._shard(_length_batches(rows, config.batch_tokens, config.max_batch,
-                                            random.Random(config.seed * 1000 + epoch)))
-                for epoch in range(config.epochs)]
+        plan = [
+            self._shard(
+                _length_batches(rows, config.batch_tokens, config.max_batch, random.Random(config.seed * 1000 + epoch))
+            )
+            for epoch in range(config.epochs)
+        ]
         total = sum(len(p) for p in plan)
         probe = spread(rows, PROBE)
         probe_before = self.mean_loss(probe, head, label_map, config)
@@ -340,12 +372,21 @@ class Trainer:
         if state_path and self.accelerator.is_main_process and Path(state_path).exists():
             shutil.rmtree(state_path)
         tenth = max(1, len(losses) // 10)
-        return {"stage": stage, "examples": len(rows), "epochs": config.epochs, "steps": total,
-                "loss_first": sum(losses[:tenth]) / tenth, "loss_last": sum(losses[-tenth:]) / tenth,
-                "probe_loss_before": round(probe_before, 4), "probe_loss_after": round(probe_after, 4),
-                "tokens": done_tokens, "seconds": round(seconds, 1),
-                "tokens_per_s": round(done_tokens / max(seconds, 1e-9), 1),
-                "precision": "bfloat16" if self.bf16 else "float32", "config": asdict(config)}
+        return {
+            "stage": stage,
+            "examples": len(rows),
+            "epochs": config.epochs,
+            "steps": total,
+            "loss_first": sum(losses[:tenth]) / tenth,
+            "loss_last": sum(losses[-tenth:]) / tenth,
+            "probe_loss_before": round(probe_before, 4),
+            "probe_loss_after": round(probe_after, 4),
+            "tokens": done_tokens,
+            "seconds": round(seconds, 1),
+            "tokens_per_s": round(done_tokens / max(seconds, 1e-9), 1),
+            "precision": "bfloat16" if self.bf16 else "float32",
+            "config": asdict(config),
+        }
 
     @torch.no_grad()
     def mean_loss(self, rows: list[_Row], head, label_map, config: StageConfig) -> float:
@@ -439,8 +480,9 @@ def _targets(rows, batch, label_map, device):
     return torch.tensor(positions, device=device), torch.tensor(labels, device=device)
 
 
-def _length_batches(rows: list[_Row], batch_tokens: int, max_batch: int, rng: random.Random,
-                    shuffle: bool = True) -> list[list[int]]:
+def _length_batches(
+    rows: list[_Row], batch_tokens: int, max_batch: int, rng: random.Random, shuffle: bool = True
+) -> list[list[int]]:
     """Indices of `rows` grouped into batches of similar length (at most batch_tokens padded tokens)."""
     order = sorted(range(len(rows)), key=lambda i: (len(rows[i].inputs), rng.random() if shuffle else i))
     batches, current, width = [], [], 0

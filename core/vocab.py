@@ -1,4 +1,5 @@
 """The official ToolGen token list (`virtual_tokens.txt`): one `<<tool_name&&api_name>>` per line, names only."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,9 @@ def read_token_lines(path: Path | str) -> list[str]:
         if token == "":
             raise CatalogError(str(path), f"line {number}", "empty token")
         if token in first_line:
-            raise CatalogError(str(path), f"line {number}",
-                               f"duplicate token {token!r} (first on line {first_line[token]})")
+            raise CatalogError(
+                str(path), f"line {number}", f"duplicate token {token!r} (first on line {first_line[token]})"
+            )
         first_line[token] = number
     if not lines:
         raise CatalogError(str(path), "-", "no tokens")
@@ -45,8 +47,14 @@ def catalog_from_tokens(tokens: list[str], source: str = "tokens") -> ToolCatalo
             tool_name, api_name = parse_tool_token(token)
         except ValueError as e:
             raise CatalogError(source, f"line {line_number}", str(e)) from None
-        tool = Tool(id=f"{tool_name}&&{api_name}", category="", tool_name=tool_name, api_name=api_name,
-                    description="", source="toolgen-vocab")
+        tool = Tool(
+            id=f"{tool_name}&&{api_name}",
+            category="",
+            tool_name=tool_name,
+            api_name=api_name,
+            description="",
+            source="toolgen-vocab",
+        )
         catalog.add(tool, source=source, entry=f"line {line_number}")
     return catalog
 

@@ -1,5 +1,6 @@
 """Command line: `python -m eval retrieval | agent | report | train-baseline | backup | flag | snapshot | speed`
 (see README)."""
+
 from __future__ import annotations
 
 import argparse

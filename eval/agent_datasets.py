@@ -19,6 +19,7 @@ core/splits.py; `--split all` keeps every task.
   out. `reference_recall`: share of the resolved tools GPT-3.5 called that the system called too (absent when it
   called none). Each task carries the GPT-3.5 answer as its reference trajectory (system `gpt-3.5-reference`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -80,8 +81,9 @@ def offered_pools(entry: BfclEntry) -> list[tuple[str, ...]]:
 def bfcl_turn_texts(entry: BfclEntry) -> list[str]:
     """The user text of each turn as agent tuning renders it: its user messages joined by a space, or
     CONTINUE_TEXT for a turn that only adds functions."""
-    return [" ".join(m["content"] for m in messages if m.get("role") == "user") or CONTINUE_TEXT
-            for messages in entry.turns]
+    return [
+        " ".join(m["content"] for m in messages if m.get("role") == "user") or CONTINUE_TEXT for messages in entry.turns
+    ]
 
 
 def _bfcl_calls(catalog: ToolCatalog, calls: Sequence[tuple[str, dict]]) -> list[tuple[str, dict]]:
@@ -106,8 +108,11 @@ def bfcl_single_tasks(catalog: ToolCatalog, split: str, categories: Sequence[str
                 calls = calls[:1]
             return {"correct": float(check_entry(entry, calls, catalog).valid)}
 
-        tasks.append(Task(entry.id, "bfcl-single", [(bfcl_turn_texts(entry)[0], entry.pool)],
-                          lambda: BfclExecutor({}, ()), score))
+        tasks.append(
+            Task(
+                entry.id, "bfcl-single", [(bfcl_turn_texts(entry)[0], entry.pool)], lambda: BfclExecutor({}, ()), score
+            )
+        )
     return tasks
 
 
@@ -125,17 +130,30 @@ def bfcl_multi_tasks(catalog: ToolCatalog, split: str, categories: Sequence[str]
             model_turns = [_bfcl_calls(catalog, calls) for calls in trajectory.calls_by_turn()[:attempted]]
             passed = 0
             for count in range(1, len(entry.ground_truth) + 1):
-                if count > len(model_turns) or not check_multi_turn(
-                        model_turns[:count], entry.ground_truth[:count], entry.initial_config,
-                        entry.involved_classes, long_context).valid:
+                if (
+                    count > len(model_turns)
+                    or not check_multi_turn(
+                        model_turns[:count],
+                        entry.ground_truth[:count],
+                        entry.initial_config,
+                        entry.involved_classes,
+                        long_context,
+                    ).valid
+                ):
                     break
                 passed = count
             total = len(entry.ground_truth)
             return {"correct": float(passed == total), "turns_passed": passed / total}
 
-        tasks.append(Task(entry.id, "bfcl-multi", list(zip(bfcl_turn_texts(entry), offered_pools(entry))),
-                          lambda entry=entry, lc=long_context: BfclExecutor(entry.initial_config,
-                                                                            entry.involved_classes, lc), score))
+        tasks.append(
+            Task(
+                entry.id,
+                "bfcl-multi",
+                list(zip(bfcl_turn_texts(entry), offered_pools(entry))),
+                lambda entry=entry, lc=long_context: BfclExecutor(entry.initial_config, entry.involved_classes, lc),
+                score,
+            )
+        )
     return tasks
 
 
@@ -145,8 +163,9 @@ def toolbench_environment(cache_file: str | None) -> Callable[[], ToolBenchSimul
     return lambda: ToolBenchSimulator(cache)
 
 
-def toolbench_tasks(catalog: ToolCatalog, query_files: Sequence[Path], split: str, pool: str,
-                    cache_file: str | None) -> list[Task]:
+def toolbench_tasks(
+    catalog: ToolCatalog, query_files: Sequence[Path], split: str, pool: str, cache_file: str | None
+) -> list[Task]:
     """One task per ToolBench query on the simulated environment."""
     environment = toolbench_environment(cache_file)
     tasks = []
@@ -158,13 +177,25 @@ def toolbench_tasks(catalog: ToolCatalog, query_files: Sequence[Path], split: st
                 called = {tool_id for _, tool_id, _ in trajectory.calls}
                 return {"gold_recall": len(called & set(gold)) / len(gold) if gold else 0.0}
 
-            tasks.append(Task(query.id, f"toolbench:{Path(path).stem}",
-                              [(query.text, query.pool if pool == "query" else None)], environment, score))
+            tasks.append(
+                Task(
+                    query.id,
+                    f"toolbench:{Path(path).stem}",
+                    [(query.text, query.pool if pool == "query" else None)],
+                    environment,
+                    score,
+                )
+            )
     return tasks
 
 
-def toolbench_reference_tasks(catalog: ToolCatalog, answer_files: Sequence[Path], pool: str, cache_file: str | None,
-                              excluded_texts: Sequence[str] = ()) -> list[Task]:
+def toolbench_reference_tasks(
+    catalog: ToolCatalog,
+    answer_files: Sequence[Path],
+    pool: str,
+    cache_file: str | None,
+    excluded_texts: Sequence[str] = (),
+) -> list[Task]:
     """One task per GPT-3.5 reference answer that offers a catalog tool and whose normalised query is not one of
     `excluded_texts`; each carries the answer as its reference trajectory."""
     environment, index = toolbench_environment(cache_file), function_index(catalog)
@@ -180,6 +211,14 @@ def toolbench_reference_tasks(catalog: ToolCatalog, answer_files: Sequence[Path]
                 return {"reference_recall": len(called & set(reference)) / len(reference)} if reference else {}
 
             group = f"toolbench-reference:{answer.group}"
-            tasks.append(Task(answer.query_id, group, [(answer.query, answer.offered if pool == "query" else None)],
-                              environment, score, reference=answer.trajectory(group)))
+            tasks.append(
+                Task(
+                    answer.query_id,
+                    group,
+                    [(answer.query, answer.offered if pool == "query" else None)],
+                    environment,
+                    score,
+                    reference=answer.trajectory(group),
+                )
+            )
     return tasks

@@ -18,6 +18,7 @@ answers of toolbench-reference tasks are stored as trajectories of system `gpt-3
 however often the dataset runs, so the Annotate tab pairs them with the systems' runs; the report gives their
 metrics (eval/reference_answers.py) beside the systems'.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,9 @@ def trajectory_metrics(trajectory: AgentTrace, offered: set[str]) -> dict[str, f
     }
 
 
-def evaluate(system: ToolGenSystem | RetrieveReadSystem, tasks: Sequence[Task], config: AgentConfig,
-             log=print) -> tuple[list[StoredTrajectory], list[str]]:
+def evaluate(
+    system: ToolGenSystem | RetrieveReadSystem, tasks: Sequence[Task], config: AgentConfig, log=print
+) -> tuple[list[StoredTrajectory], list[str]]:
     """Run `system` on every task; the stored trajectories with their metrics, and the tasks skipped (why)."""
     stored, skipped = [], []
     for number, task in enumerate(tasks, start=1):
@@ -82,18 +84,28 @@ def evaluate(system: ToolGenSystem | RetrieveReadSystem, tasks: Sequence[Task], 
         seconds = time.perf_counter() - start
         offered = task.offered if task.offered is not None else set(system.model.catalog.ids)
         metrics = {**trajectory_metrics(trajectory, offered), **task.score(trajectory), "seconds": seconds}
-        stored.append(StoredTrajectory(system.name, task.group, task.id, task.turns[0][0],
-                                       [e.to_dict() for e in trajectory.events], trajectory.final_answer or "",
-                                       metrics))
-        log(f"[{system.name}] {number}/{len(tasks)} {task.id}: "
-            + " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
+        stored.append(
+            StoredTrajectory(
+                system.name,
+                task.group,
+                task.id,
+                task.turns[0][0],
+                [e.to_dict() for e in trajectory.events],
+                trajectory.final_answer or "",
+                metrics,
+            )
+        )
+        log(f"[{system.name}] {number}/{len(tasks)} {task.id}: " + " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
     return stored, skipped
 
 
 def store_once(store: ResultsStore, trajectories: Sequence[StoredTrajectory]) -> int:
     """Store the trajectories whose (system, dataset, query id) the store does not hold yet; how many it stored."""
-    held = {(t.system, t.dataset, t.query_id) for dataset in {t.dataset for t in trajectories}
-            for t in store.trajectories(dataset=dataset)}
+    held = {
+        (t.system, t.dataset, t.query_id)
+        for dataset in {t.dataset for t in trajectories}
+        for t in store.trajectories(dataset=dataset)
+    }
     new = {}
     for trajectory in trajectories:
         key = (trajectory.system, trajectory.dataset, trajectory.query_id)
@@ -112,8 +124,9 @@ def build_tasks(args: argparse.Namespace, catalog: ToolCatalog) -> list[Task]:
         tasks = bfcl_multi_tasks(catalog, args.split, categories)
     elif args.dataset == "toolbench-reference":
         data_dir = Path(args.data_dir)
-        files = ([Path(f) for f in args.queries] if args.queries
-                 else sorted((data_dir / "reference_answers").glob("*.json")))
+        files = (
+            [Path(f) for f in args.queries] if args.queries else sorted((data_dir / "reference_answers").glob("*.json"))
+        )
         training = load_corpus("toolbench", data_dir).training_texts() if args.split == "test" else ()
         tasks = toolbench_reference_tasks(catalog, files, args.pool, args.cache, training)
     else:
@@ -141,8 +154,9 @@ def retrieve_read_dir(args: argparse.Namespace, corpus: str) -> Path | None:
     return path
 
 
-def load_system(name: str, args: argparse.Namespace, catalog: ToolCatalog,
-                corpus: str) -> tuple[ToolGenSystem | RetrieveReadSystem, bool]:
+def load_system(
+    name: str, args: argparse.Namespace, catalog: ToolCatalog, corpus: str
+) -> tuple[ToolGenSystem | RetrieveReadSystem, bool]:
     """A system and whether its model was agent-tuned."""
     if name == "toolgen":
         return ToolGenSystem(ToolGenModel.load(args.model or model_dir(corpus))), True
@@ -156,21 +170,32 @@ def load_system(name: str, args: argparse.Namespace, catalog: ToolCatalog,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=DATASETS, required=True)
     parser.add_argument("--data-dir", default=str(TOOLBENCH_DATA_DIR), help="ToolBench data folder (toolbench*)")
-    parser.add_argument("--queries", nargs="*", help="ToolBench query files (default: every file in DATA_DIR/queries); "
-                                                      "toolbench-reference: reference-answer files (default: every "
-                                                      "file in DATA_DIR/reference_answers)")
+    parser.add_argument(
+        "--queries",
+        nargs="*",
+        help="ToolBench query files (default: every file in DATA_DIR/queries); "
+        "toolbench-reference: reference-answer files (default: every "
+        "file in DATA_DIR/reference_answers)",
+    )
     parser.add_argument("--categories", help="BFCL categories, comma-separated (default: all of the dataset's)")
     parser.add_argument("--split", choices=("test", "all"), default="test")
-    parser.add_argument("--pool", choices=("query", "catalog"), default="query",
-                        help="toolbench*: offer the query's tools (api_list, or the answer's available tools) or "
-                             "the whole catalog")
+    parser.add_argument(
+        "--pool",
+        choices=("query", "catalog"),
+        default="query",
+        help="toolbench*: offer the query's tools (api_list, or the answer's available tools) or the whole catalog",
+    )
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--model", help="ToolGen checkpoint (default: models/toolgen-<bfcl|toolbench>)")
     baseline = parser.add_mutually_exclusive_group()
-    baseline.add_argument("--baseline-model", help="retrieve-read checkpoint (default: models/retrieve-read-<corpus>, "
-                                                   "trained by `python -m eval train-baseline --kind retrieve-read`)")
-    baseline.add_argument("--untuned-baseline", action="store_true",
-                          help="evaluate the retrieve-read agent with the untuned --base model")
+    baseline.add_argument(
+        "--baseline-model",
+        help="retrieve-read checkpoint (default: models/retrieve-read-<corpus>, "
+        "trained by `python -m eval train-baseline --kind retrieve-read`)",
+    )
+    baseline.add_argument(
+        "--untuned-baseline", action="store_true", help="evaluate the retrieve-read agent with the untuned --base model"
+    )
     parser.add_argument("--base", default=SMOLLM2, help="base model of the untuned retrieve-read agent")
     parser.add_argument("--k", type=int, default=5, help="tools the retrieve-read agent retrieves per user message")
     parser.add_argument("--max-steps", type=int, default=AgentConfig.max_steps, help="assistant turns per user turn")
@@ -193,8 +218,12 @@ def run(args: argparse.Namespace) -> int:
         retrieve_read_dir(args, corpus)  # a missing baseline fails now, not after the other systems ran
     catalog = load_catalog(args)
     tasks = build_tasks(args, catalog)
-    config = AgentConfig(max_steps=args.max_steps, max_thought_tokens=args.max_thought_tokens,
-                         max_argument_tokens=args.max_argument_tokens, probe_unconstrained=True)
+    config = AgentConfig(
+        max_steps=args.max_steps,
+        max_thought_tokens=args.max_thought_tokens,
+        max_argument_tokens=args.max_argument_tokens,
+        probe_unconstrained=True,
+    )
     setting = f"pool={args.pool}" if corpus == "toolbench" else "offered-functions"
     log = (lambda message: None) if args.json else print
     report = {}
@@ -202,22 +231,41 @@ def run(args: argparse.Namespace) -> int:
         references = [task.reference for task in tasks if task.reference is not None]
         if references:
             added = store_once(store, references)
-            report[references[0].system] = {"tasks": len(references), "stored_now": added, "skipped": [],
-                                            **{n: round(e.mean, 4) for n, e in summarise(
-                                                t.metrics for t in references).items()}}
+            report[references[0].system] = {
+                "tasks": len(references),
+                "stored_now": added,
+                "skipped": [],
+                **{n: round(e.mean, 4) for n, e in summarise(t.metrics for t in references).items()},
+            }
         for name in systems:
             system, tuned = load_system(name, args, catalog, corpus)
             trajectories, skipped = evaluate(system, tasks, config, log)
             store.add_trajectories(trajectories)
             summary = summarise(t.metrics for t in trajectories)
-            store.add_run(name, args.dataset, metrics=[MetricValue(f"agent_{n}", e.mean, e.ci_low, e.ci_high)
-                                                      for n, e in summary.items()],
-                          config={"system": name, "model": args.model, "base": args.base, "k": args.k,
-                                  "agent": asdict(config), "tasks": len(trajectories), "skipped": len(skipped),
-                                  "tuned": tuned, "cores": os.cpu_count()},
-                          setting=setting, split=args.split)
-            report[name] = {"tasks": len(trajectories), "skipped": skipped[:5], "n_skipped": len(skipped),
-                            **{n: round(e.mean, 4) for n, e in summary.items()}}
+            store.add_run(
+                name,
+                args.dataset,
+                metrics=[MetricValue(f"agent_{n}", e.mean, e.ci_low, e.ci_high) for n, e in summary.items()],
+                config={
+                    "system": name,
+                    "model": args.model,
+                    "base": args.base,
+                    "k": args.k,
+                    "agent": asdict(config),
+                    "tasks": len(trajectories),
+                    "skipped": len(skipped),
+                    "tuned": tuned,
+                    "cores": os.cpu_count(),
+                },
+                setting=setting,
+                split=args.split,
+            )
+            report[name] = {
+                "tasks": len(trajectories),
+                "skipped": skipped[:5],
+                "n_skipped": len(skipped),
+                **{n: round(e.mean, 4) for n, e in summary.items()},
+            }
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -8,6 +8,7 @@ held in `.model`; they differ in what the model reads and in which codes its act
   checked exactly like ToolGen's. Its model is the untuned base (`untuned_retrieve_read`) or one trained by
   `python -m eval train-baseline --kind retrieve-read` (eval/train_baseline.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,7 +64,7 @@ class RetrieveReadSystem:
         hits = [tool_id for tool_id, _ in self.retriever.retrieve(text, self.k, pool=pool)]
         extra = [t for t in dict.fromkeys(include) if t not in hits]
         surplus = len(hits) + len(extra) - max(self.k, len(set(include)))
-        dropped = [t for t in reversed(hits) if t not in include][:max(surplus, 0)]
+        dropped = [t for t in reversed(hits) if t not in include][: max(surplus, 0)]
         hits = [t for t in hits if t not in dropped]
         for tool_id in extra:
             hits.insert(int(hashlib.sha1(f"{text}\n{tool_id}".encode()).hexdigest(), 16) % (len(hits) + 1), tool_id)

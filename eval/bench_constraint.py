@@ -8,6 +8,7 @@ with ids after the 49,152 SmolLM2 base tokens, as `tokenizer.add_tokens` numbers
 GGUF) decodes `--beams` rows with a KV cache; each step is timed with and without `CodeTrie.mask`
 (step = one-token forward + log-softmax + top-k over the beams; constrained adds the mask).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ SMOLLM2_BASE_VOCAB = 49152
 
 def _stats(values_ms: list[float]) -> dict:
     p50, p95 = np.percentile(values_ms, [50, 95])
-    return {"mean": round(statistics.fmean(values_ms), 4), "p50": round(float(p50), 4), "p95": round(float(p95), 4),
-            "n": len(values_ms)}
+    return {
+        "mean": round(statistics.fmean(values_ms), 4),
+        "p50": round(float(p50), 4),
+        "p95": round(float(p95), 4),
+        "n": len(values_ms),
+    }
 
 
 def _model(kind: str, vocab_size: int) -> LlamaForCausalLM:
@@ -48,8 +53,14 @@ def _model(kind: str, vocab_size: int) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
-def _step(model, cache, tokens: torch.Tensor, beam_scores: torch.Tensor, trie: CodeTrie | None,
-          prefixes: list[tuple[int, ...]]) -> float:
+def _step(
+    model,
+    cache,
+    tokens: torch.Tensor,
+    beam_scores: torch.Tensor,
+    trie: CodeTrie | None,
+    prefixes: list[tuple[int, ...]],
+) -> float:
     """One beam-search step on `cache`; returns its wall time in ms (masking included when `trie` is given)."""
     start = time.perf_counter()
     logits = model(input_ids=tokens, past_key_values=cache, use_cache=True).logits[:, -1].float()
@@ -60,8 +71,7 @@ def _step(model, cache, tokens: torch.Tensor, beam_scores: torch.Tensor, trie: C
     return (time.perf_counter() - start) * 1e3
 
 
-def run_bench(vocab_file: str, model_kind: str = "tiny", beams: int = 5, steps: int = 100,
-              prompts: int = 50) -> dict:
+def run_bench(vocab_file: str, model_kind: str = "tiny", beams: int = 5, steps: int = 100, prompts: int = 50) -> dict:
     """Measure trie build time, mask time, constrained vs unconstrained step time and atomic decode time."""
     tokens = read_token_lines(vocab_file)
     codes = {token: (SMOLLM2_BASE_VOCAB + i,) for i, token in enumerate(tokens)}
@@ -117,9 +127,12 @@ def run_bench(vocab_file: str, model_kind: str = "tiny", beams: int = 5, steps: 
         "build_s": {"min": round(min(build_s), 4), "median": round(statistics.median(build_s), 4)},
         "first_mask_ms": round(first_mask_ms, 3),
         "mask_ms": mask_ms,
-        "step_ms": {"unconstrained": free_stats, "constrained": constrained_stats,
-                    "overhead_ms_p50": round(overhead, 4),
-                    "overhead_pct_p50": round(100 * overhead / free_stats["p50"], 2)},
+        "step_ms": {
+            "unconstrained": free_stats,
+            "constrained": constrained_stats,
+            "overhead_ms_p50": round(overhead, 4),
+            "overhead_pct_p50": round(100 * overhead / free_stats["p50"], 2),
+        },
         "atomic_beam_search_ms": _stats(decode_ms),
     }
 

@@ -12,6 +12,7 @@ one query at a time) on the same model; `breakdown_ms` splits a batch-1 query in
 Run each measurement in a fresh process: the machine's load average is recorded with every figure (the
 development machine has 2 cores shared with other jobs), and systems are compared as ratios of one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,7 @@ def _percentiles(seconds: list[float]) -> dict:
 def _queries_per_s(retriever, texts: list[str]) -> float:
     start = time.perf_counter()
     for first in range(0, len(texts), BATCH):
-        retriever.retrieve_batch(texts[first:first + BATCH], k=5)
+        retriever.retrieve_batch(texts[first : first + BATCH], k=5)
     return round(len(texts) / (time.perf_counter() - start), 2)
 
 
@@ -74,10 +75,12 @@ def stage_breakdown(retriever, texts: list[str]) -> dict:
     def mark(name):
         return lambda *_: marks.__setitem__(name, time.perf_counter())
 
-    hooks = [layers[0].register_forward_pre_hook(mark("lower")),
-             layers[len(layers) - 2].register_forward_pre_hook(mark("top")),
-             model.model.norm.register_forward_pre_hook(mark("head")),
-             model.lm_head.register_forward_hook(mark("rest"))]
+    hooks = [
+        layers[0].register_forward_pre_hook(mark("lower")),
+        layers[len(layers) - 2].register_forward_pre_hook(mark("top")),
+        model.model.norm.register_forward_pre_hook(mark("head")),
+        model.lm_head.register_forward_hook(mark("rest")),
+    ]
     prompt_ids = retriever.prompt_ids
 
     def timed_prompt_ids(text):
@@ -92,9 +95,14 @@ def stage_breakdown(retriever, texts: list[str]) -> dict:
             begin = time.perf_counter()
             retriever.retrieve(text, k=5)
             end = time.perf_counter()
-            times = {"prompt": marks["setup"] - begin, "embedding_and_setup": marks["lower"] - marks["setup"],
-                     "lower_layers": marks["top"] - marks["lower"], "top_layers": marks["head"] - marks["top"],
-                     "norm_and_lm_head": marks["rest"] - marks["head"], "decode_rest": end - marks["rest"]}
+            times = {
+                "prompt": marks["setup"] - begin,
+                "embedding_and_setup": marks["lower"] - marks["setup"],
+                "lower_layers": marks["top"] - marks["lower"],
+                "top_layers": marks["head"] - marks["top"],
+                "norm_and_lm_head": marks["rest"] - marks["head"],
+                "decode_rest": end - marks["rest"],
+            }
             for name, value in times.items():
                 stages.setdefault(name, []).append(value)
     finally:
@@ -108,16 +116,21 @@ def _agreement(fast: list[list[tuple[str, float]]], plain: list[list[tuple[str, 
     from core.metrics import ndcg
 
     def quality(rankings):
-        return {f"ndcg@{k}": round(100 * float(np.mean([ndcg([t for t, _ in r], q.gold, k)
-                                                         for r, q in zip(rankings, queries)])), 2) for k in (1, 5)}
+        return {
+            f"ndcg@{k}": round(
+                100 * float(np.mean([ndcg([t for t, _ in r], q.gold, k) for r, q in zip(rankings, queries)])), 2
+            )
+            for k in (1, 5)
+        }
 
-    return {"reference": "float32 weights, no cached prefix, batch 1",
-            "top1_agreement": round(float(np.mean([f[0][0] == p[0][0] for f, p in zip(fast, plain)])), 4),
-            "same_top5": round(float(np.mean([[t for t, _ in f] == [t for t, _ in p]
-                                              for f, p in zip(fast, plain)])), 4),
-            "max_abs_score_diff": float(max(abs(a - b) for f, p in zip(fast, plain)
-                                            for (_, a), (_, b) in zip(f, p))),
-            "fast": quality(fast), "plain": quality(plain)}
+    return {
+        "reference": "float32 weights, no cached prefix, batch 1",
+        "top1_agreement": round(float(np.mean([f[0][0] == p[0][0] for f, p in zip(fast, plain)])), 4),
+        "same_top5": round(float(np.mean([[t for t, _ in f] == [t for t, _ in p] for f, p in zip(fast, plain)])), 4),
+        "max_abs_score_diff": float(max(abs(a - b) for f, p in zip(fast, plain) for (_, a), (_, b) in zip(f, p))),
+        "fast": quality(fast),
+        "plain": quality(plain),
+    }
 
 
 def retrieval_speed(corpus: str, model_dir: str | None, n: int, precision: str) -> dict:
@@ -166,19 +179,47 @@ def retrieval_speed(corpus: str, model_dir: str | None, n: int, precision: str) 
     breakdown = stage_breakdown(retriever, texts[:20])
     reference = load_model().model if precision != "float32" else toolgen.model
     with torch.inference_mode():
-        plain = [[(c.tool_id, c.log_prob) for c in constrained_beam_search(
-            reference, retriever.prompt_ids(t), retriever.trie, num_beams=retriever.num_beams, top_k=5,
-            record_steps=False).candidates] for t in texts]
-    toolgen_figures = {**_percentiles(seconds["toolgen"]), "batched_qps": toolgen_qps,
-                       "model_load_s": round(loaded - start, 2), "retriever_init_s": round(ready - loaded, 2),
-                       "first_query_ms": round(first_ms, 1), "peak_rss_mb": toolgen_rss}
-    minilm_figures = {**_percentiles(seconds["minilm"]), "batched_qps": _queries_per_s(minilm, texts),
-                      "load_s": round(minilm_loaded - start_minilm, 2), "first_query_ms": round(minilm_first_ms, 1)}
+        plain = [
+            [
+                (c.tool_id, c.log_prob)
+                for c in constrained_beam_search(
+                    reference,
+                    retriever.prompt_ids(t),
+                    retriever.trie,
+                    num_beams=retriever.num_beams,
+                    top_k=5,
+                    record_steps=False,
+                ).candidates
+            ]
+            for t in texts
+        ]
+    toolgen_figures = {
+        **_percentiles(seconds["toolgen"]),
+        "batched_qps": toolgen_qps,
+        "model_load_s": round(loaded - start, 2),
+        "retriever_init_s": round(ready - loaded, 2),
+        "first_query_ms": round(first_ms, 1),
+        "peak_rss_mb": toolgen_rss,
+    }
+    minilm_figures = {
+        **_percentiles(seconds["minilm"]),
+        "batched_qps": _queries_per_s(minilm, texts),
+        "load_s": round(minilm_loaded - start_minilm, 2),
+        "first_query_ms": round(minilm_first_ms, 1),
+    }
     model_name = str(source) if trained else "untrained: SmolLM2-135M-Instruct + the corpus's tool tokens"
-    return {"corpus": corpus, "queries": len(texts), "model": model_name, "precision": precision,
-            "toolgen": toolgen_figures, "minilm": minilm_figures,
-            "p50_ratio_toolgen_to_minilm": round(toolgen_figures["p50_ms"] / minilm_figures["p50_ms"], 2),
-            "breakdown_ms": breakdown, "quality": _agreement(fast, plain, queries), "peak_rss_mb": peak_rss_mb()}
+    return {
+        "corpus": corpus,
+        "queries": len(texts),
+        "model": model_name,
+        "precision": precision,
+        "toolgen": toolgen_figures,
+        "minilm": minilm_figures,
+        "p50_ratio_toolgen_to_minilm": round(toolgen_figures["p50_ms"] / minilm_figures["p50_ms"], 2),
+        "breakdown_ms": breakdown,
+        "quality": _agreement(fast, plain, queries),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def training_speed(corpus_name: str, examples: int, precision: str, eval_queries: int = 100) -> dict:
@@ -195,22 +236,38 @@ def training_speed(corpus_name: str, examples: int, precision: str, eval_queries
     corpus = load_corpus(corpus_name)
     toolgen = ToolGenModel.from_base(corpus.catalog)
     chosen = spread(stage_examples(RETRIEVAL, toolgen, corpus, preset), examples)
-    trainer = Trainer(toolgen, train_layers=preset.train_layers,
-                      bf16=None if precision == "auto" else precision == "bfloat16")
+    trainer = Trainer(
+        toolgen, train_layers=preset.train_layers, bf16=None if precision == "auto" else precision == "bfloat16"
+    )
     report = trainer.train(chosen, replace(preset.stages[RETRIEVAL], epochs=1), RETRIEVAL)
     quality = retrieval_quality(trainer, toolgen, spread(corpus.test, eval_queries))
-    return {"corpus": corpus_name, "examples": len(chosen), "precision": report["precision"],
-            "tokens": report["tokens"], "seconds": report["seconds"], "tokens_per_s": report["tokens_per_s"],
-            "probe_loss_before": report["probe_loss_before"], "probe_loss_after": report["probe_loss_after"],
-            "retrieval_after": quality, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "corpus": corpus_name,
+        "examples": len(chosen),
+        "precision": report["precision"],
+        "tokens": report["tokens"],
+        "seconds": report["seconds"],
+        "tokens_per_s": report["tokens_per_s"],
+        "probe_loss_before": report["probe_loss_before"],
+        "probe_loss_after": report["probe_loss_after"],
+        "retrieval_after": quality,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", choices=("bfcl", "toolbench"), default="bfcl")
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
-                        help="number format (auto: bfloat16 where the CPU has native bf16, else float32)")
-    parser.add_argument("--model", help="ToolGen checkpoint (default: the build's retrieval checkpoint of the corpus, "
-                                        "else the untrained SmolLM2 with the corpus's tool tokens)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="number format (auto: bfloat16 where the CPU has native bf16, else float32)",
+    )
+    parser.add_argument(
+        "--model",
+        help="ToolGen checkpoint (default: the build's retrieval checkpoint of the corpus, "
+        "else the untrained SmolLM2 with the corpus's tool tokens)",
+    )
     parser.add_argument("--queries", type=int, default=60, help="held-out queries, spread over the test split")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--train", action="store_true", help="measure training tokens/s instead of retrieval")
@@ -228,8 +285,12 @@ def run(args: argparse.Namespace) -> int:
         figures = training_speed(args.corpus, args.examples, args.precision)
     else:
         figures = retrieval_speed(args.corpus, args.model, args.queries, args.precision)
-    record = {"machine": machine, **figures, "wall_s": round(time.time() - started, 1),
-              "load_average_after": describe_machine()["load_average"]}
+    record = {
+        "machine": machine,
+        **figures,
+        "wall_s": round(time.time() - started, 1),
+        "load_average_after": describe_machine()["load_average"],
+    }
     print(json.dumps(record, indent=1) if args.json else record)
     return 0
 

@@ -15,12 +15,13 @@
 - agentic: one acceptable answer must appear (standardised, as a whole word) in the final answer.
 Calls are `(function_name, arguments)` pairs; function names are BFCL names (see `core.bfcl.function_name`).
 """
+
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from core.bfcl import BfclEntry, function_name, parse_call
 from core.executors.bfcl import BfclExecutor
@@ -53,6 +54,7 @@ def _std(value: object) -> object:
 
 
 # ---------------------------------------------------------------- AST
+
 
 def _python_type(spec: dict | None) -> type:
     """The Python type BFCL expects; a schema without a known type is BFCL's "any", checked as str."""
@@ -94,26 +96,38 @@ def _check_value(param: str, value: object, spec: dict, answers: list) -> CheckR
     is_variable = answer_type is not None and answer_type is not expected
     if type(value) is expected:
         if item_type is not None and not _items_typed(value, answers, item_type):
-            return CheckResult(False, f"items of {param!r} should be {item_type.__name__}: {value!r}",
-                               "type_error:nested")
+            return CheckResult(
+                False, f"items of {param!r} should be {item_type.__name__}: {value!r}", "type_error:nested"
+            )
     elif answer_type is not None and type(value) is answer_type:
         is_variable = True
     else:
-        return CheckResult(False, f"{param!r} should be {expected.__name__}, got {type(value).__name__}: {value!r}",
-                           "type_error:simple")
+        return CheckResult(
+            False,
+            f"{param!r} should be {expected.__name__}, got {type(value).__name__}: {value!r}",
+            "type_error:simple",
+        )
     if is_variable:
         matched, kind = value in answers, "others"
     elif expected is dict:
         matched, kind = any(_dict_matches(value, a) for a in answers if a != ""), "dict_value"
     elif expected is list and item_type is dict:
-        matched, kind = any(len(a) == len(value) and all(_dict_matches(v, d) for v, d in zip(value, a))
-                            for a in map(_as_list, answers) if a is not None), "list_dict"
+        matched, kind = (
+            any(
+                len(a) == len(value) and all(_dict_matches(v, d) for v, d in zip(value, a))
+                for a in map(_as_list, answers)
+                if a is not None
+            ),
+            "list_dict",
+        )
     elif expected is str:
         options = [standardize_string(a) for a in answers if isinstance(a, str)]
         matched, kind = standardize_string(value) in options, "string"
     elif expected is list:
-        matched, kind = [_std(v) for v in value] in [[_std(x) for x in a] for a in map(_as_list, answers)
-                                                      if a is not None], "list"
+        matched, kind = (
+            [_std(v) for v in value] in [[_std(x) for x in a] for a in map(_as_list, answers) if a is not None],
+            "list",
+        )
     else:
         matched, kind = value in answers, "others"
     if matched:
@@ -123,7 +137,7 @@ def _check_value(param: str, value: object, spec: dict, answers: list) -> CheckR
 
 def check_call(call: Call, expected: dict, schema: dict) -> CheckResult:
     """Check one call against one ground-truth item `{function_name: {param: [acceptable values]}}`."""
-    (name, answers), = expected.items()
+    ((name, answers),) = expected.items()
     if not (isinstance(call, (tuple, list)) and len(call) == 2):
         return CheckResult(False, f"not a (name, arguments) pair: {call!r}", "simple_function_checker:bad_call")
     called, arguments = call
@@ -134,19 +148,22 @@ def check_call(call: Call, expected: dict, schema: dict) -> CheckResult:
     properties = schema.get("properties", {})
     for param in schema.get("required", []):
         if param not in arguments:
-            return CheckResult(False, f"{name}: missing required parameter {param!r}",
-                               "simple_function_checker:missing_required")
+            return CheckResult(
+                False, f"{name}: missing required parameter {param!r}", "simple_function_checker:missing_required"
+            )
     for param, value in arguments.items():
         if param not in properties or param not in answers:
-            return CheckResult(False, f"{name}: unexpected parameter {param!r}",
-                               "simple_function_checker:unexpected_param")
+            return CheckResult(
+                False, f"{name}: unexpected parameter {param!r}", "simple_function_checker:unexpected_param"
+            )
         result = _check_value(param, value, properties[param], answers[param])
         if not result.valid:
             return result
     for param, options in answers.items():
         if param not in arguments and "" not in options:
-            return CheckResult(False, f"{name}: parameter {param!r} must be given",
-                               "simple_function_checker:missing_optional")
+            return CheckResult(
+                False, f"{name}: parameter {param!r} must be given", "simple_function_checker:missing_optional"
+            )
     return _OK
 
 
@@ -179,25 +196,33 @@ def check_relevance(calls: Sequence[Call], category: str) -> CheckResult:
 
 # ---------------------------------------------------------------- multi turn
 
+
 def _state_differences(model: BfclExecutor, gold: BfclExecutor) -> list[str]:
     differences = []
     model_state = model.state()
     for class_name, gold_attrs in gold.state().items():
         model_attrs = model_state.get(class_name, {})
-        differences += [f"{class_name}.{attr}" for attr in gold_attrs.keys() | model_attrs.keys()
-                        if model_attrs.get(attr, ...) != gold_attrs.get(attr, ...)]
+        differences += [
+            f"{class_name}.{attr}"
+            for attr in gold_attrs.keys() | model_attrs.keys()
+            if model_attrs.get(attr, ...) != gold_attrs.get(attr, ...)
+        ]
     return sorted(differences)
 
 
-def check_multi_turn(model_turns: Sequence[Sequence[Call]], ground_truth: Sequence[Sequence[str]],
-                     initial_config: dict | None, involved_classes: Sequence[str],
-                     long_context: bool = False) -> CheckResult:
+def check_multi_turn(
+    model_turns: Sequence[Sequence[Call]],
+    ground_truth: Sequence[Sequence[str]],
+    initial_config: dict | None,
+    involved_classes: Sequence[str],
+    long_context: bool = False,
+) -> CheckResult:
     """BFCL multi-turn check: `model_turns[i]` are the model's calls in turn i (all steps, in order)."""
     if len(model_turns) != len(ground_truth):
-        return CheckResult(False, f"{len(model_turns)} turns, expected {len(ground_truth)}",
-                           "multi_turn:force_terminated")
-    model, gold = (BfclExecutor(initial_config or {}, involved_classes, long_context, max_chars=None)
-                   for _ in range(2))
+        return CheckResult(
+            False, f"{len(model_turns)} turns, expected {len(ground_truth)}", "multi_turn:force_terminated"
+        )
+    model, gold = (BfclExecutor(initial_config or {}, involved_classes, long_context, max_chars=None) for _ in range(2))
     order = gold.param_order
     model_results: list[str] = []
     for turn, (calls, gold_texts) in enumerate(zip(model_turns, ground_truth)):
@@ -210,16 +235,21 @@ def check_multi_turn(model_turns: Sequence[Sequence[Call]], ground_truth: Sequen
             return CheckResult(False, f"turn {turn}: no call made", "multi_turn:empty_turn_model_response")
         differences = _state_differences(model, gold)
         if differences:
-            return CheckResult(False, f"turn {turn}: state differs in {', '.join(differences)}",
-                               "multi_turn:instance_state_mismatch")
+            return CheckResult(
+                False, f"turn {turn}: state differs in {', '.join(differences)}", "multi_turn:instance_state_mismatch"
+            )
         missing = Counter(gold_results) - Counter(model_results)
         if missing:
-            return CheckResult(False, f"turn {turn}: missing results {list(missing.elements())[:3]!r}",
-                               "multi_turn:execution_response_mismatch")
+            return CheckResult(
+                False,
+                f"turn {turn}: missing results {list(missing.elements())[:3]!r}",
+                "multi_turn:execution_response_mismatch",
+            )
     return _OK
 
 
 # ---------------------------------------------------------------- agentic and dispatch
+
 
 def _standardize_answer(text: str) -> str:
     """BFCL's agentic normalisation: like `standardize_string` but keeps spaces and also drops brackets."""
@@ -242,6 +272,11 @@ def check_entry(entry: BfclEntry, output, catalog: ToolCatalog) -> CheckResult:
     if kind in ("irrelevance", "relevance"):
         return check_relevance(output, entry.category)
     if kind == "multi_turn":
-        return check_multi_turn(output, entry.ground_truth, entry.initial_config, entry.involved_classes,
-                                long_context=entry.category == "multi_turn_long_context")
+        return check_multi_turn(
+            output,
+            entry.ground_truth,
+            entry.initial_config,
+            entry.involved_classes,
+            long_context=entry.category == "multi_turn_long_context",
+        )
     return check_agentic(output, entry.ground_truth)

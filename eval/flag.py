@@ -2,6 +2,7 @@
 the leaderboard leaves their votes out (they stay stored), or lift flags with `--remove`. Without names or clients
 it prints the audit table: per annotator, votes, distinct client and session fingerprints, first and last vote,
 and the flag. Works while the workbench holds the store (see eval/keeper.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,19 +19,29 @@ AUDIT_COLUMNS = ("annotator", "votes", "clients", "sessions", "first_vote", "las
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("annotators", nargs="*", metavar="NAME", help="annotator names (as stored: normalised)")
     parser.add_argument("--db", default=str(DEFAULT_DB), help="the results store")
-    parser.add_argument("--client", action="append", default=[], metavar="HASH",
-                        help="a client fingerprint from the audit table: flags every annotator who voted from it")
+    parser.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="HASH",
+        help="a client fingerprint from the audit table: flags every annotator who voted from it",
+    )
     parser.add_argument("--reason", default="", help="why (kept with the flag)")
     parser.add_argument("--remove", action="store_true", help="lift the flags instead")
     parser.add_argument("--json", action="store_true", help="print the answer as JSON")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds to wait for the process holding the store to answer")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the process holding the store to answer"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.annotators or args.client:
-        request = {"command": "unflag" if args.remove else "flag", "annotators": args.annotators,
-                   "clients": args.client, "reason": args.reason}
+        request = {
+            "command": "unflag" if args.remove else "flag",
+            "annotators": args.annotators,
+            "clients": args.client,
+            "reason": args.reason,
+        }
     else:
         request = {"command": "audit"}
     try:

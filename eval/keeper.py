@@ -10,6 +10,7 @@ may write that folder may ask, the same people who could copy the store file.
 The keeper also checkpoints the store (`ResultsStore.checkpoint`) every few seconds when anything was written, so
 votes reach the database file itself, not just its write-ahead log.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,7 @@ def perform(store: ResultsStore, request: dict[str, Any]) -> dict[str, Any]:
         clients = set(request.get("clients", []))
         if clients:
             audit = store.audit()
-            names |= {row.annotator for row in audit.itertuples()
-                      if clients & set((row.client_hashes or "").split())}
+            names |= {row.annotator for row in audit.itertuples() if clients & set((row.client_hashes or "").split())}
         if not names:
             raise ValueError("no annotator to " + command + (" (no vote came from those clients)" if clients else ""))
         if command == "flag":
@@ -74,8 +74,9 @@ def on_store(db_path: str | Path, request: dict[str, Any], timeout: float = 60.0
         return perform(store, request)
 
 
-def ask_keeper(db_path: str | Path, request: dict[str, Any], timeout: float = 60.0,
-               locked_by: str = "") -> dict[str, Any]:
+def ask_keeper(
+    db_path: str | Path, request: dict[str, Any], timeout: float = 60.0, locked_by: str = ""
+) -> dict[str, Any]:
     """Leave `request` for the keeper of the process holding `db_path` and wait for its answer."""
     folder = requests_dir(db_path)
     folder.mkdir(exist_ok=True)
@@ -88,9 +89,11 @@ def ask_keeper(db_path: str | Path, request: dict[str, Any], timeout: float = 60
     while not answer.exists():
         if time.monotonic() > deadline:
             pending.unlink(missing_ok=True)
-            raise TimeoutError(f"{db_path} is held by another process that did not answer within {timeout:g} s; "
-                               "only the workbench (python app.py) answers requests: stop the other process and "
-                               f"run the command again. {locked_by}".strip())
+            raise TimeoutError(
+                f"{db_path} is held by another process that did not answer within {timeout:g} s; "
+                "only the workbench (python app.py) answers requests: stop the other process and "
+                f"run the command again. {locked_by}".strip()
+            )
         time.sleep(0.1)
     reply = json.loads(answer.read_text())
     answer.unlink()
@@ -104,14 +107,15 @@ class StoreKeeper:
     the requests other processes leave in `requests_dir(store.path)`. `stop()` ends it (call before closing
     the store; `close()` checkpoints once more)."""
 
-    def __init__(self, store: ResultsStore, checkpoint_seconds: float = CHECKPOINT_SECONDS,
-                 poll_seconds: float = POLL_SECONDS):
+    def __init__(
+        self, store: ResultsStore, checkpoint_seconds: float = CHECKPOINT_SECONDS, poll_seconds: float = POLL_SECONDS
+    ):
         self.store, self.checkpoint_seconds, self.poll_seconds = store, checkpoint_seconds, poll_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="store-keeper", daemon=True)
         self._last_checkpoint = time.monotonic()
 
-    def start(self) -> "StoreKeeper":
+    def start(self) -> StoreKeeper:
         self._thread.start()
         return self
 

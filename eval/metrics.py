@@ -1,5 +1,6 @@
 """All ranking metrics of one query at several cutoffs (the per-query metrics themselves live in core/metrics.py,
 where the build's stage scoring uses them too)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence

@@ -19,6 +19,7 @@ The trajectory's metrics: `finished` (a final answer was given), `steps` (action
 `hallucinated` (calls to a name outside the answer's available tools) and `unresolved_calls` (calls to an
 available tool that does not resolve in the catalog).
 """
+
 from __future__ import annotations
 
 import json
@@ -51,23 +52,25 @@ CUT_ARGUMENTS = "the arguments were cut short in the record (tool messages keep 
 class ReferenceAnswer:
     """One reference answer, its tools resolved to catalog ids (see the module docstring)."""
 
-    group: str                   # the answers file's stem, e.g. G1_instruction
+    group: str  # the answers file's stem, e.g. G1_instruction
     query_id: str
     query: str
-    offered: tuple[str, ...]     # the available tools that resolve, in order
-    called: tuple[str, ...]      # the offered tools it called, in order of first call
+    offered: tuple[str, ...]  # the available tools that resolve, in order
+    called: tuple[str, ...]  # the offered tools it called, in order of first call
     steps: list[dict]
-    final_answer: str            # "" when it gave none
+    final_answer: str  # "" when it gave none
     metrics: dict
 
     def trajectory(self, dataset: str) -> StoredTrajectory:
         """The answer as a stored trajectory of REFERENCE_SYSTEM under `dataset`."""
-        return StoredTrajectory(REFERENCE_SYSTEM, dataset, self.query_id, self.query, self.steps, self.final_answer,
-                                self.metrics)
+        return StoredTrajectory(
+            REFERENCE_SYSTEM, dataset, self.query_id, self.query, self.steps, self.final_answer, self.metrics
+        )
 
 
-def load_reference_answers(path: Path | str, catalog: ToolCatalog,
-                           index: dict[str, str | None] | None = None) -> list[ReferenceAnswer]:
+def load_reference_answers(
+    path: Path | str, catalog: ToolCatalog, index: dict[str, str | None] | None = None
+) -> list[ReferenceAnswer]:
     """Every answer of a reference-answers file, in file order. `index`: `function_index(catalog)`, when the
     caller already has it. A malformed file raises CatalogError naming the file and the query_id."""
     data = read_json(path)
@@ -77,12 +80,14 @@ def load_reference_answers(path: Path | str, catalog: ToolCatalog,
     return [_reference_answer(entry, str(path), str(query_id), catalog, index) for query_id, entry in data.items()]
 
 
-def _reference_answer(entry: object, source: str, query_id: str, catalog: ToolCatalog,
-                      index: dict[str, str | None]) -> ReferenceAnswer:
+def _reference_answer(
+    entry: object, source: str, query_id: str, catalog: ToolCatalog, index: dict[str, str | None]
+) -> ReferenceAnswer:
     _, final_answer = reference_messages(entry, source, query_id)  # checks the record's shape
     functions = entry.get("available_tools")
-    if not isinstance(functions, list) or not all(isinstance(f, dict) and isinstance(f.get("name"), str)
-                                                  for f in functions):
+    if not isinstance(functions, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("name"), str) for f in functions
+    ):
         raise CatalogError(source, query_id, "available_tools must be a list of functions with a name")
     available = [f["name"] for f in functions]
     offered = {name: index[name] for name in available if index.get(name)}
@@ -94,24 +99,49 @@ def _reference_answer(entry: object, source: str, query_id: str, catalog: ToolCa
             continue
         name, arguments = parse_reference_call(message["message"], source, query_id)
         tool_id = FINISH if name == FINISH_FUNCTION else offered.get(name, name)
-        steps.append(ActionEvent(turn=0, step=step, tool_id=tool_id, code=name, log_prob=None,
-                                 alternatives=[]).to_dict())
+        steps.append(
+            ActionEvent(turn=0, step=step, tool_id=tool_id, code=name, log_prob=None, alternatives=[]).to_dict()
+        )
         if tool_id == FINISH:
             continue
         calls.append(name)
         steps.append(_arguments_event(step, tool_id, arguments, catalog).to_dict())
-        steps.append({**ObservationEvent(turn=0, step=step, tool_id=tool_id, content=message["message"], ok=True,
-                                         error=None, simulated=False, executed=True).to_dict(), "truncated": True})
+        steps.append(
+            {
+                **ObservationEvent(
+                    turn=0,
+                    step=step,
+                    tool_id=tool_id,
+                    content=message["message"],
+                    ok=True,
+                    error=None,
+                    simulated=False,
+                    executed=True,
+                ).to_dict(),
+                "truncated": True,
+            }
+        )
         step += 1
     answer = _answer_text(final_answer)
     if answer:
         steps.append(FinalAnswerEvent(turn=0, step=step, text=answer).to_dict())
-    metrics = {"finished": float(bool(answer)), "steps": float(sum(s["kind"] == "action" for s in steps)),
-               "calls": float(len(calls)), "hallucinated": float(sum(name not in available for name in calls)),
-               "unresolved_calls": float(sum(name in available and name not in offered for name in calls))}
-    return ReferenceAnswer(Path(source).stem, query_id, entry["query"], tuple(dict.fromkeys(offered.values())),
-                           tuple(dict.fromkeys(offered[name] for name in calls if name in offered)), steps, answer,
-                           metrics)
+    metrics = {
+        "finished": float(bool(answer)),
+        "steps": float(sum(s["kind"] == "action" for s in steps)),
+        "calls": float(len(calls)),
+        "hallucinated": float(sum(name not in available for name in calls)),
+        "unresolved_calls": float(sum(name in available and name not in offered for name in calls)),
+    }
+    return ReferenceAnswer(
+        Path(source).stem,
+        query_id,
+        entry["query"],
+        tuple(dict.fromkeys(offered.values())),
+        tuple(dict.fromkeys(offered[name] for name in calls if name in offered)),
+        steps,
+        answer,
+        metrics,
+    )
 
 
 def _recorded_order(nodes: list, source: str, query_id: str) -> Iterator[dict]:
@@ -129,8 +159,9 @@ def _arguments_event(step: int, tool_id: str, arguments: dict | None, catalog: T
     if tool is None:
         return ArgumentsEvent(turn=0, step=step, tool_id=tool_id, arguments=arguments, text="", problems=[])
     arguments = catalog_arguments(tool, arguments)
-    return ArgumentsEvent(turn=0, step=step, tool_id=tool_id, arguments=arguments, text="",
-                          problems=validate_arguments(tool, arguments))
+    return ArgumentsEvent(
+        turn=0, step=step, tool_id=tool_id, arguments=arguments, text="", problems=validate_arguments(tool, arguments)
+    )
 
 
 def _answer_text(final_answer: str) -> str:

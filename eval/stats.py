@@ -7,6 +7,7 @@ Pairwise votes are `(system_a, system_b, vote)` with vote in `VOTES`: "A" (syste
 (system_b better), "tie", or "both_bad". For win rates and ratings a tie and a both_bad vote both count
 as half a win for each side; `WinRate` still reports both_bad separately.
 """
+
 from __future__ import annotations
 
 import math
@@ -121,17 +122,27 @@ def _mean_ci(values: np.ndarray, n_resamples: int, confidence: float, rng: np.ra
     """Percentile bootstrap CI of the mean (scipy's `bootstrap`); one value gives the CI (value, value)."""
     if values.size == 1:  # every resample is the value itself; scipy asks for two or more
         return float(values[0]), float(values[0])
-    result = bootstrap((values,), np.mean, n_resamples=n_resamples, batch=_batch(values.size), vectorized=True,
-                       confidence_level=confidence, method="percentile", rng=rng)
+    result = bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=n_resamples,
+        batch=_batch(values.size),
+        vectorized=True,
+        confidence_level=confidence,
+        method="percentile",
+        rng=rng,
+    )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def bootstrap_ci(values: Sequence[float], n_resamples: int = 10_000, confidence: float = 0.95,
-                 seed: int = 0) -> Estimate:
+def bootstrap_ci(
+    values: Sequence[float], n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
+) -> Estimate:
     """Mean of `values` with a percentile bootstrap CI (resampling values with replacement)."""
     array = _as_values(values, "bootstrap_ci")
-    return Estimate(float(array.mean()), *_mean_ci(array, n_resamples, confidence, np.random.default_rng(seed)),
-                    n=array.size)
+    return Estimate(
+        float(array.mean()), *_mean_ci(array, n_resamples, confidence, np.random.default_rng(seed)), n=array.size
+    )
 
 
 def summarise(rows: Iterable[Mapping[str, float]], n_resamples: int = 2000, seed: int = 0) -> dict[str, Estimate]:
@@ -139,16 +150,23 @@ def summarise(rows: Iterable[Mapping[str, float]], n_resamples: int = 2000, seed
     of first appearance; a metric missing from some rows is averaged over the rows that have it."""
     rows = list(rows)
     names = dict.fromkeys(name for row in rows for name in row)
-    return {name: bootstrap_ci([row[name] for row in rows if name in row], n_resamples=n_resamples, seed=seed)
-            for name in names}
+    return {
+        name: bootstrap_ci([row[name] for row in rows if name in row], n_resamples=n_resamples, seed=seed)
+        for name in names
+    }
 
 
 def _absolute_mean(diff: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.abs(diff.mean(axis=axis))
 
 
-def paired_test(scores_a: Sequence[float], scores_b: Sequence[float], n_resamples: int = 10_000,
-                confidence: float = 0.95, seed: int = 0) -> PairedTest:
+def paired_test(
+    scores_a: Sequence[float],
+    scores_b: Sequence[float],
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedTest:
     """Compare two systems scored on the same queries (same order).
 
     The mean difference a - b gets a paired bootstrap CI; the p-value comes from a sign-flip
@@ -158,17 +176,25 @@ def paired_test(scores_a: Sequence[float], scores_b: Sequence[float], n_resample
     a = _as_values(scores_a, "paired_test scores_a")
     b = _as_values(scores_b, "paired_test scores_b")
     if a.size != b.size:
-        raise ValueError(f"paired_test: scores_a has {a.size} values but scores_b has {b.size}; "
-                         "both must score the same queries")
+        raise ValueError(
+            f"paired_test: scores_a has {a.size} values but scores_b has {b.size}; both must score the same queries"
+        )
     diff = a - b
     rng = np.random.default_rng(seed)
     ci_low, ci_high = _mean_ci(diff, n_resamples, confidence, rng)
     if diff.size == 1:  # both sign patterns give the same |mean|; scipy asks for two or more values
         p_value = 1.0
     else:
-        p_value = permutation_test((diff,), _absolute_mean, permutation_type="samples", vectorized=True,
-                                   n_resamples=n_resamples, batch=_batch(diff.size), alternative="greater",
-                                   rng=rng).pvalue
+        p_value = permutation_test(
+            (diff,),
+            _absolute_mean,
+            permutation_type="samples",
+            vectorized=True,
+            n_resamples=n_resamples,
+            batch=_batch(diff.size),
+            alternative="greater",
+            rng=rng,
+        ).pvalue
     return PairedTest(float(diff.mean()), ci_low, ci_high, float(p_value), n=diff.size)
 
 
@@ -237,8 +263,13 @@ def _elo(log_strength: np.ndarray) -> np.ndarray:
     return 1000.0 + 400.0 * log_strength / math.log(10)
 
 
-def bradley_terry(votes: Iterable[tuple[str, str, str]], n_resamples: int = 1000, confidence: float = 0.95,
-                  prior_ties: float = 1.0, seed: int = 0) -> list[Rating]:
+def bradley_terry(
+    votes: Iterable[tuple[str, str, str]],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    prior_ties: float = 1.0,
+    seed: int = 0,
+) -> list[Rating]:
     """Bradley–Terry ratings (Elo scale), best first, with CIs from resampling votes with replacement.
 
     Ties and both_bad count as half a win each. `prior_ties` adds that many virtual tie votes to every
@@ -257,11 +288,14 @@ def bradley_terry(votes: Iterable[tuple[str, str, str]], n_resamples: int = 1000
     samples = np.empty((n_resamples, len(systems)))
     for row in range(n_resamples):
         pick = rng.integers(0, len(checked), len(checked))
-        samples[row] = _elo(_fit_bradley_terry(_win_matrix(side_a[pick], side_b[pick], share_a[pick], len(systems)),
-                                               prior_ties))
+        samples[row] = _elo(
+            _fit_bradley_terry(_win_matrix(side_a[pick], side_b[pick], share_a[pick], len(systems)), prior_ties)
+        )
     n_votes = {s: sum(s in (a, b) for a, b, _ in checked) for s in systems}
-    results = [Rating(s, float(ratings[i]), *_percentile_ci(samples[:, i], confidence), n_votes=n_votes[s])
-               for i, s in enumerate(systems)]
+    results = [
+        Rating(s, float(ratings[i]), *_percentile_ci(samples[:, i], confidence), n_votes=n_votes[s])
+        for i, s in enumerate(systems)
+    ]
     return sorted(results, key=lambda r: -r.rating)
 
 
@@ -271,8 +305,9 @@ def cohen_kappa(labels_a: Sequence[Hashable], labels_b: Sequence[Hashable]) -> f
     NaN when chance agreement is 1 (both annotators used one and the same label throughout).
     """
     if len(labels_a) != len(labels_b) or not labels_a:
-        raise ValueError(f"cohen_kappa: need two equally long, non-empty label lists, "
-                         f"got {len(labels_a)} and {len(labels_b)}")
+        raise ValueError(
+            f"cohen_kappa: need two equally long, non-empty label lists, got {len(labels_a)} and {len(labels_b)}"
+        )
     if len(set(labels_a) | set(labels_b)) == 1:  # chance agreement is 1
         return float("nan")
     return float(cohen_kappa_score(list(labels_a), list(labels_b)))
@@ -297,7 +332,7 @@ def fleiss_kappa(item_labels: Sequence[Sequence[Hashable]]) -> float:
     raters = counts.sum(axis=1)
     per_item = ((counts * (counts - 1)).sum(axis=1) / (raters * (raters - 1))).mean()
     shares = counts.sum(axis=0) / raters.sum()
-    expected = float((shares ** 2).sum())
+    expected = float((shares**2).sum())
     return float("nan") if expected == 1.0 else float((per_item - expected) / (1.0 - expected))
 
 

@@ -17,16 +17,18 @@ Durability: a commit is in the write-ahead log (`FILE.wal`) when it returns; `ch
 the database file (the app does it every few seconds, `close()` does it always), so the `.duckdb` file alone
 holds every vote after a clean close. `backup(out_dir)` writes a consistent copy while the store is in use.
 """
+
 from __future__ import annotations
 
 import functools
 import json
 import subprocess
 import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -151,15 +153,16 @@ class StoredTrajectory:
 def describe_code_version(repo: Path = REPO_ROOT) -> str:
     """`git describe --always --dirty` of the repository, or 'unknown' where git cannot tell."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=repo, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=repo, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _to_json(value: Any, what: str) -> str:
@@ -175,8 +178,9 @@ _RESULT_COLUMNS = "query_id, query, ranked, scores, gold, latency_ms"
 def _query_result(row: tuple) -> QueryResult:
     """A QueryResult from a row of `_RESULT_COLUMNS`."""
     query_id, query, ranked, scores, gold, latency_ms = row
-    return QueryResult(query_id, query, json.loads(ranked), json.loads(scores or "[]"), json.loads(gold or "[]"),
-                       latency_ms)
+    return QueryResult(
+        query_id, query, json.loads(ranked), json.loads(scores or "[]"), json.loads(gold or "[]"), latency_ms
+    )
 
 
 def _floats(values: Iterable[Any], what: str) -> list[float]:
@@ -198,7 +202,8 @@ class ResultsStore:
             if "lock" in str(error).lower():
                 raise StoreLockedError(
                     f"results store {self.path} is locked: another process holds it open "
-                    f"(close that process or use another file). DuckDB said: {error}") from None
+                    f"(close that process or use another file). DuckDB said: {error}"
+                ) from None
             raise
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
@@ -279,7 +284,7 @@ class ResultsStore:
             if con is not None:
                 con.close()
 
-    def __enter__(self) -> "ResultsStore":
+    def __enter__(self) -> ResultsStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -299,17 +304,32 @@ class ResultsStore:
 
     # -- runs ------------------------------------------------------------------------------------------
 
-    def add_run(self, system: str, dataset: str, results: Iterable[QueryResult] = (),
-                metrics: Iterable[MetricValue] = (), *, config: Mapping[str, Any] | None = None,
-                dataset_hash: str = "", setting: str = "", split: str = "",
-                code_version: str | None = None) -> int:
+    def add_run(
+        self,
+        system: str,
+        dataset: str,
+        results: Iterable[QueryResult] = (),
+        metrics: Iterable[MetricValue] = (),
+        *,
+        config: Mapping[str, Any] | None = None,
+        dataset_hash: str = "",
+        setting: str = "",
+        split: str = "",
+        code_version: str | None = None,
+    ) -> int:
         """Store a run with its per-query results and metrics in one transaction; returns the run id."""
         run_config = _to_json(dict(config or {}), f"run {system}/{dataset} config")
-        result_rows = [{"query_id": r.query_id, "query": r.query,
-                        "ranked": _to_json(list(r.ranked), f"query {r.query_id} ranked"),
-                        "scores": _to_json(_floats(r.scores, f"query {r.query_id} scores"), ""),
-                        "gold": _to_json(list(r.gold), f"query {r.query_id} gold"),
-                        "latency_ms": r.latency_ms} for r in results]
+        result_rows = [
+            {
+                "query_id": r.query_id,
+                "query": r.query,
+                "ranked": _to_json(list(r.ranked), f"query {r.query_id} ranked"),
+                "scores": _to_json(_floats(r.scores, f"query {r.query_id} scores"), ""),
+                "gold": _to_json(list(r.gold), f"query {r.query_id} gold"),
+                "latency_ms": r.latency_ms,
+            }
+            for r in results
+        ]
         seen: set[str] = set()
         for row in result_rows:
             if row["query_id"] in seen:
@@ -322,7 +342,8 @@ class ResultsStore:
             run_id = cursor.execute(
                 "INSERT INTO runs (created_at, system, config, code_version, dataset, dataset_hash, setting, split)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [_utc_now(), system, run_config, run_version, dataset, dataset_hash, setting, split]).fetchone()[0]
+                [_utc_now(), system, run_config, run_version, dataset, dataset_hash, setting, split],
+            ).fetchone()[0]
             self._insert(cursor, "query_results", [{"run_id": run_id, **row} for row in result_rows])
             self._insert_metrics(cursor, run_id, metrics)
             return run_id
@@ -330,8 +351,14 @@ class ResultsStore:
         return self._write(work)
 
     def _insert_metrics(self, cursor, run_id: int, metrics: Sequence[MetricValue]) -> None:
-        self._insert(cursor, "metrics", [{"run_id": run_id, "name": m.name, "value": float(m.value),
-                                          "ci_low": m.ci_low, "ci_high": m.ci_high} for m in metrics])
+        self._insert(
+            cursor,
+            "metrics",
+            [
+                {"run_id": run_id, "name": m.name, "value": float(m.value), "ci_low": m.ci_low, "ci_high": m.ci_high}
+                for m in metrics
+            ],
+        )
 
     def add_metrics(self, run_id: int, metrics: Iterable[MetricValue]) -> None:
         """Add metrics to an existing run (a name already stored for that run is an error)."""
@@ -349,38 +376,57 @@ class ResultsStore:
         if holding not in (None, "query_results", "metrics"):
             raise ValueError(f"holding must be None, 'query_results' or 'metrics', got {holding!r}")
         where = f" WHERE EXISTS (SELECT 1 FROM {holding} h WHERE h.run_id = r.id)" if holding else ""
-        return (f"SELECT max(id) FROM runs r{where}"
-                " GROUP BY dataset, coalesce(setting, ''), coalesce(split, ''), system")
+        return f"SELECT max(id) FROM runs r{where} GROUP BY dataset, coalesce(setting, ''), coalesce(split, ''), system"
 
     def latest_runs(self, holding: str | None = None) -> pd.DataFrame:
         """The latest run of every (dataset, setting, split, system), ordered by those; with `holding`
         ('query_results': agent runs store only metrics; or 'metrics'), only among the runs holding such rows.
         A missing setting or split reads as ''."""
-        return self._cursor().execute(
-            "SELECT * REPLACE (coalesce(setting, '') AS setting, coalesce(split, '') AS split) FROM runs"
-            f" WHERE id IN ({self._latest_run_ids(holding)}) ORDER BY dataset, setting, split, system").df()
+        return (
+            self._cursor()
+            .execute(
+                "SELECT * REPLACE (coalesce(setting, '') AS setting, coalesce(split, '') AS split) FROM runs"
+                f" WHERE id IN ({self._latest_run_ids(holding)}) ORDER BY dataset, setting, split, system"
+            )
+            .df()
+        )
 
     def metrics(self, run_ids: Sequence[int] | None = None, latest: bool = False) -> pd.DataFrame:
         """Metrics joined with their run's system, dataset, setting and split (a missing one reads as ''): of
         `run_ids`, of the latest run per (dataset, setting, split, system) with `latest`, else of every run."""
         if run_ids is not None and latest:
             raise ValueError("metrics: pass run_ids or latest=True, not both")
-        where = (" WHERE m.run_id IN (SELECT unnest(?))" if run_ids is not None
-                 else f" WHERE m.run_id IN ({self._latest_run_ids('metrics')})" if latest else "")
-        sql = ("SELECT m.*, r.system, r.dataset, coalesce(r.setting, '') AS setting, coalesce(r.split, '') AS split"
-               f" FROM metrics m JOIN runs r ON r.id = m.run_id{where} ORDER BY m.run_id, m.name")
+        where = (
+            " WHERE m.run_id IN (SELECT unnest(?))"
+            if run_ids is not None
+            else f" WHERE m.run_id IN ({self._latest_run_ids('metrics')})"
+            if latest
+            else ""
+        )
+        sql = (
+            "SELECT m.*, r.system, r.dataset, coalesce(r.setting, '') AS setting, coalesce(r.split, '') AS split"
+            f" FROM metrics m JOIN runs r ON r.id = m.run_id{where} ORDER BY m.run_id, m.name"
+        )
         return self._cursor().execute(sql, [list(run_ids)] if run_ids is not None else []).df()
 
     def query_results(self, run_id: int) -> list[QueryResult]:
         """The per-query results of one run, in query id order."""
-        rows = self._cursor().execute(f"SELECT {_RESULT_COLUMNS} FROM query_results WHERE run_id = ?"
-                                      " ORDER BY query_id", [run_id]).fetchall()
+        rows = (
+            self._cursor()
+            .execute(f"SELECT {_RESULT_COLUMNS} FROM query_results WHERE run_id = ? ORDER BY query_id", [run_id])
+            .fetchall()
+        )
         return [_query_result(row) for row in rows]
 
     def query_result(self, run_id: int, query_id: str) -> QueryResult | None:
         """One query's result in one run; None when the run holds none for it."""
-        row = self._cursor().execute(f"SELECT {_RESULT_COLUMNS} FROM query_results WHERE run_id = ?"
-                                     " AND query_id = ?", [run_id, query_id]).fetchone()
+        row = (
+            self._cursor()
+            .execute(
+                f"SELECT {_RESULT_COLUMNS} FROM query_results WHERE run_id = ? AND query_id = ?", [run_id, query_id]
+            )
+            .fetchone()
+        )
         return None if row is None else _query_result(row)
 
     # -- trajectories and votes -------------------------------------------------------------------------
@@ -388,15 +434,24 @@ class ResultsStore:
     def add_trajectories(self, trajectories: Iterable[StoredTrajectory]) -> list[int]:
         """Store trajectories; returns their new ids in input order."""
         trajectories = list(trajectories)
-        rows = [{"system": t.system, "dataset": t.dataset, "query_id": t.query_id, "query": t.query,
-                 "steps": _to_json(list(t.steps), f"trajectory {t.system}/{t.query_id} steps"),
-                 "final_answer": t.final_answer,
-                 "metrics": _to_json(dict(t.metrics), f"trajectory {t.system}/{t.query_id} metrics"),
-                 "created_at": _utc_now()} for t in trajectories]
+        rows = [
+            {
+                "system": t.system,
+                "dataset": t.dataset,
+                "query_id": t.query_id,
+                "query": t.query,
+                "steps": _to_json(list(t.steps), f"trajectory {t.system}/{t.query_id} steps"),
+                "final_answer": t.final_answer,
+                "metrics": _to_json(dict(t.metrics), f"trajectory {t.system}/{t.query_id} metrics"),
+                "created_at": _utc_now(),
+            }
+            for t in trajectories
+        ]
 
         def work(cursor):
-            ids = [i for (i,) in cursor.execute(
-                "SELECT nextval('trajectory_ids') FROM range(?)", [len(rows)]).fetchall()]
+            ids = [
+                i for (i,) in cursor.execute("SELECT nextval('trajectory_ids') FROM range(?)", [len(rows)]).fetchall()
+            ]
             self._insert(cursor, "trajectories", [{"id": i, **row} for i, row in zip(ids, rows)])
             return ids
 
@@ -404,16 +459,33 @@ class ResultsStore:
 
     def trajectories(self, dataset: str | None = None, query_id: str | None = None) -> list[StoredTrajectory]:
         """Stored trajectories, optionally only those of one dataset and/or query, in id order."""
-        rows = self._cursor().execute(
-            "SELECT id, system, dataset, query_id, query, steps, final_answer, metrics FROM trajectories"
-            " WHERE (? IS NULL OR dataset = ?) AND (? IS NULL OR query_id = ?) ORDER BY id",
-            [dataset, dataset, query_id, query_id]).fetchall()
-        return [StoredTrajectory(system, ds, qid, query, json.loads(steps), final_answer or "",
-                           json.loads(metrics or "{}"), id=tid)
-                for tid, system, ds, qid, query, steps, final_answer, metrics in rows]
+        rows = (
+            self._cursor()
+            .execute(
+                "SELECT id, system, dataset, query_id, query, steps, final_answer, metrics FROM trajectories"
+                " WHERE (? IS NULL OR dataset = ?) AND (? IS NULL OR query_id = ?) ORDER BY id",
+                [dataset, dataset, query_id, query_id],
+            )
+            .fetchall()
+        )
+        return [
+            StoredTrajectory(
+                system, ds, qid, query, json.loads(steps), final_answer or "", json.loads(metrics or "{}"), id=tid
+            )
+            for tid, system, ds, qid, query, steps, final_answer, metrics in rows
+        ]
 
-    def add_vote(self, trajectory_a: int, trajectory_b: int, annotator: str, vote: str, comment: str = "", *,
-                 client_hash: str | None = None, session_hash: str | None = None) -> bool:
+    def add_vote(
+        self,
+        trajectory_a: int,
+        trajectory_b: int,
+        annotator: str,
+        vote: str,
+        comment: str = "",
+        *,
+        client_hash: str | None = None,
+        session_hash: str | None = None,
+    ) -> bool:
         """Record `annotator`'s vote on a pair of trajectories of the same query.
 
         `vote` refers to the order given ("A" = trajectory_a is better); `client_hash` and `session_hash` are
@@ -430,22 +502,38 @@ class ResultsStore:
             trajectory_a, trajectory_b, vote = trajectory_b, trajectory_a, FLIPPED_VOTE[vote]
 
         def work(cursor):
-            found = dict(cursor.execute("SELECT id, query_id FROM trajectories WHERE id IN (?, ?)",
-                                        [trajectory_a, trajectory_b]).fetchall())
+            found = dict(
+                cursor.execute(
+                    "SELECT id, query_id FROM trajectories WHERE id IN (?, ?)", [trajectory_a, trajectory_b]
+                ).fetchall()
+            )
             missing = [t for t in (trajectory_a, trajectory_b) if t not in found]
             if missing:
                 raise ValueError(f"unknown trajectory id(s) {missing}")
             if found[trajectory_a] != found[trajectory_b]:
-                raise ValueError(f"trajectories {trajectory_a} and {trajectory_b} answer different queries "
-                                 f"({found[trajectory_a]!r} vs {found[trajectory_b]!r})")
-            if cursor.execute("SELECT count(*) FROM battles WHERE trajectory_a = ? AND trajectory_b = ?"
-                              " AND annotator = ?", [trajectory_a, trajectory_b, annotator]).fetchone()[0]:
+                raise ValueError(
+                    f"trajectories {trajectory_a} and {trajectory_b} answer different queries "
+                    f"({found[trajectory_a]!r} vs {found[trajectory_b]!r})"
+                )
+            if cursor.execute(
+                "SELECT count(*) FROM battles WHERE trajectory_a = ? AND trajectory_b = ? AND annotator = ?",
+                [trajectory_a, trajectory_b, annotator],
+            ).fetchone()[0]:
                 return None
-            row = {"query_id": found[trajectory_a], "trajectory_a": trajectory_a, "trajectory_b": trajectory_b,
-                   "annotator": annotator, "vote": vote, "comment": comment, "created_at": _utc_now(),
-                   "client_hash": client_hash, "session_hash": session_hash}
-            cursor.execute(f"INSERT INTO battles ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                           list(row.values()))
+            row = {
+                "query_id": found[trajectory_a],
+                "trajectory_a": trajectory_a,
+                "trajectory_b": trajectory_b,
+                "annotator": annotator,
+                "vote": vote,
+                "comment": comment,
+                "created_at": _utc_now(),
+                "client_hash": client_hash,
+                "session_hash": session_hash,
+            }
+            cursor.execute(
+                f"INSERT INTO battles ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
             return row
 
         row = self._write(work)
@@ -456,12 +544,17 @@ class ResultsStore:
     def votes(self, include_flagged: bool = True) -> pd.DataFrame:
         """All votes (or only those of unflagged annotators) with the systems and dataset of both trajectories
         (pair in canonical order)."""
-        return self._cursor().execute(
-            "SELECT b.*, ta.system AS system_a, tb.system AS system_b, ta.dataset"
-            " FROM battles b JOIN trajectories ta ON ta.id = b.trajectory_a"
-            " JOIN trajectories tb ON tb.id = b.trajectory_b"
-            + ("" if include_flagged else " WHERE b.annotator NOT IN (SELECT annotator FROM flagged_annotators)")
-            + " ORDER BY b.id").df()
+        return (
+            self._cursor()
+            .execute(
+                "SELECT b.*, ta.system AS system_a, tb.system AS system_b, ta.dataset"
+                " FROM battles b JOIN trajectories ta ON ta.id = b.trajectory_a"
+                " JOIN trajectories tb ON tb.id = b.trajectory_b"
+                + ("" if include_flagged else " WHERE b.annotator NOT IN (SELECT annotator FROM flagged_annotators)")
+                + " ORDER BY b.id"
+            )
+            .df()
+        )
 
     def flag(self, annotators: Iterable[str], reason: str = "") -> int:
         """Flag annotators (their votes stay stored, the leaderboard leaves them out); returns how many were new."""
@@ -471,8 +564,9 @@ class ResultsStore:
             known = {a for (a,) in cursor.execute("SELECT annotator FROM flagged_annotators").fetchall()}
             new = [a for a in names if a not in known]
             if new:
-                cursor.executemany("INSERT INTO flagged_annotators VALUES (?, ?, ?)",
-                                   [[a, reason, _utc_now()] for a in new])
+                cursor.executemany(
+                    "INSERT INTO flagged_annotators VALUES (?, ?, ?)", [[a, reason, _utc_now()] for a in new]
+                )
             return len(new)
 
         return self._write(work)
@@ -482,25 +576,36 @@ class ResultsStore:
         names = sorted(set(annotators))
 
         def work(cursor):
-            return len(cursor.execute("DELETE FROM flagged_annotators WHERE annotator IN (SELECT unnest(?))"
-                                      " RETURNING annotator", [names]).fetchall())
+            return len(
+                cursor.execute(
+                    "DELETE FROM flagged_annotators WHERE annotator IN (SELECT unnest(?)) RETURNING annotator", [names]
+                ).fetchall()
+            )
 
         return self._write(work)
 
     def flagged(self) -> dict[str, str]:
         """Flagged annotator -> the reason given."""
-        return dict(self._cursor().execute(
-            "SELECT annotator, coalesce(reason, '') FROM flagged_annotators ORDER BY annotator").fetchall())
+        return dict(
+            self._cursor()
+            .execute("SELECT annotator, coalesce(reason, '') FROM flagged_annotators ORDER BY annotator")
+            .fetchall()
+        )
 
     def audit(self) -> pd.DataFrame:
         """One row per annotator: votes, distinct client and session hashes, first and last vote, flag."""
-        return self._cursor().execute(
-            "SELECT b.annotator, count(*) AS votes, count(DISTINCT b.client_hash) AS clients,"
-            " count(DISTINCT b.session_hash) AS sessions, min(b.created_at) AS first_vote,"
-            " max(b.created_at) AS last_vote, f.annotator IS NOT NULL AS flagged,"
-            " string_agg(DISTINCT b.client_hash, ' ') AS client_hashes"
-            " FROM battles b LEFT JOIN flagged_annotators f ON f.annotator = b.annotator"
-            " GROUP BY b.annotator, f.annotator ORDER BY votes DESC, b.annotator").df()
+        return (
+            self._cursor()
+            .execute(
+                "SELECT b.annotator, count(*) AS votes, count(DISTINCT b.client_hash) AS clients,"
+                " count(DISTINCT b.session_hash) AS sessions, min(b.created_at) AS first_vote,"
+                " max(b.created_at) AS last_vote, f.annotator IS NOT NULL AS flagged,"
+                " string_agg(DISTINCT b.client_hash, ' ') AS client_hashes"
+                " FROM battles b LEFT JOIN flagged_annotators f ON f.annotator = b.annotator"
+                " GROUP BY b.annotator, f.annotator ORDER BY votes DESC, b.annotator"
+            )
+            .df()
+        )
 
     def vote_count(self, annotator: str) -> int:
         """How many votes `annotator` has cast."""
@@ -509,12 +614,18 @@ class ResultsStore:
     def unjudged_pairs(self, annotator: str, dataset: str | None = None) -> list[tuple[str, int, int]]:
         """(query_id, trajectory_a, trajectory_b) pairs of different systems on the same query that
         `annotator` has not voted on yet; smaller id first, ordered by query and ids."""
-        return self._cursor().execute(
-            "SELECT ta.query_id, ta.id, tb.id FROM trajectories ta JOIN trajectories tb"
-            " ON ta.dataset = tb.dataset AND ta.query_id = tb.query_id AND ta.id < tb.id AND ta.system <> tb.system"
-            " WHERE (? IS NULL OR ta.dataset = ?) AND NOT EXISTS (SELECT 1 FROM battles b"
-            " WHERE b.trajectory_a = ta.id AND b.trajectory_b = tb.id AND b.annotator = ?)"
-            " ORDER BY ta.query_id, ta.id, tb.id", [dataset, dataset, annotator]).fetchall()
+        return (
+            self._cursor()
+            .execute(
+                "SELECT ta.query_id, ta.id, tb.id FROM trajectories ta JOIN trajectories tb"
+                " ON ta.dataset = tb.dataset AND ta.query_id = tb.query_id AND ta.id < tb.id AND ta.system <> tb.system"
+                " WHERE (? IS NULL OR ta.dataset = ?) AND NOT EXISTS (SELECT 1 FROM battles b"
+                " WHERE b.trajectory_a = ta.id AND b.trajectory_b = tb.id AND b.annotator = ?)"
+                " ORDER BY ta.query_id, ta.id, tb.id",
+                [dataset, dataset, annotator],
+            )
+            .fetchall()
+        )
 
     # -- export ------------------------------------------------------------------------------------------
 
@@ -574,14 +685,22 @@ class ResultsStore:
         def work(cursor):
             runs = [row[0] for row in cursor.execute("SELECT id FROM other.runs ORDER BY id").fetchall()]
             for old in runs:
-                new = cursor.execute(f"INSERT INTO runs ({columns}) SELECT {columns} FROM other.runs WHERE id = ? "
-                                     "RETURNING id", [old]).fetchone()[0]
-                cursor.execute("INSERT INTO query_results SELECT ?, query_id, query, ranked, scores, gold, latency_ms "
-                               "FROM other.query_results WHERE run_id = ?", [new, old])
-                cursor.execute("INSERT INTO metrics SELECT ?, name, value, ci_low, ci_high FROM other.metrics "
-                               "WHERE run_id = ?", [new, old])
-            cursor.execute(f"INSERT INTO trajectories ({trajectory_columns}) SELECT {trajectory_columns} "
-                           "FROM other.trajectories ORDER BY id")
+                new = cursor.execute(
+                    f"INSERT INTO runs ({columns}) SELECT {columns} FROM other.runs WHERE id = ? RETURNING id", [old]
+                ).fetchone()[0]
+                cursor.execute(
+                    "INSERT INTO query_results SELECT ?, query_id, query, ranked, scores, gold, latency_ms "
+                    "FROM other.query_results WHERE run_id = ?",
+                    [new, old],
+                )
+                cursor.execute(
+                    "INSERT INTO metrics SELECT ?, name, value, ci_low, ci_high FROM other.metrics WHERE run_id = ?",
+                    [new, old],
+                )
+            cursor.execute(
+                f"INSERT INTO trajectories ({trajectory_columns}) SELECT {trajectory_columns} "
+                "FROM other.trajectories ORDER BY id"
+            )
             trajectories = cursor.execute("SELECT count(*) FROM other.trajectories").fetchone()[0]
             return {"runs": len(runs), "trajectories": trajectories}
 

@@ -13,6 +13,7 @@
 The model goes to `--out`, by default `core.settings.baseline_dir(kind, corpus)` (models/<kind>-<corpus>), where the
 evaluations look for it; an existing folder is never overwritten.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,9 @@ def toolgen_training_pairs(catalog: ToolCatalog, model_dir: Path) -> list[tuple[
     return [(query, catalog[tool_id].document()) for query, tool_id in pairs]
 
 
-def train_embedding_ft(catalog: ToolCatalog, toolgen_dir: Path, out: Path, max_pairs: int | None = None,
-                       log=print) -> Path:
+def train_embedding_ft(
+    catalog: ToolCatalog, toolgen_dir: Path, out: Path, max_pairs: int | None = None, log=print
+) -> Path:
     """Fine-tune MiniLM on the retrieval pairs of the ToolGen model at `toolgen_dir` (at most `max_pairs`, evenly
     spread) and save it to `out`."""
     pairs = toolgen_training_pairs(catalog, toolgen_dir)
@@ -60,8 +62,9 @@ def train_embedding_ft(catalog: ToolCatalog, toolgen_dir: Path, out: Path, max_p
     return finetune_embedding(pairs, out)
 
 
-def retrieve_read_examples(system: RetrieveReadSystem,
-                           trajectories: Sequence[tuple[TrainingTrajectory, Sequence | None]]) -> list[Example]:
+def retrieve_read_examples(
+    system: RetrieveReadSystem, trajectories: Sequence[tuple[TrainingTrajectory, Sequence | None]]
+) -> list[Example]:
     """Agent-tuning examples for the retrieve-read agent: training trajectories (core/examples.py) with each user
     message followed by its retrieved documents, gold tools included. Each trajectory comes with the tools offered
     at each of its turns (None: the whole catalog)."""
@@ -75,8 +78,9 @@ def retrieve_read_examples(system: RetrieveReadSystem,
     return examples
 
 
-def train_retrieve_read(system: RetrieveReadSystem, corpus_name: str, data_dir: str | Path | None, out: Path,
-                        n_trajectories: int) -> dict:
+def train_retrieve_read(
+    system: RetrieveReadSystem, corpus_name: str, data_dir: str | Path | None, out: Path, n_trajectories: int
+) -> dict:
     """Tune the retrieve-read agent's model on the trajectories ToolGen's agent stage samples from the same corpus
     (see the module docstring) and save it to `out`. Returns the training report; ValueError when the corpus has no
     agent trajectories."""
@@ -85,11 +89,14 @@ def train_retrieve_read(system: RetrieveReadSystem, corpus_name: str, data_dir: 
     sources = list(corpus.agent_entries()) + list(corpus.trajectories)
     if not sources:
         raise ValueError(f"the {corpus_name} corpus has no agent training trajectories")
-    chosen = [(bfcl_trajectory(s, system.model.catalog), offered_pools(s)) if isinstance(s, BfclEntry)
-              else (s, None) for s in sample(sources, n_trajectories, 0)]
+    chosen = [
+        (bfcl_trajectory(s, system.model.catalog), offered_pools(s)) if isinstance(s, BfclEntry) else (s, None)
+        for s in sample(sources, n_trajectories, 0)
+    ]
     examples = retrieve_read_examples(system, chosen)
     report = Trainer(system.model, train_layers=preset.train_layers).train(
-        examples, replace(preset.stages[AGENT], max_len=1024), AGENT)
+        examples, replace(preset.stages[AGENT], max_len=1024), AGENT
+    )
     system.model.info["stages"].append(AGENT)
     system.model.info["reports"] = {AGENT: report}
     system.model.save(out)
@@ -106,12 +113,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", choices=("bfcl", "toolbench"), required=True)
     parser.add_argument("--data-dir", default=str(TOOLBENCH_DATA_DIR), help="ToolBench data folder")
     parser.add_argument("--out", help="where to save the model (default: models/<kind>-<corpus>)")
-    parser.add_argument("--model", help="embedding-ft: the ToolGen checkpoint whose retrieval pairs it trains on "
-                                        "(default: models/toolgen-<corpus>-retrieval, else models/toolgen-<corpus>)")
-    parser.add_argument("--max-pairs", type=int, help="embedding-ft: train on at most N of ToolGen's pairs, evenly "
-                                                      "spread (default: all; see the README for the cost)")
-    parser.add_argument("--trajectories", type=int, default=300,
-                        help="retrieve-read: agent trajectories it is tuned on (ToolGen's default agent stage: 300)")
+    parser.add_argument(
+        "--model",
+        help="embedding-ft: the ToolGen checkpoint whose retrieval pairs it trains on "
+        "(default: models/toolgen-<corpus>-retrieval, else models/toolgen-<corpus>)",
+    )
+    parser.add_argument(
+        "--max-pairs",
+        type=int,
+        help="embedding-ft: train on at most N of ToolGen's pairs, evenly "
+        "spread (default: all; see the README for the cost)",
+    )
+    parser.add_argument(
+        "--trajectories",
+        type=int,
+        default=300,
+        help="retrieve-read: agent trajectories it is tuned on (ToolGen's default agent stage: 300)",
+    )
     parser.add_argument("--base", default=SMOLLM2, help="retrieve-read: the base model tuned")
     parser.add_argument("--k", type=int, default=5, help="retrieve-read: tools retrieved per user message")
 
@@ -128,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         system = RetrieveReadSystem(untuned_retrieve_read(catalog, args.base), args.k)
         print(f"tuning the retrieve-read agent on {args.trajectories} {args.corpus} trajectories → {out}")
-        train_retrieve_read(system, args.corpus, args.data_dir if args.corpus == "toolbench" else None, out,
-                            args.trajectories)
+        train_retrieve_read(
+            system, args.corpus, args.data_dir if args.corpus == "toolbench" else None, out, args.trajectories
+        )
     print(f"saved {out}")
     return 0

@@ -13,6 +13,7 @@ conflict). A line holds the vote as stored (`ResultsStore.add_vote`: pair in can
 fingerprints, time) plus the system and dataset of both trajectories, which `replay` checks before re-casting it;
 the store refuses a second vote of one annotator on one pair, so replaying twice adds nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,24 +49,43 @@ class VoteLog:
         if repo_id:
             from huggingface_hub import CommitScheduler
 
-            self.scheduler = CommitScheduler(repo_id=repo_id, repo_type="dataset", folder_path=self.directory,
-                                             path_in_repo="votes", every=UPLOAD_MINUTES, private=True,
-                                             allow_patterns=["*.jsonl"])
+            self.scheduler = CommitScheduler(
+                repo_id=repo_id,
+                repo_type="dataset",
+                folder_path=self.directory,
+                path_in_repo="votes",
+                every=UPLOAD_MINUTES,
+                private=True,
+                allow_patterns=["*.jsonl"],
+            )
         store.vote_listeners.append(self.append)
 
     def append(self, vote: dict) -> None:
         """Write one stored vote as a JSON line (flushed); a write failure is logged, the vote stays stored."""
         systems = {t.id: t for t in self.store.trajectories(query_id=vote["query_id"])}
         a, b = systems[vote["trajectory_a"]], systems[vote["trajectory_b"]]
-        line = json.dumps({**vote, "created_at": vote["created_at"].isoformat(), "dataset": a.dataset,
-                           "system_a": a.system, "system_b": b.system}, ensure_ascii=False)
+        line = json.dumps(
+            {
+                **vote,
+                "created_at": vote["created_at"].isoformat(),
+                "dataset": a.dataset,
+                "system_a": a.system,
+                "system_b": b.system,
+            },
+            ensure_ascii=False,
+        )
         lock = self.scheduler.lock if self.scheduler else self._lock  # no upload reads a half-written line
         try:
             with lock, open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
         except OSError:
-            log.exception("vote of %s on %s/%s stored but not logged to %s", vote["annotator"],
-                          vote["trajectory_a"], vote["trajectory_b"], self.path)
+            log.exception(
+                "vote of %s on %s/%s stored but not logged to %s",
+                vote["annotator"],
+                vote["trajectory_a"],
+                vote["trajectory_b"],
+                self.path,
+            )
 
     def close(self) -> None:
         """Stop logging; with a repo, upload what is left now."""
@@ -92,14 +112,27 @@ def replay(store: ResultsStore, directory: str | Path) -> int:
     for vote in read_votes(directory):
         trajectories = {t.id: t for t in store.trajectories(query_id=vote["query_id"])}
         a, b = trajectories.get(vote["trajectory_a"]), trajectories.get(vote["trajectory_b"])
-        if a is None or b is None or (a.system, b.system, a.dataset) != (vote["system_a"], vote["system_b"],
-                                                                          vote["dataset"]):
-            log.warning("logged vote of %s on %s/%s skipped: those trajectories are not in this store",
-                        vote["annotator"], vote["trajectory_a"], vote["trajectory_b"])
+        if (
+            a is None
+            or b is None
+            or (a.system, b.system, a.dataset) != (vote["system_a"], vote["system_b"], vote["dataset"])
+        ):
+            log.warning(
+                "logged vote of %s on %s/%s skipped: those trajectories are not in this store",
+                vote["annotator"],
+                vote["trajectory_a"],
+                vote["trajectory_b"],
+            )
             continue
-        stored += store.add_vote(vote["trajectory_a"], vote["trajectory_b"], vote["annotator"], vote["vote"],
-                                 vote.get("comment") or "", client_hash=vote.get("client_hash"),
-                                 session_hash=vote.get("session_hash"))
+        stored += store.add_vote(
+            vote["trajectory_a"],
+            vote["trajectory_b"],
+            vote["annotator"],
+            vote["vote"],
+            vote.get("comment") or "",
+            client_hash=vote.get("client_hash"),
+            session_hash=vote.get("session_hash"),
+        )
     return stored
 
 

@@ -19,6 +19,7 @@ Prints one JSON object: per endpoint n, errors, p50/p95/max seconds (a model req
 the queue), the largest queue position and estimate the model users were shown, and the targets
 (/vote and /next_pair p95 <= 0.5 s, /leaderboard p95 <= 1 s).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,10 +41,18 @@ from core.settings import CACHE_DIR, REPO_ROOT
 
 SYSTEMS = ("toolgen", "retrieve-read", "gpt-3.5-reference")
 N_QUERIES = 10
-CHAT_MESSAGES = ["What is the square root of 1764?", "List the files in my home folder.",
-                 "What is the current stock price of NVDA?", "Create a new folder called drafts."]
-BEAM_QUERIES = ["list the files in my home folder", "add two numbers", "buy 10 shares of NVDA",
-                "read the contents of notes.txt"]
+CHAT_MESSAGES = [
+    "What is the square root of 1764?",
+    "List the files in my home folder.",
+    "What is the current stock price of NVDA?",
+    "Create a new folder called drafts.",
+]
+BEAM_QUERIES = [
+    "list the files in my home folder",
+    "add two numbers",
+    "buy 10 shares of NVDA",
+    "read the contents of notes.txt",
+]
 TARGETS = {"/vote": 0.5, "/next_pair": 0.5, "/leaderboard": 1.0}
 
 
@@ -79,20 +88,53 @@ def seed_store(path: Path) -> None:
     from eval.store import ResultsStore, StoredTrajectory
 
     def steps(system: str, q: int) -> list[dict]:
-        return [{"kind": "thought", "turn": 0, "step": 0, "text": f"{system} plans how to answer task {q}."},
-                {"kind": "action", "turn": 0, "step": 0, "tool_id": "MathAPI&&square_root", "code": "",
-                 "log_prob": -0.2, "alternatives": []},
-                {"kind": "arguments", "turn": 0, "step": 0, "tool_id": "MathAPI&&square_root",
-                 "arguments": {"number": 1764 + q}, "text": "", "problems": []},
-                {"kind": "observation", "turn": 0, "step": 0, "tool_id": "MathAPI&&square_root",
-                 "content": json.dumps({"result": 42 + q}), "ok": True, "error": None, "simulated": False,
-                 "executed": True},
-                {"kind": "final_answer", "turn": 0, "step": 1, "text": f"The answer is {42 + q}."}]
+        return [
+            {"kind": "thought", "turn": 0, "step": 0, "text": f"{system} plans how to answer task {q}."},
+            {
+                "kind": "action",
+                "turn": 0,
+                "step": 0,
+                "tool_id": "MathAPI&&square_root",
+                "code": "",
+                "log_prob": -0.2,
+                "alternatives": [],
+            },
+            {
+                "kind": "arguments",
+                "turn": 0,
+                "step": 0,
+                "tool_id": "MathAPI&&square_root",
+                "arguments": {"number": 1764 + q},
+                "text": "",
+                "problems": [],
+            },
+            {
+                "kind": "observation",
+                "turn": 0,
+                "step": 0,
+                "tool_id": "MathAPI&&square_root",
+                "content": json.dumps({"result": 42 + q}),
+                "ok": True,
+                "error": None,
+                "simulated": False,
+                "executed": True,
+            },
+            {"kind": "final_answer", "turn": 0, "step": 1, "text": f"The answer is {42 + q}."},
+        ]
 
     with ResultsStore(path) as store:
-        store.add_trajectories(StoredTrajectory(system, "bfcl", f"q{q}", f"Task {q}: square root of {1764 + q}?",
-                                                steps(system, q), final_answer=f"The answer is {42 + q}.")
-                               for q in range(N_QUERIES) for system in SYSTEMS)
+        store.add_trajectories(
+            StoredTrajectory(
+                system,
+                "bfcl",
+                f"q{q}",
+                f"Task {q}: square root of {1764 + q}?",
+                steps(system, q),
+                final_answer=f"The answer is {42 + q}.",
+            )
+            for q in range(N_QUERIES)
+            for system in SYSTEMS
+        )
 
 
 def free_port() -> int:
@@ -105,9 +147,13 @@ def start_app(model: Path, db: Path, timeout: float) -> tuple[subprocess.Popen, 
     """`app.py` on a free loopback port; returns (process, url) once it answers."""
     port = free_port()
     log = open(db.with_suffix(".log"), "w")
-    app = subprocess.Popen([sys.executable, "app.py", "--model", str(model), "--db", str(db), "--port", str(port),
-                            "--rate-limits", "off"], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                           env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    app = subprocess.Popen(
+        [sys.executable, "app.py", "--model", str(model), "--db", str(db), "--port", str(port), "--rate-limits", "off"],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+    )
     url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + timeout
     while time.monotonic() < deadline:
         if app.poll() is not None:
@@ -149,14 +195,23 @@ class Recorder:
         endpoints = {}
         for endpoint in sorted(set(self.seconds) | set(self.errors)):
             values = self.seconds[endpoint]
-            endpoints[endpoint] = {"n": len(values), "errors": len(self.errors[endpoint]),
-                                   "p50_s": percentile(values, 0.5), "p95_s": percentile(values, 0.95),
-                                   "max_s": round(max(values), 3) if values else None}
+            endpoints[endpoint] = {
+                "n": len(values),
+                "errors": len(self.errors[endpoint]),
+                "p50_s": percentile(values, 0.5),
+                "p95_s": percentile(values, 0.95),
+                "max_s": round(max(values), 3) if values else None,
+            }
             if self.errors[endpoint]:
                 endpoints[endpoint]["first_error"] = self.errors[endpoint][0]
-        queue = {endpoint: {"max_position": max(rank for rank, _ in shown),
-                            "max_estimate_s": max((round(eta, 1) for _, eta in shown if eta is not None), default=None)}
-                 for endpoint, shown in self.queue.items() if shown}
+        queue = {
+            endpoint: {
+                "max_position": max(rank for rank, _ in shown),
+                "max_estimate_s": max((round(eta, 1) for _, eta in shown if eta is not None), default=None),
+            }
+            for endpoint, shown in self.queue.items()
+            if shown
+        }
         return {"endpoints": endpoints, "model_queue_shown": queue}
 
 
@@ -180,11 +235,11 @@ def run(args: argparse.Namespace, url: str) -> dict:
             client, name = connect(url), f"annotator-{index}-{session}"
             session += 1
             while time.monotonic() < stop:
-                shown = recorder.time("/next_pair", lambda: client.predict(name, api_name="/next_pair"))
+                shown = recorder.time("/next_pair", lambda c=client, n=name: c.predict(n, api_name="/next_pair"))
                 if shown is None or "Nothing left" in shown[0]:
                     break
                 time.sleep(args.think)
-                recorder.time("/vote", lambda: client.predict("A is better", "", api_name="/vote"))
+                recorder.time("/vote", lambda c=client: c.predict("A is better", "", api_name="/vote"))
                 time.sleep(args.think)
 
     def chat_user(index: int) -> None:
@@ -194,8 +249,10 @@ def run(args: argparse.Namespace, url: str) -> dict:
                 return
             client.predict(api_name="/new_conversation")
             message = CHAT_MESSAGES[(index + turn) % len(CHAT_MESSAGES)]
-            recorder.time("/chat", lambda: watch_queue(recorder, "/chat", client.submit(
-                message, [], True, 4, 5, api_name="/chat")))
+            recorder.time(
+                "/chat",
+                lambda m=message: watch_queue(recorder, "/chat", client.submit(m, [], True, 4, 5, api_name="/chat")),
+            )
 
     def beam_user(index: int) -> None:
         client = connect(url)
@@ -203,8 +260,12 @@ def run(args: argparse.Namespace, url: str) -> dict:
             if time.monotonic() >= stop:
                 return
             query = BEAM_QUERIES[(index + turn) % len(BEAM_QUERIES)]
-            recorder.time("/inspect", lambda: watch_queue(recorder, "/inspect", client.submit(
-                query, 5, 5, "all tools", None, "", api_name="/inspect")))
+            recorder.time(
+                "/inspect",
+                lambda q=query: watch_queue(
+                    recorder, "/inspect", client.submit(q, 5, 5, "all tools", None, "", api_name="/inspect")
+                ),
+            )
 
     def viewer(index: int) -> None:
         client = connect(url)
@@ -212,10 +273,14 @@ def run(args: argparse.Namespace, url: str) -> dict:
             recorder.time("/leaderboard", lambda: client.predict(api_name="/leaderboard"))
             time.sleep(2.0)
 
-    workers = ([(annotator, i) for i in range(args.annotators)] + [(chat_user, i) for i in range(args.chat)]
-               + [(beam_user, i) for i in range(args.beam)] + [(viewer, i) for i in range(args.viewers)])
+    workers = (
+        [(annotator, i) for i in range(args.annotators)]
+        + [(chat_user, i) for i in range(args.chat)]
+        + [(beam_user, i) for i in range(args.beam)]
+        + [(viewer, i) for i in range(args.viewers)]
+    )
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for work, i in workers]  # daemons: never
-    for thread in threads:                                                                    # block the exit
+    for thread in threads:  # block the exit
         thread.start()
     deadline = stop + args.drain
     while time.monotonic() < deadline and any(thread.is_alive() for thread in threads):
@@ -261,13 +326,21 @@ def main(argv: list[str] | None = None) -> int:
                     app.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     app.kill()
-    summary["config"] = {"annotators": args.annotators, "chat": args.chat, "beam": args.beam,
-                         "viewers": args.viewers, "duration_s": args.duration, "think_s": args.think,
-                         "model": args.url or str(args.model or "untrained SmolLM2 + BFCL tool tokens"),
-                         "cpus": len(os.sched_getaffinity(0)), "load_average": [round(x, 1) for x in os.getloadavg()]}
-    summary["targets_met"] = {f"{endpoint} p95 <= {limit} s": (summary["endpoints"].get(endpoint, {}).get("p95_s")
-                                                              or float("inf")) <= limit
-                              for endpoint, limit in TARGETS.items()}
+    summary["config"] = {
+        "annotators": args.annotators,
+        "chat": args.chat,
+        "beam": args.beam,
+        "viewers": args.viewers,
+        "duration_s": args.duration,
+        "think_s": args.think,
+        "model": args.url or str(args.model or "untrained SmolLM2 + BFCL tool tokens"),
+        "cpus": len(os.sched_getaffinity(0)),
+        "load_average": [round(x, 1) for x in os.getloadavg()],
+    }
+    summary["targets_met"] = {
+        f"{endpoint} p95 <= {limit} s": (summary["endpoints"].get(endpoint, {}).get("p95_s") or float("inf")) <= limit
+        for endpoint, limit in TARGETS.items()
+    }
     summary["wall_s"] = round(time.monotonic() - started, 1)
     text = json.dumps(summary, indent=1)
     print(text)

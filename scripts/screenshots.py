@@ -7,6 +7,7 @@ Protocol over `--remote-debugging-pipe` (file descriptors 3 and 4, no extra Pyth
 tab's main action (a chat message, a beam inspection, a stored query, a pair to judge), waits for the result
 and saves a full-page PNG. Install the browser with `apt-get install -y chromium`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,17 @@ import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                  "--remote-debugging-pipe"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--remote-debugging-pipe",
+]
 WIDTH, MIN_HEIGHT, MAX_HEIGHT = 1400, 900, 3200
 
 # JavaScript helpers injected into the page: fill a Gradio textbox, click a button, pick a dropdown option.
@@ -61,17 +70,32 @@ window.wb = {
 # tab id -> (element that shows the tab is open, JavaScript starting its main action, condition saying it is
 # done, JavaScript arranging the view before the picture)
 SHOTS = {
-    "chat": ("chat-input", "wb.fill('chat-input', 'What is the current stock price of NVDA?'); wb.click('chat-send');",
-             "wb.text('chat-history').includes('✅') || wb.text('chat-history').includes('without a final answer')",
-             "wb.openFirstCall()"),
-    "beam": ("beam-query", "wb.fill('beam-query', 'list the files in my home folder'); wb.click('beam-run');",
-             "document.querySelectorAll('#beam-ranked details').length > 0", ""),
-    "compare": ("compare-new", "(async () => { if (await wb.pick('compare-run-set', 0)) {"
-                " await new Promise(r => setTimeout(r, 1500)); await wb.pick('compare-query', 0); } })()",
-                "document.querySelectorAll('#compare-side .wb-col').length > 0"
-                " && document.querySelector('#compare-chart .js-plotly-plot') !== null", ""),
-    "annotate": ("annotate-name", "wb.fill('annotate-name', 'screenshot'); wb.click('annotate-next');",
-                 "wb.text('annotate-left').length > 0 || wb.text('annotate-status').includes('Nothing left')", ""),
+    "chat": (
+        "chat-input",
+        "wb.fill('chat-input', 'What is the current stock price of NVDA?'); wb.click('chat-send');",
+        "wb.text('chat-history').includes('✅') || wb.text('chat-history').includes('without a final answer')",
+        "wb.openFirstCall()",
+    ),
+    "beam": (
+        "beam-query",
+        "wb.fill('beam-query', 'list the files in my home folder'); wb.click('beam-run');",
+        "document.querySelectorAll('#beam-ranked details').length > 0",
+        "",
+    ),
+    "compare": (
+        "compare-new",
+        "(async () => { if (await wb.pick('compare-run-set', 0)) {"
+        " await new Promise(r => setTimeout(r, 1500)); await wb.pick('compare-query', 0); } })()",
+        "document.querySelectorAll('#compare-side .wb-col').length > 0"
+        " && document.querySelector('#compare-chart .js-plotly-plot') !== null",
+        "",
+    ),
+    "annotate": (
+        "annotate-name",
+        "wb.fill('annotate-name', 'screenshot'); wb.click('annotate-next');",
+        "wb.text('annotate-left').length > 0 || wb.text('annotate-status').includes('Nothing left')",
+        "",
+    ),
     "leaderboard": ("leaderboard-summary", "", "wb.text('leaderboard-summary').trim().length > 0", ""),
 }
 
@@ -89,9 +113,13 @@ class Browser:
             os.dup2(read_end, 3)
             os.dup2(write_end, 4)
 
-        self.process = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                        pass_fds=(3, 4), preexec_fn=wire_pipes,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            pass_fds=(3, 4),
+            preexec_fn=wire_pipes,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(commands_read)
         os.close(replies_write)
         self._next_id, self._buffer, self.session = 0, b"", None
@@ -138,8 +166,13 @@ class Browser:
     def screenshot(self, path: Path) -> None:
         """A PNG of the whole page (up to MAX_HEIGHT pixels tall)."""
         height = self.evaluate("Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
-        self.send("Emulation.setDeviceMetricsOverride", width=WIDTH, deviceScaleFactor=1, mobile=False,
-                  height=max(MIN_HEIGHT, min(MAX_HEIGHT, int(height or MIN_HEIGHT))))
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=WIDTH,
+            deviceScaleFactor=1,
+            mobile=False,
+            height=max(MIN_HEIGHT, min(MAX_HEIGHT, int(height or MIN_HEIGHT))),
+        )
         time.sleep(1.0)  # let plots re-layout at the new size
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", format="png")["data"]))
 
@@ -166,11 +199,13 @@ def wait_for_app(url: str, app: subprocess.Popen, timeout_s: float = 300) -> Non
 def take(browser: Browser, base_url: str, tab: str, out_dir: Path, timeout_s: float) -> bool:
     """Open `tab`, run its action, wait for the result, save `out_dir/<tab>.png`. False if it timed out."""
     ready, action, done, prepare = SHOTS[tab]
-    browser.send("Emulation.setDeviceMetricsOverride", width=WIDTH, height=MIN_HEIGHT, deviceScaleFactor=1,
-                 mobile=False)
+    browser.send(
+        "Emulation.setDeviceMetricsOverride", width=WIDTH, height=MIN_HEIGHT, deviceScaleFactor=1, mobile=False
+    )
     browser.send("Page.navigate", url=f"{base_url}?tab={tab}")
-    if not browser.wait_for(f"document.querySelector('#{ready}') !== null && "
-                            f"document.querySelector('#{ready}').offsetParent !== null", 90):
+    if not browser.wait_for(
+        f"document.querySelector('#{ready}') !== null && document.querySelector('#{ready}').offsetParent !== null", 90
+    ):
         raise TimeoutError(f"{tab}: the page or the tab did not open")
     time.sleep(2.0)  # the load events (choices, tables) settle
     browser.evaluate(HELPERS)

@@ -1,5 +1,6 @@
 """Shared fixtures only (helper functions are in helpers.py): the shared data folder, the packaged SmolLM2
 tokenizer, a toy catalog, and the scripted agent model."""
+
 from __future__ import annotations
 
 import os
@@ -59,11 +60,19 @@ def toy_catalog():
         "Music": ["search song", "artist info", "lyrics", "top charts", "concert dates"],
         "Travel": ["flight search", "hotel search", "car rental", "visa rules", "train times"],
     }
-    tools = [Tool(id=f"{name}&&{api}", category=name.lower(), tool_name=name, api_name=api,
-                  description=f"Returns the {api} from the {name} service.",
-                  parameters={"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
-                  source="test")
-             for name, apis in specs.items() for api in apis]
+    tools = [
+        Tool(
+            id=f"{name}&&{api}",
+            category=name.lower(),
+            tool_name=name,
+            api_name=api,
+            description=f"Returns the {api} from the {name} service.",
+            parameters={"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+            source="test",
+        )
+        for name, apis in specs.items()
+        for api in apis
+    ]
     return ToolCatalog(tools)
 
 

@@ -1,4 +1,5 @@
 """A scripted stand-in for a causal LM, so agent tests control every token the "model" writes."""
+
 from types import SimpleNamespace
 
 import torch
@@ -36,12 +37,13 @@ class ScriptedLM(torch.nn.Module):
     def device(self):
         return torch.device("cpu")
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True,
-                logits_to_keep=0):
+    def forward(
+        self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True, logits_to_keep=0
+    ):
         rows = input_ids.tolist()
         if past_key_values is None:
             if attention_mask is not None:  # drop left padding
-                rows = [row[len(row) - int(mask.sum()):] for row, mask in zip(rows, attention_mask)]
+                rows = [row[len(row) - int(mask.sum()) :] for row, mask in zip(rows, attention_mask)]
             cache = _ScriptCache(rows)
         else:
             cache = past_key_values
@@ -63,11 +65,11 @@ class TurnScript:
     def __call__(self, ids):
         n, starts = len(self.header), []
         for i in range(len(ids) - n + 1):
-            if ids[i:i + n] == self.header:
+            if ids[i : i + n] == self.header:
                 starts.append(i + n)
-        written = ids[starts[-1]:]
+        written = ids[starts[-1] :]
         target = self.turns[min(len(starts) - 1, len(self.turns) - 1)]
-        if written == target[:len(written)] and len(written) < len(target):
+        if written == target[: len(written)] and len(written) < len(target):
             return target[len(written)]
         return self.end
 
@@ -95,5 +97,9 @@ def scripted(build, turns_spec):
     return build([turn(probe, *spec) for spec in turns_spec])
 
 
-TWO_ANSWERS = [("a", WEATHER, {"q": "Oslo"}), ("b", FINISH, {"final_answer": "one"}),
-               ("c", LYRICS, {"q": "song"}), ("d", FINISH, {"final_answer": "two"})]
+TWO_ANSWERS = [
+    ("a", WEATHER, {"q": "Oslo"}),
+    ("b", FINISH, {"final_answer": "one"}),
+    ("c", LYRICS, {"q": "song"}),
+    ("d", FINISH, {"final_answer": "two"}),
+]

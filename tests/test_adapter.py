@@ -1,5 +1,6 @@
 """Compact checkpoints (core/adapter.py): only the tensors training changed, over a hash-checked base, reload to
 the same logits as the full model."""
+
 from __future__ import annotations
 
 import json
@@ -47,13 +48,17 @@ def logits(toolgen: ToolGenModel, catalog) -> torch.Tensor:
 
 @pytest.mark.parametrize("scheme", ["atomic", "numeric"])
 def test_compact_checkpoint_keeps_only_changed_tensors_and_reloads_to_identical_logits(
-        tmp_path, base_dir, toy_catalog, scheme, one_thread):
+    tmp_path, base_dir, toy_catalog, scheme, one_thread
+):
     toolgen = trained(base_dir, toy_catalog, scheme)
     summary = save_compact(toolgen, tmp_path / "compact")
     config = json.loads((tmp_path / "compact" / ADAPTER_CONFIG).read_text())
     top = {f"model.layers.2.{name}" for name, _ in toolgen.model.model.layers[2].named_parameters()}
-    assert config["tensors"] == {**dict.fromkeys(sorted(top), "whole"), "model.norm.weight": "whole",
-                                 "model.embed_tokens.weight": "added_rows"}
+    assert config["tensors"] == {
+        **dict.fromkeys(sorted(top), "whole"),
+        "model.norm.weight": "whole",
+        "model.embed_tokens.weight": "added_rows",
+    }
     added = len(toolgen.tokenizer) - 49152
     assert summary["parameters"] == sum(p.numel() for p in toolgen.model.model.layers[2].parameters()) + 64 + added * 64
     assert [t["id"] for t in config["added_tokens"]] == list(range(49152, 49152 + added))
@@ -63,7 +68,8 @@ def test_compact_checkpoint_keeps_only_changed_tensors_and_reloads_to_identical_
     assert torch.equal(logits(again, toy_catalog), logits(toolgen, toy_catalog))
     assert again.tokenizer.get_vocab() == toolgen.tokenizer.get_vocab()
     assert {i: str(t) for i, t in again.tokenizer.added_tokens_decoder.items()} == {
-        i: str(t) for i, t in toolgen.tokenizer.added_tokens_decoder.items()}  # with their flags (<<sep>> special)
+        i: str(t) for i, t in toolgen.tokenizer.added_tokens_decoder.items()
+    }  # with their flags (<<sep>> special)
     assert again.code_sequences(include_finish=True) == toolgen.code_sequences(include_finish=True)
     assert [t.to_dict() for t in again.catalog] == [t.to_dict() for t in toy_catalog]
     assert again.info == toolgen.info and again.indexing.to_dict() == toolgen.indexing.to_dict()
@@ -73,8 +79,9 @@ def test_export_compact_command_matches_the_full_checkpoint(tmp_path, base_dir, 
     full = trained(base_dir, toy_catalog).save(tmp_path / "full")
     assert core_main(["export-compact", "--model", str(full), "--out", str(tmp_path / "compact")]) == 0
     assert "tensors" in capsys.readouterr().out
-    assert torch.equal(logits(ToolGenModel.load(tmp_path / "compact"), toy_catalog),
-                       logits(ToolGenModel.load(full), toy_catalog))
+    assert torch.equal(
+        logits(ToolGenModel.load(tmp_path / "compact"), toy_catalog), logits(ToolGenModel.load(full), toy_catalog)
+    )
     assert core_main(["export-compact", "--model", str(full), "--out", str(tmp_path / "compact")]) == 2
     assert "not empty" in capsys.readouterr().err
 

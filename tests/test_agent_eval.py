@@ -1,4 +1,5 @@
 """End-to-end agent evaluation (eval/agent_eval.py): scoring of hand-made trajectories, and the CLI on tiny models."""
+
 import json
 
 import pytest
@@ -46,8 +47,10 @@ def test_bfcl_multi_scoring_replays_ground_truth(bfcl_catalog):
     assert task.turns[3][0] == CONTINUE_TEXT and set(task.turns[3][1]) - set(task.turns[2][1]) == set(entry.held_out[3])
     order = BfclExecutor(entry.initial_config, entry.involved_classes).param_order
     by_name = {function_name(bfcl_catalog[t]): t for t in task.turns[-1][1]}
-    gold = [[(by_name[name], arguments) for text in turn for name, arguments in parse_call(text, order)]
-            for turn in entry.ground_truth]
+    gold = [
+        [(by_name[name], arguments) for text in turn for name, arguments in parse_call(text, order)]
+        for turn in entry.ground_truth
+    ]
     assert task.score(made_trajectory(gold)) == {"correct": 1.0, "turns_passed": 1.0}
     wrong = [gold[0][:-1]] + gold[1:]  # the first turn misses its last call
     assert task.score(made_trajectory(wrong)) == {"correct": 0.0, "turns_passed": 0.0}
@@ -76,7 +79,6 @@ def test_trajectory_metrics_count_calls_outside_the_offered_set():
 def tiny_models(tmp_path_factory, bfcl_catalog):
     """A tiny random base model directory and a tiny ToolGen checkpoint over the BFCL catalog."""
 
-
     root = tmp_path_factory.mktemp("tiny")
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
     base = tiny_llama(len(tokenizer))
@@ -86,15 +88,37 @@ def tiny_models(tmp_path_factory, bfcl_catalog):
     return root
 
 
-@pytest.mark.parametrize("dataset, systems", [("bfcl-single", ["toolgen", "retrieve-read"]),
-                                              ("bfcl-multi", ["toolgen"])])
+@pytest.mark.parametrize(
+    "dataset, systems", [("bfcl-single", ["toolgen", "retrieve-read"]), ("bfcl-multi", ["toolgen"])]
+)
 @pytest.mark.slow
 def test_cli_runs_the_systems_and_stores_trajectories(tiny_models, tmp_path, capsys, dataset, systems):
     db = tmp_path / "results.duckdb"
-    code = main(["agent", "--dataset", dataset, "--systems", ",".join(systems), "--model", str(tiny_models / "toolgen"),
-                 "--base", str(tiny_models / "base"), "--untuned-baseline",
-                 "--db", str(db), "--limit", "1", "--max-steps", "1",
-                 "--max-thought-tokens", "4", "--max-argument-tokens", "4", "--json"])
+    code = main(
+        [
+            "agent",
+            "--dataset",
+            dataset,
+            "--systems",
+            ",".join(systems),
+            "--model",
+            str(tiny_models / "toolgen"),
+            "--base",
+            str(tiny_models / "base"),
+            "--untuned-baseline",
+            "--db",
+            str(db),
+            "--limit",
+            "1",
+            "--max-steps",
+            "1",
+            "--max-thought-tokens",
+            "4",
+            "--max-argument-tokens",
+            "4",
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert sorted(report) == sorted(systems)
@@ -112,10 +136,30 @@ def test_cli_toolbench_on_the_simulator(tiny_models, tmp_path, capsys, shared_da
     tokenizer = AutoTokenizer.from_pretrained(tiny_models / "base")
     catalog = load_toolbench_corpus(shared_data / "toolbench" / "corpus.json")
     tiny_toolgen(tokenizer, catalog).save(tmp_path / "tg")
-    code = main(["agent", "--dataset", "toolbench", "--data-dir", str(shared_data / "toolbench"),
-                 "--systems", "toolgen", "--model", str(tmp_path / "tg"), "--db", str(tmp_path / "r.duckdb"),
-                 "--limit", "1", "--max-steps", "2", "--max-thought-tokens", "4",
-                 "--max-argument-tokens", "4", "--json"])
+    code = main(
+        [
+            "agent",
+            "--dataset",
+            "toolbench",
+            "--data-dir",
+            str(shared_data / "toolbench"),
+            "--systems",
+            "toolgen",
+            "--model",
+            str(tmp_path / "tg"),
+            "--db",
+            str(tmp_path / "r.duckdb"),
+            "--limit",
+            "1",
+            "--max-steps",
+            "2",
+            "--max-thought-tokens",
+            "4",
+            "--max-argument-tokens",
+            "4",
+            "--json",
+        ]
+    )
     assert code == 0
     values = json.loads(capsys.readouterr().out)["toolgen"]
     assert values["tasks"] == 1 and 0 <= values["gold_recall"] <= 1 and values["hallucinated"] == 0
@@ -138,15 +182,44 @@ def test_retrieve_read_keeps_gold_tools_in_training_messages(tiny_models, bfcl_c
 @pytest.mark.slow
 def test_train_baseline_then_evaluate_it(tiny_models, tmp_path, capsys):
     out = tmp_path / "rr"
-    evaluate = ["agent", "--dataset", "bfcl-single", "--systems", "toolgen,retrieve-read",
-                "--model", str(tiny_models / "toolgen"), "--baseline-model", str(out),
-                "--db", str(tmp_path / "r.duckdb"), "--limit", "1", "--max-steps", "1",
-                "--max-thought-tokens", "4", "--max-argument-tokens", "4", "--json"]
+    evaluate = [
+        "agent",
+        "--dataset",
+        "bfcl-single",
+        "--systems",
+        "toolgen,retrieve-read",
+        "--model",
+        str(tiny_models / "toolgen"),
+        "--baseline-model",
+        str(out),
+        "--db",
+        str(tmp_path / "r.duckdb"),
+        "--limit",
+        "1",
+        "--max-steps",
+        "1",
+        "--max-thought-tokens",
+        "4",
+        "--max-argument-tokens",
+        "4",
+        "--json",
+    ]
     assert main(evaluate) == 2  # no baseline yet: refused before any system runs, naming the training command
     assert "python -m eval train-baseline --kind retrieve-read --corpus bfcl" in capsys.readouterr().err
     assert not (tmp_path / "r.duckdb").exists()
-    train = ["train-baseline", "--kind", "retrieve-read", "--corpus", "bfcl", "--trajectories", "3",
-             "--base", str(tiny_models / "base"), "--out", str(out)]
+    train = [
+        "train-baseline",
+        "--kind",
+        "retrieve-read",
+        "--corpus",
+        "bfcl",
+        "--trajectories",
+        "3",
+        "--base",
+        str(tiny_models / "base"),
+        "--out",
+        str(out),
+    ]
     assert main(train) == 0
     tuned = ToolGenModel.load(out)
     assert tuned.indexing.scheme == "semantic" and tuned.info["stages"] == ["agent"]

@@ -3,6 +3,7 @@ over BFCL's executable file-system and math tools and a temporary results store.
 
 Covers every tab's main action, error reporting, HTML escaping, and 20 concurrent annotators voting.
 """
+
 from __future__ import annotations
 
 import base64
@@ -59,28 +60,68 @@ def seed(store, catalog) -> None:
     """Two retrieval runs with gold tools and CIs, and three systems' trajectories on two queries."""
     tools = catalog.ids
     for system, shift in (("toolgen", 0), ("bm25", 1)):
-        results = [QueryResult("q1", "list my files <script>x</script>", tools[shift:shift + 3], [-0.1, -1.0, -2.0],
-                               [tools[0]], 12.5),
-                   QueryResult("q2", "what is the square root of 9", tools[5:8], [-0.3, -0.9, -1.5], [tools[6]], 9.0)]
-        metrics = [MetricValue("ndcg@1", 0.8 - shift / 4, 0.6 - shift / 4, 0.9 - shift / 4),
-                   MetricValue("recall@5", 0.9, 0.8, 1.0), MetricValue("latency_p50_ms", 10.0)]
+        results = [
+            QueryResult(
+                "q1", "list my files <script>x</script>", tools[shift : shift + 3], [-0.1, -1.0, -2.0], [tools[0]], 12.5
+            ),
+            QueryResult("q2", "what is the square root of 9", tools[5:8], [-0.3, -0.9, -1.5], [tools[6]], 9.0),
+        ]
+        metrics = [
+            MetricValue("ndcg@1", 0.8 - shift / 4, 0.6 - shift / 4, 0.9 - shift / 4),
+            MetricValue("recall@5", 0.9, 0.8, 1.0),
+            MetricValue("latency_p50_ms", 10.0),
+        ]
         store.add_run(system, DATASET, results, metrics, setting="in-domain", split="test", code_version="test")
-    store.add_run("toolgen", "bfcl-multi", metrics=[MetricValue("agent_finished", 0.5, 0.2, 0.8)],
-                  setting="offered-functions", split="test", code_version="test")  # an agent run: metrics only
+    store.add_run(
+        "toolgen",
+        "bfcl-multi",
+        metrics=[MetricValue("agent_finished", 0.5, 0.2, 0.8)],
+        setting="offered-functions",
+        split="test",
+        code_version="test",
+    )  # an agent run: metrics only
+
     def steps(rank: int) -> list[dict]:  # agent events as core/agent.py stores them; codes differ per system
         code = "<<GorillaFileSystem&&ls>>" if rank % 2 else "GorillaFileSystem: ls<<end>>"
-        return [{"kind": "thought", "turn": 0, "step": 0, "text": f"thinking <i>hard</i> ({rank})"},
-                {"kind": "action", "turn": 0, "step": 0, "tool_id": "GorillaFileSystem&&ls", "code": code,
-                 "log_prob": -0.1, "alternatives": []},
-                {"kind": "arguments", "turn": 0, "step": 0, "tool_id": "GorillaFileSystem&&ls",
-                 "arguments": {"a": rank}, "text": "", "problems": []},
-                {"kind": "observation", "turn": 0, "step": 0, "tool_id": "GorillaFileSystem&&ls",
-                 "content": "<img src=x onerror=alert(1)>", "ok": True, "error": None, "simulated": False,
-                 "executed": True},
-                {"kind": "final_answer", "turn": 0, "step": 1, "text": f"answer {rank}"}]
+        return [
+            {"kind": "thought", "turn": 0, "step": 0, "text": f"thinking <i>hard</i> ({rank})"},
+            {
+                "kind": "action",
+                "turn": 0,
+                "step": 0,
+                "tool_id": "GorillaFileSystem&&ls",
+                "code": code,
+                "log_prob": -0.1,
+                "alternatives": [],
+            },
+            {
+                "kind": "arguments",
+                "turn": 0,
+                "step": 0,
+                "tool_id": "GorillaFileSystem&&ls",
+                "arguments": {"a": rank},
+                "text": "",
+                "problems": [],
+            },
+            {
+                "kind": "observation",
+                "turn": 0,
+                "step": 0,
+                "tool_id": "GorillaFileSystem&&ls",
+                "content": "<img src=x onerror=alert(1)>",
+                "ok": True,
+                "error": None,
+                "simulated": False,
+                "executed": True,
+            },
+            {"kind": "final_answer", "turn": 0, "step": 1, "text": f"answer {rank}"},
+        ]
 
-    store.add_trajectories(StoredTrajectory(system, "bfcl", query_id, text, steps(rank), final_answer=f"answer {rank}")
-                           for query_id, text in QUERIES.items() for rank, system in enumerate(SYSTEMS))
+    store.add_trajectories(
+        StoredTrajectory(system, "bfcl", query_id, text, steps(rank), final_answer=f"answer {rank}")
+        for query_id, text in QUERIES.items()
+        for rank, system in enumerate(SYSTEMS)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +139,7 @@ def app(tmp_path_factory, model_dir, executable_catalog):
 
 def plotted_traces(chart: dict) -> list[dict]:
     """The traces of a gr.Plot payload, with plotly's base64 typed arrays decoded to lists."""
+
     def decode(value):
         if isinstance(value, dict) and "bdata" in value:
             return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
@@ -122,8 +164,11 @@ def test_chat_streams_each_step_with_calls_alternatives_and_observations(client)
     assert all(m["metadata"]["title"].startswith(("🛠️", "🏁")) for m in calls)
     alternatives = [m for m in history if (m.get("metadata") or {}).get("parent_id")]
     assert {m["metadata"]["parent_id"] for m in alternatives} == {m["metadata"]["id"] for m in calls}
-    observations = [m for m in history if (m.get("metadata") or {}).get("title", "").endswith(
-        ("Observation", "Observation (error)", "not executed"))]
+    observations = [
+        m
+        for m in history
+        if (m.get("metadata") or {}).get("title", "").endswith(("Observation", "Observation (error)", "not executed"))
+    ]
     tool_calls = [m for m in calls if m["metadata"]["title"].startswith("🛠️")]
     assert len(observations) == len(tool_calls)
     assert client.predict(api_name="/new_conversation") == []
@@ -140,10 +185,12 @@ def test_chat_messages_continue_one_conversation(setup):
     first_context = conversation.context
     assert kept is conversation and history[-1]["content"] == "✅ one"
     *_, (history, _) = respond(workbench, "Now lyrics.", history, conversation, False, 4, 2)
-    assert conversation.context[:len(first_context)] == first_context  # the second message sees the first
+    assert conversation.context[: len(first_context)] == first_context  # the second message sees the first
     assert conversation.trajectory.answers == ["one", "two"] and history[-1]["content"] == "✅ two"
-    assert [m["content"] for m in history if m["role"] == "user"] == [md_text("Weather in Oslo?"),
-                                                                        md_text("Now lyrics.")]
+    assert [m["content"] for m in history if m["role"] == "user"] == [
+        md_text("Weather in Oslo?"),
+        md_text("Now lyrics."),
+    ]
     conversation.reset()
     *_, (history, _) = respond(workbench, "Weather?", [], conversation, False, 1, 2)  # one step: no Finish
     assert "without a final answer" in history[-1]["content"]
@@ -154,15 +201,36 @@ def test_chat_messages_continue_one_conversation(setup):
 def test_chat_renderer_marks_calls_pending_then_done_and_escapes_model_text():
     renderer = ChatRenderer(prefix="m1")
     renderer.add(ThoughtEvent(turn=0, step=0, text="<script>alert(1)</script> *bold*"))
-    renderer.add(ActionEvent(turn=0, step=0, tool_id="GorillaFileSystem&&ls", code="<<GorillaFileSystem&&ls>>",
-                             log_prob=-0.5, alternatives=[("GorillaFileSystem&&ls", "<<GorillaFileSystem&&ls>>", -0.5),
-                                                          ("MathAPI&&add", "<<MathAPI&&add>>", -2.0)]))
+    renderer.add(
+        ActionEvent(
+            turn=0,
+            step=0,
+            tool_id="GorillaFileSystem&&ls",
+            code="<<GorillaFileSystem&&ls>>",
+            log_prob=-0.5,
+            alternatives=[
+                ("GorillaFileSystem&&ls", "<<GorillaFileSystem&&ls>>", -0.5),
+                ("MathAPI&&add", "<<MathAPI&&add>>", -2.0),
+            ],
+        )
+    )
     call = renderer.messages[-2]
     assert call["metadata"]["status"] == "pending" and renderer.messages[-1]["metadata"]["parent_id"] == "m1-0-0"
-    renderer.add(ArgumentsEvent(turn=0, step=0, tool_id="GorillaFileSystem&&ls", arguments={"a": "<b>"}, text="",
-                                problems=[]))
-    renderer.add(ObservationEvent(turn=0, step=0, tool_id="GorillaFileSystem&&ls", content="<img src=x>", ok=True,
-                                  error=None, simulated=False, executed=True))
+    renderer.add(
+        ArgumentsEvent(turn=0, step=0, tool_id="GorillaFileSystem&&ls", arguments={"a": "<b>"}, text="", problems=[])
+    )
+    renderer.add(
+        ObservationEvent(
+            turn=0,
+            step=0,
+            tool_id="GorillaFileSystem&&ls",
+            content="<img src=x>",
+            ok=True,
+            error=None,
+            simulated=False,
+            executed=True,
+        )
+    )
     renderer.add(FinalAnswerEvent(turn=0, step=1, text="done <b>!</b>"))
     assert call["metadata"]["status"] == "done" and "duration" in call["metadata"]
     text = "".join(m["content"] for m in renderer.messages)
@@ -188,8 +256,9 @@ def test_beam_inspector_shows_steps_removed_tokens_and_ranked_docs(client, execu
 
 
 def test_beam_inspector_draws_a_prefix_tree_for_multi_token_codes(tmp_path, smollm2_tokenizer, toy_catalog):
-    toolgen = ToolGenModel.from_base(toy_catalog, scheme="numeric", model=tiny_llama(len(smollm2_tokenizer) + 8),
-                                     tokenizer=smollm2_tokenizer)
+    toolgen = ToolGenModel.from_base(
+        toy_catalog, scheme="numeric", model=tiny_llama(len(smollm2_tokenizer) + 8), tokenizer=smollm2_tokenizer
+    )
     workbench = Workbench(toolgen.save(tmp_path / "numeric"), tmp_path / "db.duckdb")
     try:
         ranked, _, steps, tree = inspect_query(workbench, "weather in Paris", 3, 3, "a group", "weather")

@@ -1,4 +1,5 @@
 """Schema-guided Action Input decoding against a scripted "model" that wants to write a given text."""
+
 import torch
 
 from core.arguments import FINISH_SCHEMA, decode_arguments
@@ -14,11 +15,11 @@ def scripted(tokenizer, wanted: str):
     prompt = encode(tokenizer, PROMPT_TEXT)
 
     def next_logits(ids):
-        text = tokenizer.decode(list(ids)[len(prompt):])
+        text = tokenizer.decode(list(ids)[len(prompt) :])
         if wanted.startswith(text) and wanted != text:
-            target = encode(tokenizer, wanted[len(text):])[0]
+            target = encode(tokenizer, wanted[len(text) :])[0]
         elif '":' in text and FALLBACK_VALUE.startswith(after := text.rsplit('":', 1)[1]) and after != FALLBACK_VALUE:
-            target = encode(tokenizer, FALLBACK_VALUE[len(after):])[0]
+            target = encode(tokenizer, FALLBACK_VALUE[len(after) :])[0]
         else:
             target = tokenizer.eos_token_id
         logits = torch.zeros(len(tokenizer))
@@ -30,13 +31,15 @@ def scripted(tokenizer, wanted: str):
 
 def decode(tokenizer, wanted, schema, max_tokens=64):
     prompt, next_logits = scripted(tokenizer, wanted)
-    return decode_arguments(next_logits, tokenizer, prompt, schema, max_tokens,
-                            frozenset({tokenizer.eos_token_id}))
+    return decode_arguments(next_logits, tokenizer, prompt, schema, max_tokens, frozenset({tokenizer.eos_token_id}))
 
 
 def schema(required, optional=()):
-    return {"type": "object", "required": list(required),
-            "properties": {name: {"type": "string"} for name in [*required, *optional]}}
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {name: {"type": "string"} for name in [*required, *optional]},
+    }
 
 
 def test_the_model_writes_the_values(smollm2_tokenizer):

@@ -1,4 +1,5 @@
 """BFCL v4 loaders: catalog ids and schemas, entries, ground-truth call parsing (core/bfcl.py)."""
+
 import json
 from collections import defaultdict
 
@@ -24,9 +25,13 @@ def catalog():
 
 # ---------------------------------------------------------------- a small hand-made data folder
 
+
 def _doc(name, params, description="d"):
-    return {"name": name, "description": description,
-            "parameters": {"type": "dict", "properties": params, "required": list(params)[:1]}}
+    return {
+        "name": name,
+        "description": description,
+        "parameters": {"type": "dict", "properties": params, "required": list(params)[:1]},
+    }
 
 
 def _write_data(root, questions=(), answers=(), gorilla_docs=()):
@@ -54,24 +59,34 @@ def test_variants_get_hashes_and_identical_docs_merge(tmp_path):
     f_a = _doc("f", {"x": {"type": "integer"}})
     f_b = _doc("f", {"x": {"type": "integer"}}, description="another f")
     g = _doc("ns.g", {"y": {"type": "string"}})
-    root = _write_data(tmp_path, [_question("e0", f_a, g), _question("e1", dict(f_a)), _question("e2", f_b)],
-                       [{"id": f"e{i}", "ground_truth": [{"f": {"x": [1]}}]} for i in range(3)],
-                       [_doc("cd", {"folder": {"type": "string"}})])
+    root = _write_data(
+        tmp_path,
+        [_question("e0", f_a, g), _question("e1", dict(f_a)), _question("e2", f_b)],
+        [{"id": f"e{i}", "ground_truth": [{"f": {"x": [1]}}]} for i in range(3)],
+        [_doc("cd", {"folder": {"type": "string"}})],
+    )
     catalog = load_bfcl_catalog(data_dir=root)
     f_ids = sorted(t.id for t in catalog if function_name(t) == "f")
     assert len(f_ids) == 2 and all(i.startswith("bfcl&&f#") and len(i) == len("bfcl&&f#") + 6 for i in f_ids)
-    assert catalog.find("ns", "ns.g") is not None                      # namespace = text before the last '.'
+    assert catalog.find("ns", "ns.g") is not None  # namespace = text before the last '.'
     assert catalog["GorillaFileSystem&&cd"].category == "gorilla_file_system"
-    assert len(catalog) == 4                                           # f (2 variants), ns.g, cd
+    assert len(catalog) == 4  # f (2 variants), ns.g, cd
     entries = load_bfcl_entries(["simple_python"], data_dir=root)
-    assert entries[0].pool[0] == entries[1].pool[0] != entries[2].pool[0]   # e0/e1 share one f tool
+    assert entries[0].pool[0] == entries[1].pool[0] != entries[2].pool[0]  # e0/e1 share one f tool
     assert [e.gold for e in entries] == [(e.pool[0],) for e in entries]
 
 
 def test_schema_conversion(tmp_path):
-    doc = _doc("h", {"a": {"type": "float"}, "b": {"type": "tuple", "items": {"type": "integer"}},
-                     "c": {"type": "dict", "properties": {"d": {"type": "boolean"}}, "optional": True},
-                     "e": {"type": "any", "description": "anything"}, "s": {"type": "string", "enum": ["x", "y"]}})
+    doc = _doc(
+        "h",
+        {
+            "a": {"type": "float"},
+            "b": {"type": "tuple", "items": {"type": "integer"}},
+            "c": {"type": "dict", "properties": {"d": {"type": "boolean"}}, "optional": True},
+            "e": {"type": "any", "description": "anything"},
+            "s": {"type": "string", "enum": ["x", "y"]},
+        },
+    )
     root = _write_data(tmp_path, [_question("e0", doc)], [{"id": "e0", "ground_truth": [{"h": {"a": [1.0]}}]}])
     (tool,) = load_bfcl_catalog(data_dir=root)
     props = tool.parameters["properties"]
@@ -79,7 +94,7 @@ def test_schema_conversion(tmp_path):
     assert props["a"] == {"type": "number"}
     assert props["b"] == {"type": "array", "items": {"type": "integer"}}
     assert props["c"] == {"type": "object", "properties": {"d": {"type": "boolean"}}}
-    assert props["e"] == {"description": "anything"}                   # "any": no type constraint
+    assert props["e"] == {"description": "anything"}  # "any": no type constraint
     assert props["s"]["enum"] == ["x", "y"]
 
 
@@ -90,8 +105,11 @@ def test_malformed_input_names_file_entry_and_problem(tmp_path):
     root = _write_data(tmp_path / "b", [_question("e7", _doc("f", {"x": {"type": "complex"}}))])
     with pytest.raises(CatalogError, match=r"entry e7: f\.x: unknown parameter type 'complex'"):
         load_bfcl_catalog(data_dir=root)
-    root = _write_data(tmp_path / "c", [_question("e0", _doc("f", {"x": {"type": "integer"}}))],
-                       [{"id": "e0", "ground_truth": [{"g": {"x": [1]}}]}])
+    root = _write_data(
+        tmp_path / "c",
+        [_question("e0", _doc("f", {"x": {"type": "integer"}}))],
+        [{"id": "e0", "ground_truth": [{"g": {"x": [1]}}]}],
+    )
     with pytest.raises(CatalogError, match=r"entry e0: ground truth calls 'g'"):
         load_bfcl_entries(["simple_python"], data_dir=root)
     root = _write_data(tmp_path / "d", [_question("e0", _doc("f", {}))], [])
@@ -103,6 +121,7 @@ def test_malformed_input_names_file_entry_and_problem(tmp_path):
 
 # ---------------------------------------------------------------- the real BFCL v4 data
 
+
 def test_real_catalog_ids(catalog):
     assert len(catalog) > 3000
     by_name = defaultdict(list)
@@ -110,13 +129,13 @@ def test_real_catalog_ids(catalog):
         assert tool.id == f"{tool.tool_name}&&{tool.api_name}" and tool.source == "bfcl"
         assert tool.parameters["type"] == "object"
         by_name[(tool.tool_name, function_name(tool))].append(tool)
-    for tools in by_name.values():                                       # variants: all suffixed or none
+    for tools in by_name.values():  # variants: all suffixed or none
         assert len(tools) == 1 and "#" not in tools[0].api_name or all("#" in t.api_name for t in tools)
     assert any(len(tools) > 1 for tools in by_name.values())
     for class_name in ("GorillaFileSystem", "TradingBot", "TwitterAPI", "MathAPI"):
         assert any(t.tool_name == class_name for t in catalog)
-    assert by_name[("math", "math.factorial")]                          # namespace = text before the last '.'
-    assert by_name[("bfcl", "calculate_triangle_area")]                 # no namespace
+    assert by_name[("math", "math.factorial")]  # namespace = text before the last '.'
+    assert by_name[("bfcl", "calculate_triangle_area")]  # no namespace
 
 
 def test_category_catalogs_are_subsets_with_stable_ids(catalog):
@@ -162,27 +181,42 @@ def test_agentic_entries():
 def test_entries_to_queries():
     entries = load_bfcl_entries(["live_simple", "live_irrelevance", "multi_turn_miss_func"])
     queries = entries_to_queries(entries)
-    assert len(queries) == 258 + 200                                    # irrelevance has no gold tools
+    assert len(queries) == 258 + 200  # irrelevance has no gold tools
     by_id = {q.id: q for q in queries}
     assert by_id["live_simple_0-0-0"].text.startswith("Can you retrieve the details for the user with the ID 7890")
     assert by_id["live_simple_0-0-0"].source == "bfcl:live_simple"
-    assert "GorillaFileSystem&&sort" in by_id["multi_turn_miss_func_0"].pool   # held-out tools are offered later
+    assert "GorillaFileSystem&&sort" in by_id["multi_turn_miss_func_0"].pool  # held-out tools are offered later
     system_first = next(e for e in entries if e.turns[0][0]["role"] == "system" and e.gold)
     assert by_id[system_first.id].text == next(m["content"] for m in system_first.turns[0] if m["role"] == "user")
 
 
 # ---------------------------------------------------------------- parse_call
 
+
 def test_parse_call():
     assert parse_call("cd(folder='x')") == [("cd", {"folder": "x"})]
     assert parse_call('[f(a=1, b=-2.5), g.h(c=[1, (2, 3)], d={"k": None})]') == [
-        ("f", {"a": 1, "b": -2.5}), ("g.h", {"c": [1, (2, 3)], "d": {"k": None}})]
+        ("f", {"a": 1, "b": -2.5}),
+        ("g.h", {"c": [1, (2, 3)], "d": {"k": None}}),
+    ]
     assert parse_call("[]") == []
     assert parse_call("sort('a.txt')", {"sort": ["file_name"]}) == [("sort", {"file_name": "a.txt"})]
 
 
-@pytest.mark.parametrize("text", ["sort('a.txt')", "f(x=g())", "__import__('os').system('ls')", "f(x=y)",
-                                  "f(**{'a': 1})", "f(a=1, a=2)", "1 + 2", "f(", "f(x=[i for i in range(3)])"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sort('a.txt')",
+        "f(x=g())",
+        "__import__('os').system('ls')",
+        "f(x=y)",
+        "f(**{'a': 1})",
+        "f(a=1, a=2)",
+        "1 + 2",
+        "f(",
+        "f(x=[i for i in range(3)])",
+    ],
+)
 def test_parse_call_rejects_non_literal_code(text):
     with pytest.raises(ValueError):
         parse_call(text)

@@ -1,4 +1,5 @@
 """BFCL checkers: AST, relevance, multi-turn state/response, agentic (eval/bfcl_checker.py)."""
+
 import pytest
 
 from core.bfcl import load_bfcl_catalog, load_bfcl_entries, parse_call
@@ -15,17 +16,40 @@ from eval.bfcl_checker import (
 
 
 def _tool(api_name, properties, required):
-    return Tool(id=f"bfcl&&{api_name}", category="test", tool_name="bfcl", api_name=api_name, description="",
-                parameters={"type": "object", "properties": properties, "required": required})
+    return Tool(
+        id=f"bfcl&&{api_name}",
+        category="test",
+        tool_name="bfcl",
+        api_name=api_name,
+        description="",
+        parameters={"type": "object", "properties": properties, "required": required},
+    )
 
 
-AREA = _tool("area#abc123", {"base": {"type": "number"}, "height": {"type": "integer"}, "unit": {"type": "string"},
-                             "sides": {"type": "array", "items": {"type": "integer"}},
-                             "opts": {"type": "object"}}, ["base", "height"])
+AREA = _tool(
+    "area#abc123",
+    {
+        "base": {"type": "number"},
+        "height": {"type": "integer"},
+        "unit": {"type": "string"},
+        "sides": {"type": "array", "items": {"type": "integer"}},
+        "opts": {"type": "object"},
+    },
+    ["base", "height"],
+)
 WEATHER = _tool("weather", {"city": {"type": "string"}, "days": {"type": "integer"}}, ["city"])
 TOOLS = [AREA, WEATHER]
-AREA_TRUTH = [{"area": {"base": [10.0], "height": [5], "unit": ["cm", ""], "sides": [[3, 4], ""],
-                        "opts": [{"round": [True], "digits": [2, ""]}, ""]}}]
+AREA_TRUTH = [
+    {
+        "area": {
+            "base": [10.0],
+            "height": [5],
+            "unit": ["cm", ""],
+            "sides": [[3, 4], ""],
+            "opts": [{"round": [True], "digits": [2, ""]}, ""],
+        }
+    }
+]
 
 
 def _ast(calls, truth=AREA_TRUTH, category="simple_python"):
@@ -34,16 +58,16 @@ def _ast(calls, truth=AREA_TRUTH, category="simple_python"):
 
 def test_ast_single_call_rules():
     assert _ast([("area", {"base": 10.0, "height": 5})]).valid
-    assert _ast([("area", {"base": 10, "height": 5})]).valid                        # int accepted for float
-    assert _ast([("area", {"base": 10.0, "height": 5, "unit": "CM"})]).valid        # strings standardised
+    assert _ast([("area", {"base": 10, "height": 5})]).valid  # int accepted for float
+    assert _ast([("area", {"base": 10.0, "height": 5, "unit": "CM"})]).valid  # strings standardised
     assert _ast([("area", {"base": 10.0, "height": 5, "sides": [3, 4], "opts": {"round": True}})]).valid
-    assert _ast([("area", {"base": 10.0, "height": 5, "sides": []})]).valid         # BFCL: [] matches ""
+    assert _ast([("area", {"base": 10.0, "height": 5, "sides": []})]).valid  # BFCL: [] matches ""
     failures = {
         "simple_function_checker:wrong_func_name": [("weather", {"city": "Paris"})],
         "simple_function_checker:missing_required": [("area", {"base": 10.0})],
         "simple_function_checker:unexpected_param": [("area", {"base": 10.0, "height": 5, "color": "red"})],
         "value_error:others": [("area", {"base": 11.0, "height": 5})],
-        "type_error:simple": [("area", {"base": 10.0, "height": 5.0})],             # float not accepted for int
+        "type_error:simple": [("area", {"base": 10.0, "height": 5.0})],  # float not accepted for int
         "value_error:string": [("area", {"base": 10.0, "height": 5, "unit": "mm"})],
         "value_error:list": [("area", {"base": 10.0, "height": 5, "sides": [4, 3]})],  # list order matters
         "value_error:dict_value": [("area", {"base": 10.0, "height": 5, "opts": {"round": False}})],
@@ -97,6 +121,7 @@ def test_real_single_turn_entry():
 
 # ---------------------------------------------------------------- multi turn, real entries
 
+
 @pytest.fixture(scope="module")
 def multi_turn():
     entries = {e.id: e for e in load_bfcl_entries(["multi_turn_base", "multi_turn_miss_func"])}
@@ -126,7 +151,7 @@ def test_multi_turn_dropped_call_fails(multi_turn):
     entry = multi_turn["multi_turn_base_0"]
     model = _as_model_calls(entry)
     assert model[0][1][0] == "mkdir"
-    del model[0][1]                                                        # never creates 'temp'
+    del model[0][1]  # never creates 'temp'
     result = _check(entry, model)
     assert not result.valid and result.error_type == "multi_turn:instance_state_mismatch"
     assert "GorillaFileSystem" in result.error
@@ -136,7 +161,7 @@ def test_multi_turn_changed_argument_fails(multi_turn):
     entry = multi_turn["multi_turn_base_0"]
     model = _as_model_calls(entry)
     assert model[1][1] == ("grep", {"file_name": "final_report.pdf", "pattern": "budget analysis"})
-    model[1][1] = ("grep", {"file_name": "final_report.pdf", "pattern": "revenue"})   # state same, answer wrong
+    model[1][1] = ("grep", {"file_name": "final_report.pdf", "pattern": "revenue"})  # state same, answer wrong
     result = _check(entry, model)
     assert not result.valid and result.error_type == "multi_turn:execution_response_mismatch"
 

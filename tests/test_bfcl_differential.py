@@ -4,6 +4,7 @@ Both checkers judge the ground truth itself (every entry of every AST category; 
 systematically perturbed calls (wrong value or type, dropped or extra parameter, other function, call count, ...)
 on an evenly spread sample of each category; the verdicts must be the same.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,6 +80,7 @@ def first_acceptable(options: list):
 def call_arguments(acceptable: dict) -> dict:
     """Arguments at their first acceptable values. A dict's (or a list of dicts') acceptable value lists the
     acceptable values of each key, one level deep, as bfcl_eval's dict checkers read it: resolved the same way."""
+
     def resolve(value):
         if isinstance(value, dict):
             return {key: v for key, options in value.items() if (v := first_acceptable(options)) is not LEFT_OUT}
@@ -86,8 +88,11 @@ def call_arguments(acceptable: dict) -> dict:
             return [resolve(item) for item in value]
         return value
 
-    return {param: resolve(value) for param, options in acceptable.items()
-            if (value := first_acceptable(options)) is not LEFT_OUT}
+    return {
+        param: resolve(value)
+        for param, options in acceptable.items()
+        if (value := first_acceptable(options)) is not LEFT_OUT
+    }
 
 
 def ground_truth_calls(ground_truth: list[dict]) -> list[tuple[str, dict]]:
@@ -119,7 +124,7 @@ def other_type(value):
 
 def replaced(calls: list, i: int, name: str, arguments: dict) -> list:
     """`calls` with call i replaced by (name, arguments)."""
-    return [*calls[:i], (name, arguments), *calls[i + 1:]]
+    return [*calls[:i], (name, arguments), *calls[i + 1 :]]
 
 
 def perturbations(calls: list[tuple[str, dict]], ground_truth: list[dict], schemas: dict[str, dict]):
@@ -174,8 +179,9 @@ def test_verdicts_match_bfcl_eval(category, catalog, bfcl_ast_checker):
         if not theirs:
             rejected.append(entry.id)
         if ours.valid != theirs:
-            disagreements.append(f"{entry.id} ({kind}): ours {ours.valid} {ours.error_type}, bfcl_eval {theirs}: "
-                                 f"{calls!r}")
+            disagreements.append(
+                f"{entry.id} ({kind}): ours {ours.valid} {ours.error_type}, bfcl_eval {theirs}: {calls!r}"
+            )
 
     for entry in entries:
         compare(entry, "ground truth", ground_truth_calls(entry.ground_truth))

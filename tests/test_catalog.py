@@ -1,4 +1,5 @@
 """Tool catalog loaders: ToolBench corpus and queries, the official token list, and their error messages."""
+
 import json
 
 import pytest
@@ -8,9 +9,16 @@ from core.toolbench import load_toolbench_corpus, load_toolbench_queries
 from core.tools import CatalogError, Tool, ToolCatalog
 from core.vocab import catalog_from_tokens, load_token_list
 
-API = {"category_name": "Data", "tool_name": "T", "api_name": "a", "api_description": "does a",
-       "required_parameters": [{"name": "x", "type": "NUMBER", "description": "", "default": 3}],
-       "optional_parameters": [], "method": "GET", "template_response": {"k": "str"}}
+API = {
+    "category_name": "Data",
+    "tool_name": "T",
+    "api_name": "a",
+    "api_description": "does a",
+    "required_parameters": [{"name": "x", "type": "NUMBER", "description": "", "default": 3}],
+    "optional_parameters": [],
+    "method": "GET",
+    "template_response": {"k": "str"},
+}
 
 
 def write(tmp_path, name, content):
@@ -30,19 +38,24 @@ def test_real_corpus_and_queries_load(shared_data):
 def test_api_entry_becomes_tool_with_json_schema(tmp_path):
     catalog = load_toolbench_corpus(write(tmp_path, "c.json", [API]))
     tool = catalog["T&&a"]
-    assert tool.parameters == {"type": "object",
-                               "properties": {"x": {"type": "number", "description": "", "default": 3}},
-                               "required": ["x"]}
+    assert tool.parameters == {
+        "type": "object",
+        "properties": {"x": {"type": "number", "description": "", "default": 3}},
+        "required": ["x"],
+    }
     assert "Api Name: a" in tool.document() and "x (number, required)" in tool.document()
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("[{", "invalid JSON"),
-    ({"not": "a list"}, "expected a JSON list"),
-    ([{"tool_name": "T"}], "missing or empty field 'api_name'"),
-    ([API, API], "duplicate tool id 'T&&a'"),
-    ([{**API, "required_parameters": "x"}], "'required_parameters' must be a list"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("[{", "invalid JSON"),
+        ({"not": "a list"}, "expected a JSON list"),
+        ([{"tool_name": "T"}], "missing or empty field 'api_name'"),
+        ([API, API], "duplicate tool id 'T&&a'"),
+        ([{**API, "required_parameters": "x"}], "'required_parameters' must be a list"),
+    ],
+)
 def test_malformed_corpus_names_file_entry_and_problem(tmp_path, content, problem):
     path = write(tmp_path, "corpus.json", content)
     with pytest.raises(CatalogError) as error:
@@ -68,8 +81,12 @@ def test_queries_with_unknown_tool_or_missing_fields_fail_clearly(tmp_path):
 
 
 def test_token_format_round_trip_keeps_names_verbatim():
-    for tool_name, api_name in [("TheClique", "Songkick concert"), ("👋 Demo Project", "Login"),
-                                ("Thai OCR", "Driver's  License"), ("BEC API\t", "x&&y")]:
+    for tool_name, api_name in [
+        ("TheClique", "Songkick concert"),
+        ("👋 Demo Project", "Login"),
+        ("Thai OCR", "Driver's  License"),
+        ("BEC API\t", "x&&y"),
+    ]:
         assert parse_tool_token(tool_token(tool_name, api_name)) == (tool_name, api_name)
     with pytest.raises(ValueError):
         parse_tool_token("<<Finish>>")

@@ -1,4 +1,5 @@
 """CodeTrie, the masking step, ToolConstraintLogitsProcessor under HF `generate`, and the check-constraint CLI."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ def generated_codes(trie: CodeTrie, sequences: torch.Tensor, prompt_length: int)
     tools = []
     for row in sequences[:, prompt_length:].tolist():
         found = trie.leading_code(row)
-        valid = found is not None and all(t == END for t in row[found[1]:]) and len(row) > found[1]
+        valid = found is not None and all(t == END for t in row[found[1] :]) and len(row) > found[1]
         tools.append(found[0] if valid else None)
     return tools
 
@@ -122,14 +123,21 @@ def test_generate_beam_search_emits_only_codes():
     unconstrained_invalid = 0
     for prompt in prompts:
         inputs = torch.tensor([prompt])
-        out = model.generate(inputs, logits_processor=LogitsProcessorList(
-            [ToolConstraintLogitsProcessor(trie, inputs.shape[1], END)]),
-            num_beams=4, num_return_sequences=4, do_sample=False, max_new_tokens=trie.depth + 1,
-            eos_token_id=END, pad_token_id=END)
+        out = model.generate(
+            inputs,
+            logits_processor=LogitsProcessorList([ToolConstraintLogitsProcessor(trie, inputs.shape[1], END)]),
+            num_beams=4,
+            num_return_sequences=4,
+            do_sample=False,
+            max_new_tokens=trie.depth + 1,
+            eos_token_id=END,
+            pad_token_id=END,
+        )
         tools = generated_codes(trie, out, inputs.shape[1])
         assert None not in tools and len(set(tools)) == 4
-        free = model.generate(inputs, do_sample=False, max_new_tokens=trie.depth + 1,
-                              eos_token_id=END, pad_token_id=END)
+        free = model.generate(
+            inputs, do_sample=False, max_new_tokens=trie.depth + 1, eos_token_id=END, pad_token_id=END
+        )
         unconstrained_invalid += generated_codes(trie, free, inputs.shape[1]) == [None]
     assert unconstrained_invalid > 0  # without the constraint the same model leaves the code space
 
@@ -142,8 +150,15 @@ def test_generate_sampling_with_left_padding_emits_only_codes():
     processor = ToolConstraintLogitsProcessor(trie, inputs.shape[1], END)
     for seed in range(5):
         torch.manual_seed(seed)
-        out = model.generate(inputs, attention_mask=attention, logits_processor=LogitsProcessorList([processor]),
-                             do_sample=True, max_new_tokens=trie.depth + 2, eos_token_id=END, pad_token_id=END)
+        out = model.generate(
+            inputs,
+            attention_mask=attention,
+            logits_processor=LogitsProcessorList([processor]),
+            do_sample=True,
+            max_new_tokens=trie.depth + 2,
+            eos_token_id=END,
+            pad_token_id=END,
+        )
         assert None not in generated_codes(trie, out, inputs.shape[1])
 
 
@@ -160,11 +175,17 @@ def test_generate_with_indexed_multi_token_codes_and_a_pool(scheme, toy_catalog,
     pool = toy_catalog.ids[3:7]
     for pool_trie, expected in [(trie, set(toy_catalog.ids)), (trie.restrict(pool), set(pool))]:
         inputs = torch.tensor([tokenizer.encode("Pick the tool for the weather", add_special_tokens=False)])
-        out = model.generate(inputs, logits_processor=LogitsProcessorList(
-            [ToolConstraintLogitsProcessor(pool_trie, inputs.shape[1], end)]),
-            num_beams=4, num_return_sequences=4, do_sample=False, max_new_tokens=pool_trie.depth + 1,
-            eos_token_id=end, pad_token_id=end)
-        for row in out[:, inputs.shape[1]:].tolist():
+        out = model.generate(
+            inputs,
+            logits_processor=LogitsProcessorList([ToolConstraintLogitsProcessor(pool_trie, inputs.shape[1], end)]),
+            num_beams=4,
+            num_return_sequences=4,
+            do_sample=False,
+            max_new_tokens=pool_trie.depth + 1,
+            eos_token_id=end,
+            pad_token_id=end,
+        )
+        for row in out[:, inputs.shape[1] :].tolist():
             tool_id, length = pool_trie.leading_code(row)
             assert tool_id in expected and row[length] == end
             assert tokenizer.decode(row[:length]) == indexing.code(tool_id)

@@ -1,4 +1,5 @@
 """Training-data builders: targets are exactly the code ids, loss masks cover only targets / assistant turns."""
+
 import json
 
 import pytest
@@ -34,8 +35,9 @@ def test_memorization_targets_are_code_ids(smollm2_tokenizer, toy_catalog, schem
     examples = memorization_examples(toolgen)
     assert [e.tool_id for e in examples] == toy_catalog.ids and {e.stage for e in examples} == {MEMORIZATION}
     for example, tool in zip(examples, toy_catalog):
-        assert_prompt_then_code(example, memorization_prompt(smollm2_tokenizer, tool.document()),
-                                toolgen.code_ids(tool.id))
+        assert_prompt_then_code(
+            example, memorization_prompt(smollm2_tokenizer, tool.document()), toolgen.code_ids(tool.id)
+        )
 
 
 def test_memorization_documents_can_be_cut(smollm2_tokenizer, toy_catalog):
@@ -53,8 +55,9 @@ def test_retrieval_one_example_per_gold_tool_and_synthetic_for_the_rest(smollm2_
     real = [e for e in examples if e.text == query.text]
     assert [e.tool_id for e in real] == list(gold)
     for example in real:
-        assert_prompt_then_code(example, retrieval_prompt(smollm2_tokenizer, query.text),
-                                toolgen.code_ids(example.tool_id))
+        assert_prompt_then_code(
+            example, retrieval_prompt(smollm2_tokenizer, query.text), toolgen.code_ids(example.tool_id)
+        )
     synthetic = [e for e in examples if e.text != query.text]
     assert {e.tool_id for e in synthetic} == set(toy_catalog.ids) - set(gold)
     assert all(e.stage == RETRIEVAL and e.targets == list(toolgen.code_ids(e.tool_id)) for e in synthetic)
@@ -73,8 +76,10 @@ def test_synthetic_queries_are_deterministic_per_tool_and_use_the_documentation(
 
 def test_agent_mask_covers_assistant_turns_only(smollm2_tokenizer, toy_catalog):
     toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
-    steps = (Step("I should use forecast.", "Weather&&forecast", {"q": "Rome"}, "Sunny, 25 C"),
-             Step(FINISH_THOUGHT, FINISH, {"final_answer": "Sunny."}))
+    steps = (
+        Step("I should use forecast.", "Weather&&forecast", {"q": "Rome"}, "Sunny, 25 C"),
+        Step(FINISH_THOUGHT, FINISH, {"final_answer": "Sunny."}),
+    )
     example = trajectory_example(toolgen, TrainingTrajectory((("Weather in Rome?", steps),)))
     assert example.stage == AGENT
     scored = smollm2_tokenizer.decode(example.targets)
@@ -85,8 +90,8 @@ def test_agent_mask_covers_assistant_turns_only(smollm2_tokenizer, toy_catalog):
     code, finish = toolgen.code_ids("Weather&&forecast")[0], toolgen.finish_token_id
     assert [t for t in example.targets if t in (code, finish)] == [code, finish]
     observation = observation_ids(smollm2_tokenizer, "Sunny, 25 C")
-    start = next(i for i in range(len(example.ids)) if example.ids[i:i + len(observation)] == tuple(observation))
-    assert not any(example.mask[start:start + len(observation)])
+    start = next(i for i in range(len(example.ids)) if example.ids[i : i + len(observation)] == tuple(observation))
+    assert not any(example.mask[start : start + len(observation)])
 
 
 @pytest.fixture(scope="module")
@@ -98,11 +103,11 @@ def test_bfcl_single_turn_trajectory_calls_the_ground_truth_then_finishes(bfcl_e
     catalog, entries = bfcl_entries
     entry = next(e for e in entries if e.category == "parallel")
     trajectory = bfcl_trajectory(entry, catalog)
-    (user, steps), = trajectory.turns
+    ((user, steps),) = trajectory.turns
     assert user == entry.turns[0][0]["content"] and steps[-1].tool_id == FINISH
     assert len(steps) == len(entry.ground_truth) + 1
     for step, truth in zip(steps, entry.ground_truth):
-        (name, params), = truth.items()
+        ((name, params),) = truth.items()
         assert catalog[step.tool_id].api_name.split("#")[0] == name
         assert all(step.arguments[k] == v[0] for k, v in params.items() if v[0] != "")
 

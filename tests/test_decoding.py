@@ -1,4 +1,5 @@
 """Constrained beam search and sampling: real log-probs, exactness, batching, pools, traces, HF agreement."""
+
 from __future__ import annotations
 
 import json
@@ -80,11 +81,20 @@ def test_agrees_with_hf_generate_beam_search(model):
     trie = CodeTrie(EQUAL_CODES)
     for prompt in ([41, 42, 43], [50, 51], [33, 34, 35, 36, 37]):
         inputs = torch.tensor([prompt])
-        out = model.generate(inputs, logits_processor=LogitsProcessorList(
-            [ToolConstraintLogitsProcessor(trie, len(prompt), END)]), num_beams=4, num_return_sequences=4,
-            do_sample=False, max_new_tokens=trie.depth + 1, eos_token_id=END, pad_token_id=END,
-            length_penalty=0.0, output_scores=True, return_dict_in_generate=True)
-        hf_tools = [trie.tool_at(tuple(row[len(prompt):len(prompt) + trie.depth])) for row in out.sequences.tolist()]
+        out = model.generate(
+            inputs,
+            logits_processor=LogitsProcessorList([ToolConstraintLogitsProcessor(trie, len(prompt), END)]),
+            num_beams=4,
+            num_return_sequences=4,
+            do_sample=False,
+            max_new_tokens=trie.depth + 1,
+            eos_token_id=END,
+            pad_token_id=END,
+            length_penalty=0.0,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        hf_tools = [trie.tool_at(tuple(row[len(prompt) : len(prompt) + trie.depth])) for row in out.sequences.tolist()]
         ours = constrained_beam_search(model, prompt, trie, num_beams=4, record_steps=False)
         assert ours.tool_ids == hf_tools
         assert [c.log_prob for c in ours.candidates] == pytest.approx(out.sequences_scores.tolist(), abs=1e-4)
@@ -123,8 +133,9 @@ class DigitTokenizer:
 
 def test_step_traces_show_what_the_constraint_removed(model):
     trie = CodeTrie(MIXED_CODES)
-    result = constrained_beam_search(model, PROMPT, trie, num_beams=3, top_k=3, tokenizer=DigitTokenizer(),
-                                     step_top_n=8)
+    result = constrained_beam_search(
+        model, PROMPT, trie, num_beams=3, top_k=3, tokenizer=DigitTokenizer(), step_top_n=8
+    )
     with torch.no_grad():
         log_probs = torch.log_softmax(model(torch.tensor([PROMPT])).logits[0, -1], dim=-1)
     first = result.steps[0].beams[0]

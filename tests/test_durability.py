@@ -1,5 +1,6 @@
 """Votes survive crashes and reach the database file: SIGKILL mid-stream, a clean close, the keeper's regular
 checkpoints, and backups and flags while another process holds the store."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,10 @@ N_TRAJECTORIES = 4  # one query, four systems: six pairs
 def seeded(path: Path) -> list[int]:
     """A store at `path` holding four systems' trajectories of one query; returns their ids."""
     with ResultsStore(path) as store:
-        return store.add_trajectories(StoredTrajectory(f"system-{i}", "ds", "q1", "the task", [{"kind": "thought"}])
-                                      for i in range(N_TRAJECTORIES))
+        return store.add_trajectories(
+            StoredTrajectory(f"system-{i}", "ds", "q1", "the task", [{"kind": "thought"}])
+            for i in range(N_TRAJECTORIES)
+        )
 
 
 def votes_in(path: Path) -> set[str]:
@@ -50,8 +53,12 @@ WRITER = textwrap.dedent("""
 
 
 def start_writer(path: Path, ids: list[int], checkpoint_seconds: float = 0.2, pause: float = 0.0):
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(checkpoint_seconds), str(ids[0]),
-                               str(ids[1]), str(pause)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), str(checkpoint_seconds), str(ids[0]), str(ids[1]), str(pause)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert writer.stdout.readline().strip() == "ready"
     return writer
 
@@ -119,8 +126,13 @@ def test_backup_and_flags_while_another_process_writes_the_store(tmp_path):
     writer = start_writer(path, ids, checkpoint_seconds=1.0, pause=0.01)
     try:
         read_acks(writer, 20)
-        backup = subprocess.run([sys.executable, "-m", "eval", "backup", "--db", str(path), "--out", str(out),
-                                 "--timeout", "60"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        backup = subprocess.run(
+            [sys.executable, "-m", "eval", "backup", "--db", str(path), "--out", str(out), "--timeout", "60"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert backup.returncode == 0, backup.stderr
         copy = Path(backup.stdout.strip())
         assert copy.parent == out and copy.suffix == ".duckdb"
@@ -166,9 +178,18 @@ def test_operator_commands_open_a_free_store_themselves(tmp_path, capsys):
 def test_a_request_nobody_answers_times_out_and_is_taken_back(tmp_path):
     path = tmp_path / "store.duckdb"
     seeded(path)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from eval.store import ResultsStore; "
-                               "s = ResultsStore(sys.argv[1]); print('ready', flush=True); time.sleep(120)",
-                               str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from eval.store import ResultsStore; "
+            "s = ResultsStore(sys.argv[1]); print('ready', flush=True); time.sleep(120)",
+            str(path),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(TimeoutError, match="did not answer"):
@@ -194,11 +215,22 @@ def test_the_workbench_closes_its_store_cleanly_on_sigterm(tmp_path, smollm2_tok
     from core.tools import Tool, ToolCatalog
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
-    tools = ToolCatalog([Tool(id="Files&&ls", category="files", tool_name="Files", api_name="ls",
-                              description="List files.", parameters={"type": "object", "properties": {}},
-                              source="test")])
+    tools = ToolCatalog(
+        [
+            Tool(
+                id="Files&&ls",
+                category="files",
+                tool_name="Files",
+                api_name="ls",
+                description="List files.",
+                parameters={"type": "object", "properties": {}},
+                source="test",
+            )
+        ]
+    )
     model = ToolGenModel.from_base(tools, model=tiny_llama(len(tokenizer) + 8), tokenizer=tokenizer).save(
-        tmp_path / "model")
+        tmp_path / "model"
+    )
     path = tmp_path / "store.duckdb"
     seeded(path)
     tokens = tmp_path / "tokens.txt"
@@ -207,9 +239,25 @@ def test_the_workbench_closes_its_store_cleanly_on_sigterm(tmp_path, smollm2_tok
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {key: value for key, value in os.environ.items() if key not in ("TOOLGEN_VOTE_SALT", "SPACE_ID")}
-    app = subprocess.Popen([sys.executable, "app.py", "--model", str(model), "--db", str(path), "--port", str(port),
-                            "--invite-tokens", str(tokens)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            "app.py",
+            "--model",
+            str(model),
+            "--db",
+            str(path),
+            "--port",
+            str(port),
+            "--invite-tokens",
+            str(tokens),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline, client = time.monotonic() + 180, None
         while client is None:

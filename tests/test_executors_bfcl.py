@@ -1,4 +1,5 @@
 """Executors: safe_call, argument validation and the BFCL backend executor (core/executors)."""
+
 import json
 import time
 
@@ -15,11 +16,18 @@ def catalog():
 
 
 def _tool(properties, required=(), tool_name="bfcl", api_name="f"):
-    return Tool(id=f"{tool_name}&&{api_name}", category="test", tool_name=tool_name, api_name=api_name,
-                description="", parameters={"type": "object", "properties": properties, "required": list(required)})
+    return Tool(
+        id=f"{tool_name}&&{api_name}",
+        category="test",
+        tool_name=tool_name,
+        api_name=api_name,
+        description="",
+        parameters={"type": "object", "properties": properties, "required": list(required)},
+    )
 
 
 # ---------------------------------------------------------------- safe_call
+
 
 def test_safe_call_results():
     assert safe_call(lambda: "plain text") == Observation(content="plain text")
@@ -46,10 +54,18 @@ def test_safe_call_turns_failures_into_observations():
 
 # ---------------------------------------------------------------- validate_arguments
 
+
 def test_validate_arguments():
-    tool = _tool({"n": {"type": "integer"}, "x": {"type": "number"},
-                  "tags": {"type": "array", "items": {"type": "string"}},
-                  "opts": {"type": "object", "properties": {"on": {"type": "boolean"}}}, "any": {}}, required=["n"])
+    tool = _tool(
+        {
+            "n": {"type": "integer"},
+            "x": {"type": "number"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "opts": {"type": "object", "properties": {"on": {"type": "boolean"}}},
+            "any": {},
+        },
+        required=["n"],
+    )
     assert validate_arguments(tool, {"n": 1, "x": 2, "tags": ["a"], "opts": {"on": True}, "any": [None]}) == []
     assert validate_arguments(tool, {"x": 1.5}) == ["missing required parameter 'n'"]
     assert validate_arguments(tool, {"n": 1, "zz": 0}) == ["unknown parameter 'zz'"]
@@ -60,6 +76,7 @@ def test_validate_arguments():
 
 
 # ---------------------------------------------------------------- BfclExecutor
+
 
 def test_demo_state_persists_within_a_conversation_and_resets(catalog):
     executor = BfclExecutor()
@@ -105,10 +122,10 @@ def test_errors_become_observations(catalog):
     assert not wrong_type.ok and not wrong_type.executed and "expected string" in wrong_type.error
     unknown = executor.execute("no_such_function", {})
     assert not unknown.ok and "no function 'no_such_function'" in unknown.error
-    crashed = executor.execute("cd", {"bogus": 1})                       # TypeError inside the backend call
+    crashed = executor.execute("cd", {"bogus": 1})  # TypeError inside the backend call
     assert not crashed.ok and crashed.executed and "TypeError" in crashed.error
     missing = json.loads(executor.call(catalog["GorillaFileSystem&&cd"], {"folder": "nowhere"}).content)
-    assert "error" in missing                                            # the backend's own error reply
+    assert "error" in missing  # the backend's own error reply
     with pytest.raises(ValueError, match="unknown BFCL backend class"):
         BfclExecutor(involved_classes=["NoSuchAPI"])
     with pytest.raises(ValueError, match="initial_config for GorillaFileSystem is malformed"):

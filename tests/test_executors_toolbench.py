@@ -1,4 +1,5 @@
 """The simulated ToolBench environment: deterministic, marked simulated, template-shaped, cache replay, errors."""
+
 import json
 
 import pytest
@@ -21,10 +22,20 @@ TEMPLATE = {
 
 
 def make_tool(response=TEMPLATE, required=("symbol",)) -> Tool:
-    return Tool(id="Stocks&&quote", category="Finance", tool_name="Stocks", api_name="quote",
-                description="A stock quote.", source="toolbench", response=response,
-                parameters={"type": "object", "required": list(required),
-                            "properties": {"symbol": {"type": "string"}, "days": {"type": "integer"}}})
+    return Tool(
+        id="Stocks&&quote",
+        category="Finance",
+        tool_name="Stocks",
+        api_name="quote",
+        description="A stock quote.",
+        source="toolbench",
+        response=response,
+        parameters={
+            "type": "object",
+            "required": list(required),
+            "properties": {"symbol": {"type": "string"}, "days": {"type": "integer"}},
+        },
+    )
 
 
 def test_same_call_same_reply_and_different_arguments_differ():

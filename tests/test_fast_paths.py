@@ -1,5 +1,6 @@
 """Fast paths against the plain float32 path: the number-format choice by CPU flags (core/runtime.py), the cached
 prompt prefix and length-sorted batches (core/retrieval.py), bf16 serving; and the benchmark's stage breakdown."""
+
 import pytest
 import torch
 
@@ -10,8 +11,10 @@ from core.tiny import tiny_llama
 @pytest.fixture
 def cpu_with(monkeypatch):
     """Pretend the CPU has exactly the given flags."""
+
     def set_flags(*flags):
         monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags))
+
     return set_flags
 
 
@@ -66,18 +69,30 @@ def test_bfloat16_serving_keeps_the_head_in_float32():
 
 # ---------------------------------------------------------------- fast retrieval paths against the plain one
 
-QUERIES = ["what is the weather in Paris", "book a flight to Rome next week", "lyrics of a song",
-           "convert 10 USD to EUR", "hotel",
-           "is it going to storm tonight in the mountains near Denver, and should I cancel my hike?",
-           "which trains leave Berlin for Prague tomorrow morning", "crypto price of bitcoin right now"]
+QUERIES = [
+    "what is the weather in Paris",
+    "book a flight to Rome next week",
+    "lyrics of a song",
+    "convert 10 USD to EUR",
+    "hotel",
+    "is it going to storm tonight in the mountains near Denver, and should I cancel my hike?",
+    "which trains leave Berlin for Prague tomorrow morning",
+    "crypto price of bitcoin right now",
+]
 
 
 def plain_ranking(toolgen, retriever, query: str, k: int) -> list[tuple[str, float]]:
     """The oracle: the float32 model, the whole prompt through every layer, one query, no cached prefix."""
     from core.decoding import constrained_beam_search
 
-    result = constrained_beam_search(toolgen.model, retriever.prompt_ids(query), retriever.trie,
-                                     num_beams=retriever.num_beams, top_k=k, record_steps=False)
+    result = constrained_beam_search(
+        toolgen.model,
+        retriever.prompt_ids(query),
+        retriever.trie,
+        num_beams=retriever.num_beams,
+        top_k=k,
+        record_steps=False,
+    )
     return [(c.tool_id, c.log_prob) for c in result.candidates]
 
 
@@ -126,8 +141,9 @@ def test_prefix_is_used_only_where_every_prompt_starts_with_it(smollm2_tokenizer
     assert retriever._prefix_for([prompt]) is retriever.prefix
     assert retriever._prefix_for([prompt, [7] + prompt]) is None
     with pytest.raises(ValueError, match="begin with the prefix"):
-        constrained_beam_search(retriever.toolgen.model, list(retriever.prefix.ids), retriever.trie,
-                                prefix=retriever.prefix)
+        constrained_beam_search(
+            retriever.toolgen.model, list(retriever.prefix.ids), retriever.trie, prefix=retriever.prefix
+        )
     with pytest.raises(ValueError, match="at least one token"):
         PromptPrefix.of(retriever.toolgen.model, [])
 
@@ -152,8 +168,14 @@ def test_stage_breakdown_splits_a_query_into_its_stages(smollm2_tokenizer, toy_c
 
     retriever = ToolGenRetriever(tiny_toolgen(smollm2_tokenizer, toy_catalog))
     stages = stage_breakdown(retriever, QUERIES[:3])
-    assert list(stages) == ["prompt", "embedding_and_setup", "lower_layers", "top_layers", "norm_and_lm_head",
-                            "decode_rest"]
+    assert list(stages) == [
+        "prompt",
+        "embedding_and_setup",
+        "lower_layers",
+        "top_layers",
+        "norm_and_lm_head",
+        "decode_rest",
+    ]
     assert all(value >= 0 for value in stages.values()) and stages["prompt"] > 0 and stages["top_layers"] > 0
     assert retriever.prompt_ids("x") == retriever.prompt_ids("x")  # the timing wrapper is gone again
     assert "prompt_ids" not in vars(retriever)

@@ -1,4 +1,5 @@
 """Ranking metrics: hand-checked values, and agreement with scikit-learn's own implementations."""
+
 import math
 import random
 

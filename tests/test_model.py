@@ -1,4 +1,5 @@
 """Tool virtualization and the model wrapper: every indexing scheme, token init, checkpoint round trips."""
+
 import json
 
 import pytest
@@ -18,7 +19,7 @@ def test_every_scheme_gives_unique_prefix_free_codes(scheme, smollm2_tokenizer, 
     assert len(set(sequences)) == len(toy_catalog) + 1
     for a in sequences:
         for b in sequences:
-            assert a == b or a != b[:len(a)], f"{a} is a prefix of {b}"
+            assert a == b or a != b[: len(a)], f"{a} is a prefix of {b}"
     if scheme == "atomic":
         assert all(len(s) == 1 for s in sequences)
     else:

@@ -1,4 +1,5 @@
 """ToolGen retrieval on a tiny random model: ranking contract, pools, bad queries, and the CLI."""
+
 import json
 import math
 

@@ -1,4 +1,5 @@
 """The retrieval harness end to end on a tiny ToolBench-format corpus: runs stored, rankings and report."""
+
 import argparse
 import json
 
@@ -14,25 +15,33 @@ from eval.store import ResultsStore
 from tests.helpers import tiny_toolgen, toolbench_api
 
 # The split keeps a query by the hash of its text (core/splits.py): the first two fall in the test split.
-QUERIES = [("what is the weather forecast in Prague", ["Weather", "forecast"]),
-           ("lyrics of a famous song please", ["Music", "lyrics"]),
-           ("any storm alerts today", ["Weather", "alerts"])]
+QUERIES = [
+    ("what is the weather forecast in Prague", ["Weather", "forecast"]),
+    ("lyrics of a famous song please", ["Music", "lyrics"]),
+    ("any storm alerts today", ["Weather", "alerts"]),
+]
 TEST_QUERY_IDS = ["0", "1"]
 
 
 @pytest.fixture
 def tiny_toolbench(tmp_path):
-    apis = [toolbench_api(tool, name, description=description)
-            for tool, name, description in [("Weather", "forecast", "weather forecast for a city"),
-                                            ("Weather", "alerts", "storm alerts"),
-                                            ("Music", "lyrics", "song lyrics by title"),
-                                            ("Music", "charts", "top music charts"),
-                                            ("Finance", "quote", "stock price quote"),
-                                            ("Finance", "fx", "currency exchange rate")]]
+    apis = [
+        toolbench_api(tool, name, description=description)
+        for tool, name, description in [
+            ("Weather", "forecast", "weather forecast for a city"),
+            ("Weather", "alerts", "storm alerts"),
+            ("Music", "lyrics", "song lyrics by title"),
+            ("Music", "charts", "top music charts"),
+            ("Finance", "quote", "stock price quote"),
+            ("Finance", "fx", "currency exchange rate"),
+        ]
+    ]
     (tmp_path / "queries").mkdir()
     (tmp_path / "corpus.json").write_text(json.dumps(apis))
-    rows = [{"query_id": i, "query": text, "relevant APIs": [gold], "api_list": apis[:4]}
-            for i, (text, gold) in enumerate(QUERIES)]
+    rows = [
+        {"query_id": i, "query": text, "relevant APIs": [gold], "api_list": apis[:4]}
+        for i, (text, gold) in enumerate(QUERIES)
+    ]
     (tmp_path / "queries" / "G9_test.json").write_text(json.dumps(rows))
     return tmp_path
 
@@ -48,9 +57,27 @@ def test_bm25_and_toolgen_runs_are_stored_and_reported(tmp_path, tiny_toolbench,
     catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
     tiny_toolgen(smollm2_tokenizer, catalog).save(tmp_path / "tg")
     db, rankings = tmp_path / "r.duckdb", tmp_path / "rank.jsonl"
-    code = run(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--split", "all", "--setting", setting,
-                "--systems", "bm25,toolgen", "--model", str(tmp_path / "tg"), "--db", str(db),
-                "--rankings-out", str(rankings), "--json"])
+    code = run(
+        [
+            "--corpus",
+            "toolbench",
+            "--data-dir",
+            str(tiny_toolbench),
+            "--split",
+            "all",
+            "--setting",
+            setting,
+            "--systems",
+            "bm25,toolgen",
+            "--model",
+            str(tmp_path / "tg"),
+            "--db",
+            str(db),
+            "--rankings-out",
+            str(rankings),
+            "--json",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)["toolbench:G9_test"]
     assert out["bm25"]["ndcg@1"] == 1.0 and out["bm25"]["queries"] == 3  # lexical overlap makes these easy
@@ -95,14 +122,36 @@ def test_test_split_keeps_exactly_the_held_out_queries(tiny_toolbench):
 
 def test_unknown_system_is_a_clear_error(tiny_toolbench, tmp_path):
     with pytest.raises(ValueError, match="unknown system 'grep'"):
-        run(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--systems", "grep",
-             "--db", str(tmp_path / "x.duckdb")])
+        run(
+            [
+                "--corpus",
+                "toolbench",
+                "--data-dir",
+                str(tiny_toolbench),
+                "--systems",
+                "grep",
+                "--db",
+                str(tmp_path / "x.duckdb"),
+            ]
+        )
 
 
 def test_missing_fine_tuned_baseline_names_the_training_command(tiny_toolbench, tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m eval train-baseline --kind embedding-ft --corpus toolbench"):
-        run(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--systems", "bm25,embedding-ft",
-             "--ft-model", str(tmp_path / "missing"), "--db", str(tmp_path / "x.duckdb")])
+        run(
+            [
+                "--corpus",
+                "toolbench",
+                "--data-dir",
+                str(tiny_toolbench),
+                "--systems",
+                "bm25,embedding-ft",
+                "--ft-model",
+                str(tmp_path / "missing"),
+                "--db",
+                str(tmp_path / "x.duckdb"),
+            ]
+        )
     assert not (tmp_path / "missing").exists()  # evaluation never trains
 
 
@@ -110,8 +159,9 @@ def test_embedding_ft_pairs_are_the_toolgen_retrieval_pairs(tmp_path, tiny_toolb
     catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
     tool = catalog.ids[2]
     save_retrieval_pairs([Example((1, 2), (False, True), "retrieval", tool, "lyrics <b>please</b>")], tmp_path)
-    assert train_baseline.toolgen_training_pairs(catalog, tmp_path) == [("lyrics <b>please</b>",
-                                                                        catalog[tool].document())]
+    assert train_baseline.toolgen_training_pairs(catalog, tmp_path) == [
+        ("lyrics <b>please</b>", catalog[tool].document())
+    ]
     (tmp_path / RETRIEVAL_PAIRS_FILE).write_text(json.dumps({"query": "q", "tool": "Nope&&none"}) + "\n")
     with pytest.raises(ValueError, match="not in this catalog"):
         train_baseline.toolgen_training_pairs(catalog, tmp_path)
@@ -123,15 +173,45 @@ def test_embedding_ft_pairs_are_the_toolgen_retrieval_pairs(tmp_path, tiny_toolb
 def test_train_baseline_embedding_ft_then_evaluate_it(tmp_path, tiny_toolbench, capsys):
     catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
     texts = ["weather forecast for Rome", "storm alerts near me", "song lyrics please", "top music charts"]
-    save_retrieval_pairs([Example((1, 2), (False, True), "retrieval", tool, text)
-                          for text, tool in zip(texts, catalog.ids)], tmp_path / "tg")
-    train = ["train-baseline", "--kind", "embedding-ft", "--corpus", "toolbench", "--data-dir", str(tiny_toolbench),
-             "--model", str(tmp_path / "tg"), "--max-pairs", "3", "--out", str(tmp_path / "ft")]
+    save_retrieval_pairs(
+        [Example((1, 2), (False, True), "retrieval", tool, text) for text, tool in zip(texts, catalog.ids)],
+        tmp_path / "tg",
+    )
+    train = [
+        "train-baseline",
+        "--kind",
+        "embedding-ft",
+        "--corpus",
+        "toolbench",
+        "--data-dir",
+        str(tiny_toolbench),
+        "--model",
+        str(tmp_path / "tg"),
+        "--max-pairs",
+        "3",
+        "--out",
+        str(tmp_path / "ft"),
+    ]
     assert main(train) == 0
     assert "on 3 (query, document) pairs" in capsys.readouterr().out
     assert main(train) == 2 and "already exists" in capsys.readouterr().err
-    code = run(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--split", "all", "--systems",
-                "embedding-ft", "--ft-model", str(tmp_path / "ft"), "--db", str(tmp_path / "r.duckdb"), "--json"])
+    code = run(
+        [
+            "--corpus",
+            "toolbench",
+            "--data-dir",
+            str(tiny_toolbench),
+            "--split",
+            "all",
+            "--systems",
+            "embedding-ft",
+            "--ft-model",
+            str(tmp_path / "ft"),
+            "--db",
+            str(tmp_path / "r.duckdb"),
+            "--json",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)["toolbench:G9_test"]["embedding-ft"]
     assert out["queries"] == 3 and 0.0 <= out["ndcg@1"] <= 1.0

@@ -38,8 +38,15 @@ def embedding(catalog, tmp_path_factory):
 
 
 def test_tokenize_splits_identifiers_drops_stop_words_and_stems():
-    assert tokenize("getWeatherData for Paris&&current_weather v2.1") == \
-        ["weather", "data", "pari", "current", "weather", "v2", "1"]  # "get", "for": stop words
+    assert tokenize("getWeatherData for Paris&&current_weather v2.1") == [
+        "weather",
+        "data",
+        "pari",
+        "current",
+        "weather",
+        "v2",
+        "1",
+    ]  # "get", "for": stop words
     assert tokenize("getHTTPStatus of the running queries") == ["http", "status", "run", "queri"]
 
 

@@ -1,5 +1,6 @@
 """Results snapshots (eval/snapshot.py), the vote log (eval/vote_log.py), and the app starting on a new results
 file from a snapshot (app.py's open_workbench)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -40,18 +41,47 @@ def synthetic_results(path: Path) -> Path:
     with ResultsStore(path) as store:
         for dataset, setting in (("bfcl", ""), ("toolbench", "multi-domain")):
             for rank, system in enumerate(RETRIEVERS):
-                results = [QueryResult(f"{dataset}-{j}", f"query {j} <b>", [f"t{(j + rank) % 7}", f"t{(j + 1) % 7}"],
-                                       [-0.1, -0.7], [f"t{j % 7}"], 10.0 + j) for j in range(6)]
-                store.add_run(system, dataset, results, [MetricValue("ndcg@1", 0.3 + rank / 10, 0.2, 0.5),
-                                                         MetricValue("mrr", 0.5, 0.4, 0.6)],
-                              config={"k": 5}, setting=setting, split="test", code_version="test")
-        store.add_run("toolgen", "bfcl-single", metrics=[MetricValue("ast_accuracy", 0.35, 0.2, 0.5)],
-                      split="test", code_version="test")
+                results = [
+                    QueryResult(
+                        f"{dataset}-{j}",
+                        f"query {j} <b>",
+                        [f"t{(j + rank) % 7}", f"t{(j + 1) % 7}"],
+                        [-0.1, -0.7],
+                        [f"t{j % 7}"],
+                        10.0 + j,
+                    )
+                    for j in range(6)
+                ]
+                store.add_run(
+                    system,
+                    dataset,
+                    results,
+                    [MetricValue("ndcg@1", 0.3 + rank / 10, 0.2, 0.5), MetricValue("mrr", 0.5, 0.4, 0.6)],
+                    config={"k": 5},
+                    setting=setting,
+                    split="test",
+                    code_version="test",
+                )
+        store.add_run(
+            "toolgen",
+            "bfcl-single",
+            metrics=[MetricValue("ast_accuracy", 0.35, 0.2, 0.5)],
+            split="test",
+            code_version="test",
+        )
         store.add_trajectories(
-            StoredTrajectory(system, "toolbench", query_id, f"task {query_id}",
-                             [{"kind": "thought", "text": f"{system} thinks"}], final_answer=f"{system} answers",
-                             metrics={"finished": True})
-            for query_id in QUERIES for system in AGENTS)
+            StoredTrajectory(
+                system,
+                "toolbench",
+                query_id,
+                f"task {query_id}",
+                [{"kind": "thought", "text": f"{system} thinks"}],
+                final_answer=f"{system} answers",
+                metrics={"finished": True},
+            )
+            for query_id in QUERIES
+            for system in AGENTS
+        )
     return path
 
 
@@ -157,7 +187,8 @@ def test_every_acknowledged_vote_is_logged_once_and_replays_after_a_restart(tmp_
     assert len(acknowledged) == 4 * len(pairs) == 36
     logged = read_votes(votes_dir(store.path))
     assert sorted((v["annotator"], v["trajectory_a"], v["trajectory_b"], v["vote"]) for v in logged) == sorted(
-        acknowledged)  # every acknowledged vote once, the refused second votes not at all
+        acknowledged
+    )  # every acknowledged vote once, the refused second votes not at all
     assert {(v["system_a"], v["system_b"]) for v in logged} <= {(a, b) for a in AGENTS for b in AGENTS if a != b}
     stored = store.votes()[["annotator", "trajectory_a", "trajectory_b", "vote", "comment", "client_hash"]]
     log.close()
@@ -169,8 +200,10 @@ def test_every_acknowledged_vote_is_logged_once_and_replays_after_a_restart(tmp_
         assert replay(store, votes_dir(tmp_path / "space.duckdb")) == 36
         assert replay(store, votes_dir(tmp_path / "space.duckdb")) == 0  # each pair once per annotator
         columns = stored.columns.tolist()
-        pd.testing.assert_frame_equal(store.votes()[columns].sort_values(columns).reset_index(drop=True),
-                                      stored.sort_values(columns).reset_index(drop=True))
+        pd.testing.assert_frame_equal(
+            store.votes()[columns].sort_values(columns).reset_index(drop=True),
+            stored.sort_values(columns).reset_index(drop=True),
+        )
 
 
 def test_replay_skips_a_vote_whose_trajectories_differ(tmp_path, snapshot_dir):

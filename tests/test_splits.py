@@ -1,4 +1,5 @@
 """Train/test splits: the documented hash rule, determinism, grouping of duplicates, and the leak check."""
+
 import hashlib
 
 import pytest
@@ -10,11 +11,13 @@ from core.tools import Query
 # test split; each spelling hashed as written falls in the train split. So a normaliser that skips any one step
 # (NFKC, lower-casing, punctuation, underscores, whitespace) puts that spelling on the wrong side, every time.
 TEST_SIDE_KEY = "find a file named notes"
-SPELLINGS = {"nfkc": "\ufb01nd a file named notes",  # the "fi" ligature
-             "case": "Find A File NAMED Notes",
-             "punctuation": "find, a file named notes?!",
-             "underscore": "find_a file named notes",
-             "whitespace": "  find   a   file   named   notes\n"}
+SPELLINGS = {
+    "nfkc": "\ufb01nd a file named notes",  # the "fi" ligature
+    "case": "Find A File NAMED Notes",
+    "punctuation": "find, a file named notes?!",
+    "underscore": "find_a file named notes",
+    "whitespace": "  find   a   file   named   notes\n",
+}
 
 
 def bucket(text: str) -> int:
@@ -23,8 +26,10 @@ def bucket(text: str) -> int:
 
 
 def queries(n=200):
-    return [Query(id=str(i), text=f"Find the weather in city number {i}, please!", gold=("W&&w",), source="t")
-            for i in range(n)]
+    return [
+        Query(id=str(i), text=f"Find the weather in city number {i}, please!", gold=("W&&w",), source="t")
+        for i in range(n)
+    ]
 
 
 def test_normalise_lowercases_strips_punctuation_and_collapses_space():
@@ -55,9 +60,12 @@ def test_split_is_deterministic_order_preserving_and_about_twenty_percent():
 
 
 def test_duplicate_texts_under_different_ids_fall_on_the_same_side():
-    duplicates = [Query(id=f"{category}_{n}", text=text, source=f"bfcl:{category}")
-                  for n, (category, text) in enumerate(zip(["simple_python", "multiple", "live_simple"] * 2,
-                                                           [TEST_SIDE_KEY, *SPELLINGS.values()]))]
+    duplicates = [
+        Query(id=f"{category}_{n}", text=text, source=f"bfcl:{category}")
+        for n, (category, text) in enumerate(
+            zip(["simple_python", "multiple", "live_simple"] * 2, [TEST_SIDE_KEY, *SPELLINGS.values()])
+        )
+    ]
     assert split_queries(duplicates).test == duplicates
 
 

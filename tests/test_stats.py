@@ -97,8 +97,18 @@ def test_cohen_kappa_known_value():
 
 def test_fleiss_kappa_matches_wikipedia_example():
     # the worked example of the Wikipedia "Fleiss' kappa" article: 10 items, 14 raters, 5 categories
-    table = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-             [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    table = [
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
     items = [[c for c, n in enumerate(row) for _ in range(n)] for row in table]
     assert fleiss_kappa(items) == pytest.approx(0.210, abs=1e-3)
     with pytest.raises(ValueError, match="item 1 has 1 rating"):
@@ -106,9 +116,14 @@ def test_fleiss_kappa_matches_wikipedia_example():
 
 
 def test_annotator_agreement_from_vote_rows():
-    rows = [("p1", "ann", "A"), ("p1", "bob", "A"), ("p1", "cat", "B"),
-            ("p2", "ann", "B"), ("p2", "bob", "B"),
-            ("p3", "ann", "tie")]  # p3 has one rater: not used
+    rows = [
+        ("p1", "ann", "A"),
+        ("p1", "bob", "A"),
+        ("p1", "cat", "B"),
+        ("p2", "ann", "B"),
+        ("p2", "bob", "B"),
+        ("p3", "ann", "tie"),
+    ]  # p3 has one rater: not used
     agreement = annotator_agreement(rows)
     assert agreement.n_items == 2
     assert agreement.fleiss_kappa == pytest.approx(fleiss_kappa([["A", "A", "B"], ["B", "B"]]))
@@ -121,8 +136,9 @@ def test_annotator_agreement_from_vote_rows():
 
 def test_annotator_agreement_has_one_row_per_annotator_and_finds_the_contrarian():
     names = [f"a{i:02d}" for i in range(76)]
-    rows = [(item, name, "B" if name == "a13" else ("A" if item % 3 else "tie"))
-            for item in range(12) for name in names]
+    rows = [
+        (item, name, "B" if name == "a13" else ("A" if item % 3 else "tie")) for item in range(12) for name in names
+    ]
     agreement = annotator_agreement(rows)
     assert [r.annotator for r in agreement.annotators] == names  # 76 rows, not 2,850 pairs
     contrarian = min(agreement.annotators, key=lambda r: r.agreement)

@@ -16,24 +16,42 @@ def store(tmp_path):
 
 
 def _results(n=3):
-    return [QueryResult(f"q{i}", f"query {i}", [f"t{i}", "t9"], [2.5, 1.0], [f"t{i}"], latency_ms=1.5 * i)
-            for i in range(n)]
+    return [
+        QueryResult(f"q{i}", f"query {i}", [f"t{i}", "t9"], [2.5, 1.0], [f"t{i}"], latency_ms=1.5 * i) for i in range(n)
+    ]
 
 
 def _trajectories(store, query_id="q1", systems=("bm25", "toolgen", "embed")):
     return store.add_trajectories(
-        StoredTrajectory(system, "bfcl", query_id, "what is up", [{"thought": "x", "action": system}], "done",
-                         {"ok": 1})
-        for system in systems)
+        StoredTrajectory(
+            system, "bfcl", query_id, "what is up", [{"thought": "x", "action": system}], "done", {"ok": 1}
+        )
+        for system in systems
+    )
 
 
 def test_run_round_trip(store):
-    run_id = store.add_run("bm25", "toolbench-G1", _results(), [MetricValue("ndcg@1", 0.5, 0.4, 0.6)],
-                           config={"k": 5}, dataset_hash="abc", setting="in-domain", split="test",
-                           code_version="v1")
+    run_id = store.add_run(
+        "bm25",
+        "toolbench-G1",
+        _results(),
+        [MetricValue("ndcg@1", 0.5, 0.4, 0.6)],
+        config={"k": 5},
+        dataset_hash="abc",
+        setting="in-domain",
+        split="test",
+        code_version="v1",
+    )
     runs = store.runs()
-    assert runs.loc[0, ["id", "system", "dataset", "dataset_hash", "setting", "split", "code_version"]].tolist() == \
-        [run_id, "bm25", "toolbench-G1", "abc", "in-domain", "test", "v1"]
+    assert runs.loc[0, ["id", "system", "dataset", "dataset_hash", "setting", "split", "code_version"]].tolist() == [
+        run_id,
+        "bm25",
+        "toolbench-G1",
+        "abc",
+        "in-domain",
+        "test",
+        "v1",
+    ]
     assert store.query_results(run_id) == _results()
     metrics = store.metrics([run_id])
     columns = ["name", "value", "ci_low", "ci_high", "system"]
@@ -69,8 +87,11 @@ def test_latest_run_per_dataset_setting_split_and_system(store):
     assert sorted(store.latest_runs("metrics")["id"]) == sorted([new_bm25, old_toolgen, other_setting])
     assert store.latest_runs("query_results")["id"].tolist() == [old_toolgen]
     frame = store.metrics(latest=True)
-    assert sorted(zip(frame.system, frame.setting, frame.value)) == [("bm25", "in", 0.3), ("bm25", "multi", 0.4),
-                                                                      ("toolgen", "in", 0.2)]
+    assert sorted(zip(frame.system, frame.setting, frame.value)) == [
+        ("bm25", "in", 0.3),
+        ("bm25", "multi", 0.4),
+        ("toolgen", "in", 0.2),
+    ]
     assert old_bm25 not in set(frame.run_id)
     with pytest.raises(ValueError, match="holding"):
         store.latest_runs("battles")
@@ -107,13 +128,20 @@ def test_close_forgets_every_thread_cursor(tmp_path):
 
 def test_no_leak_report_when_threads_outlive_a_closed_store(tmp_path):
     """Cursors kept by threads still alive at exit made DuckDB's bindings print "nanobind: leaked …"."""
-    code = ("import sys, threading; from eval.store import ResultsStore\n"
-            "store, done, ready = ResultsStore(sys.argv[1]), threading.Event(), threading.Barrier(3)\n"
-            "def work():\n    store.runs(); ready.wait(); done.wait()\n"
-            "for _ in range(2):\n    threading.Thread(target=work, daemon=True).start()\n"
-            "ready.wait(); store.close()\n")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.duckdb")], capture_output=True, text=True,
-                         timeout=60, cwd=tmp_path)
+    code = (
+        "import sys, threading; from eval.store import ResultsStore\n"
+        "store, done, ready = ResultsStore(sys.argv[1]), threading.Event(), threading.Barrier(3)\n"
+        "def work():\n    store.runs(); ready.wait(); done.wait()\n"
+        "for _ in range(2):\n    threading.Thread(target=work, daemon=True).start()\n"
+        "ready.wait(); store.close()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "r.duckdb")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert "leaked" not in out.stderr, out.stderr[:500]
 
@@ -131,11 +159,14 @@ def test_migrations_idempotent_on_reopen(tmp_path):
 
 def test_locked_file_error(tmp_path):
     path = tmp_path / "held.duckdb"
-    code = ("import sys; from eval.store import ResultsStore, StoreLockedError\n"
-            "try:\n    ResultsStore(sys.argv[1])\nexcept StoreLockedError as e:\n    print(e); sys.exit(3)\n")
+    code = (
+        "import sys; from eval.store import ResultsStore, StoreLockedError\n"
+        "try:\n    ResultsStore(sys.argv[1])\nexcept StoreLockedError as e:\n    print(e); sys.exit(3)\n"
+    )
     with ResultsStore(path):
-        out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
-                             cwd=tmp_path)  # the installed package, not the working directory
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )  # the installed package, not the working directory
     assert out.returncode == 3, out.stderr
     assert str(path) in out.stdout and "another process" in out.stdout
 
@@ -148,7 +179,9 @@ def test_duplicate_vote_refused(store):
     assert store.add_vote(b, a, "other", "A") is True  # stored canonically: b better -> "B"
     votes = store.votes()
     assert votes[["trajectory_a", "trajectory_b", "annotator", "vote", "system_a", "system_b"]].values.tolist() == [
-        [a, b, "ann", "A", "bm25", "toolgen"], [a, b, "other", "B", "bm25", "toolgen"]]
+        [a, b, "ann", "A", "bm25", "toolgen"],
+        [a, b, "other", "B", "bm25", "toolgen"],
+    ]
     assert votes.loc[0, "comment"] == "a is right"
     assert store.unjudged_pairs("ann") == [("q1", a, c), ("q1", b, c)]
     assert len(store.unjudged_pairs("new")) == 3

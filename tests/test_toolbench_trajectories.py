@@ -1,5 +1,6 @@
 """ToolBench agent trajectories: from the GPT-3.5 reference answers (core.toolbench.load_reference_trajectories)
 and synthetic ones calling the gold tools with their documented defaults (core.toolbench.synthetic_trajectories)."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,11 @@ from core.toolbench import (
 from core.tools import CatalogError, Query, Tool, ToolCatalog
 from tests.helpers import toolbench_api
 
-CORPUS = [toolbench_api("Weather Hub", "Current Weather", required=["city"], optional=["id"]),
-          toolbench_api("Weather Hub", "Forecast", required=["city"]),
-          toolbench_api("Torrent-Search", "Get from yts", required=["searchtopic"])]
+CORPUS = [
+    toolbench_api("Weather Hub", "Current Weather", required=["city"], optional=["id"]),
+    toolbench_api("Weather Hub", "Forecast", required=["city"]),
+    toolbench_api("Torrent-Search", "Get from yts", required=["searchtopic"]),
+]
 WEATHER, FORECAST = "Weather Hub&&Current Weather", "Weather Hub&&Forecast"
 LONG_ANSWER = "It is sunny in Paris. " * 20
 
@@ -45,9 +48,16 @@ def reference_entry(query: str, calls: list[tuple[str, dict]], final_answer: str
     for name, arguments in reversed(calls):
         chain = [{"role": "tool", "message": tool_message(name, arguments), "next": chain}]
     user = [{"role": "user", "message": query, "next": chain}]
-    return {"query": query, "available_tools": [],
-            "answer": {"method": "chatgpt_CoT", "total_steps": len(calls), "final_answer": final_answer,
-                       "answer_details": [{"role": "system", "message": "", "next": user}]}}
+    return {
+        "query": query,
+        "available_tools": [],
+        "answer": {
+            "method": "chatgpt_CoT",
+            "total_steps": len(calls),
+            "final_answer": final_answer,
+            "answer_details": [{"role": "system", "message": "", "next": user}],
+        },
+    }
 
 
 def give_answer(text: str) -> str:
@@ -55,8 +65,13 @@ def give_answer(text: str) -> str:
 
 
 FINISH_CALL = ("Finish", {"return_type": "give_answer", "final_answer": "done"})
-QUERIES = {"1": "What is the weather in Paris?", "2": "Forecast for a long city name please.",
-           "3": "Use a tool that does not exist.", "4": "I give up on this one.", "5": "A query of the other split."}
+QUERIES = {
+    "1": "What is the weather in Paris?",
+    "2": "Forecast for a long city name please.",
+    "3": "Use a tool that does not exist.",
+    "4": "I give up on this one.",
+    "5": "A query of the other split.",
+}
 
 
 @pytest.fixture
@@ -68,13 +83,20 @@ def catalog() -> ToolCatalog:
 def answers_file(tmp_path):
     weather = "current_weather_for_weather_hub"
     entries = {
-        "1": reference_entry(QUERIES["1"], [(weather, {"city": "Paris", "is_id": 7}), FINISH_CALL],
-                             give_answer(LONG_ANSWER)),
-        "2": reference_entry(QUERIES["2"], [("forecast_for_weather_hub", {"city": "Llanfairpwllgwyngyll" * 4}),
-                                            FINISH_CALL], give_answer("Rain.")),
+        "1": reference_entry(
+            QUERIES["1"], [(weather, {"city": "Paris", "is_id": 7}), FINISH_CALL], give_answer(LONG_ANSWER)
+        ),
+        "2": reference_entry(
+            QUERIES["2"],
+            [("forecast_for_weather_hub", {"city": "Llanfairpwllgwyngyll" * 4}), FINISH_CALL],
+            give_answer("Rain."),
+        ),
         "3": reference_entry(QUERIES["3"], [("teleport_for_weather_hub", {}), FINISH_CALL], give_answer("Done.")),
-        "4": reference_entry(QUERIES["4"], [(weather, {"city": "Oslo"}), ("Finish", {})],
-                             json.dumps({"return_type": "give_up_and_restart"})),
+        "4": reference_entry(
+            QUERIES["4"],
+            [(weather, {"city": "Oslo"}), ("Finish", {})],
+            json.dumps({"return_type": "give_up_and_restart"}),
+        ),
         "5": reference_entry(QUERIES["5"], [(weather, {"city": "Lima"}), FINISH_CALL], give_answer("Warm.")),
     }
     path = tmp_path / "G1_instruction.json"
@@ -86,10 +108,16 @@ def given_queries(*ids: str) -> list[Query]:
     return [Query(id=i, text=QUERIES[i], gold=(WEATHER,), pool=(WEATHER, FORECAST)) for i in ids]
 
 
+def offered_tools(entry: dict, by_name: dict) -> tuple:
+    """The catalog ids of an answer's available tools whose function name is unambiguous."""
+    return tuple(by_name[t["name"]][0] for t in entry["available_tools"] if len(by_name[t["name"]]) == 1)
+
+
 def test_function_names_follow_toolbench():
     def name(tool_name, api_name):
-        return toolbench_function_name(Tool(id="x", category="", tool_name=tool_name, api_name=api_name,
-                                            description=""))
+        return toolbench_function_name(
+            Tool(id="x", category="", tool_name=tool_name, api_name=api_name, description="")
+        )
 
     assert name("Rewards as a Service", "7. Get order history") == "7_get_order_history_for_rewards_as_a_service"
     assert name("Transportistas de Argentina", "/cities/states") == "cities_states_for_transportistas_de_argentina"
@@ -104,7 +132,7 @@ def test_only_complete_answers_of_the_given_queries_become_trajectories(answers_
         trajectories = load_reference_trajectories(answers_file, catalog, given_queries("1", "2", "3", "4"))
     assert len(trajectories) == 1
     assert "1 of 4 reference answers to the given queries kept, 3 incomplete ones skipped" in caplog.text
-    (user, steps), = trajectories[0].turns
+    ((user, steps),) = trajectories[0].turns
     assert user == QUERIES["1"] and trajectories[0].source == "G1_instruction:1"
     call, finish = steps
     arguments = {"city": "Paris", "id": 7}  # ToolBench's "is_id" is the catalog's "id"
@@ -127,12 +155,20 @@ def test_a_function_outside_the_query_pool_does_not_resolve(answers_file, catalo
     assert load_reference_trajectories(answers_file, catalog, only_forecast) == []
 
 
-@pytest.mark.parametrize("content, problem", [
-    ([], "expected a JSON object keyed by query_id"),
-    ({"9": {"query": "q"}}, "entry 9: expected {query, answer"),
-    ({"9": reference_entry("q", [], give_answer("x")) | {"answer": {"final_answer": "", "answer_details": [
-        {"role": "system", "message": ""}]}}}, "entry 9: answer_details: every node needs role, message and next"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ([], "expected a JSON object keyed by query_id"),
+        ({"9": {"query": "q"}}, "entry 9: expected {query, answer"),
+        (
+            {
+                "9": reference_entry("q", [], give_answer("x"))
+                | {"answer": {"final_answer": "", "answer_details": [{"role": "system", "message": ""}]}}
+            },
+            "entry 9: answer_details: every node needs role, message and next",
+        ),
+    ],
+)
 def test_malformed_files_name_the_file_and_entry(tmp_path, catalog, content, problem):
     path = tmp_path / "G1_tool.json"
     path.write_text(json.dumps(content), encoding="utf-8")
@@ -154,15 +190,18 @@ def test_the_toolbench_build_corpus_gets_training_trajectories_only(tmp_path):
     texts = [f"What is the weather in city number {n}?" for n in range(40)]
     train = next(t for t in texts if not is_test(t))
     test = next(t for t in texts if is_test(t))
-    rows = [{"query_id": i, "query": text, "relevant APIs": [["Weather Hub", "Current Weather"]],
-             "api_list": CORPUS[:2]} for i, text in ((1, train), (2, test))]
+    rows = [
+        {"query_id": i, "query": text, "relevant APIs": [["Weather Hub", "Current Weather"]], "api_list": CORPUS[:2]}
+        for i, text in ((1, train), (2, test))
+    ]
     (tmp_path / "queries").mkdir()
     (tmp_path / "corpus.json").write_text(json.dumps(CORPUS), encoding="utf-8")
     (tmp_path / "queries" / "G1_tool.json").write_text(json.dumps(rows), encoding="utf-8")
     assert load_corpus("toolbench", tmp_path).trajectories == []  # no reference_answers/, no default for "city"
     call = ("current_weather_for_weather_hub", {"city": "Rome"})
-    answers = {str(i): reference_entry(text, [call, FINISH_CALL], give_answer("Sunny."))
-               for i, text in ((1, train), (2, test))}
+    answers = {
+        str(i): reference_entry(text, [call, FINISH_CALL], give_answer("Sunny.")) for i, text in ((1, train), (2, test))
+    }
     (tmp_path / "reference_answers").mkdir()
     (tmp_path / "reference_answers" / "G1_tool.json").write_text(json.dumps(answers), encoding="utf-8")
     corpus = load_corpus("toolbench", tmp_path)
@@ -176,8 +215,13 @@ def test_real_reference_answers(shared_data):
     files = sorted((data / "queries").glob("*.json"))
     split = split_queries(q for path in files for q in load_toolbench_queries(path, catalog))
     train_ids = {(q.source.split(":")[1], q.id) for q in split.train}
-    kept = [t for path in files for t in load_reference_trajectories(
-        data / "reference_answers" / path.name, catalog, [q for q in split.train if q.source.endswith(path.stem)])]
+    kept = [
+        t
+        for path in files
+        for t in load_reference_trajectories(
+            data / "reference_answers" / path.name, catalog, [q for q in split.train if q.source.endswith(path.stem)]
+        )
+    ]
     print(f"\n{len(kept)} training trajectories from {len(split.train)} training queries")
     for trajectory in kept:
         assert tuple(trajectory.source.split(":")) in train_ids and not is_test(trajectory.turns[0][0])
@@ -189,13 +233,13 @@ def test_real_reference_answers(shared_data):
     everything = []
     for path in files:
         answers = json.loads((data / "reference_answers" / path.name).read_text(encoding="utf-8"))
-        offered = lambda entry: tuple(by_name[t["name"]][0] for t in entry["available_tools"]  # noqa: E731
-                                      if len(by_name[t["name"]]) == 1)
-        queries = [Query(id=key, text=entry["query"], pool=offered(entry)) for key, entry in answers.items()]
+        queries = [
+            Query(id=key, text=entry["query"], pool=offered_tools(entry, by_name)) for key, entry in answers.items()
+        ]
         everything += load_reference_trajectories(data / "reference_answers" / path.name, catalog, queries)
     assert everything, "no reference answer is complete"
     for trajectory in everything:
-        (_, steps), = trajectory.turns
+        ((_, steps),) = trajectory.turns
         assert steps[-1].tool_id == FINISH and 0 < len(steps[-1].arguments["final_answer"]) <= 300
         assert all(step.tool_id in catalog and step.observation for step in steps[:-1])
 
@@ -203,15 +247,26 @@ def test_real_reference_answers(shared_data):
 # ---------------------------------------------------------------- synthetic trajectories
 
 DEFAULTS_CORPUS = [
-    toolbench_api("Weather Hub", "Current Weather", required=["city"], optional=["units"],
-                  defaults={"city": "Paris", "units": "metric"}),
-    toolbench_api("Weather Hub", "Forecast", required=["city", "days", "hourly"],
-                  defaults={"city": "Oslo", "days": "3", "hourly": "true"},
-                  types={"days": "NUMBER", "hourly": "BOOLEAN"}),
-    toolbench_api("Weather Hub", "Alerts", required=["region", "level"],
-                  defaults={"region": "EU"}),  # "level": no default
-    toolbench_api("Weather Hub", "History", required=["days"], defaults={"days": "last week"},
-                  types={"days": "NUMBER"}),
+    toolbench_api(
+        "Weather Hub",
+        "Current Weather",
+        required=["city"],
+        optional=["units"],
+        defaults={"city": "Paris", "units": "metric"},
+    ),
+    toolbench_api(
+        "Weather Hub",
+        "Forecast",
+        required=["city", "days", "hourly"],
+        defaults={"city": "Oslo", "days": "3", "hourly": "true"},
+        types={"days": "NUMBER", "hourly": "BOOLEAN"},
+    ),
+    toolbench_api(
+        "Weather Hub", "Alerts", required=["region", "level"], defaults={"region": "EU"}
+    ),  # "level": no default
+    toolbench_api(
+        "Weather Hub", "History", required=["days"], defaults={"days": "last week"}, types={"days": "NUMBER"}
+    ),
     toolbench_api("Weather Hub", "Status"),  # no parameter at all
 ]
 ALERTS, HISTORY, STATUS = "Weather Hub&&Alerts", "Weather Hub&&History", "Weather Hub&&Status"
@@ -238,7 +293,7 @@ def test_default_arguments_fill_required_parameters_only(defaults_catalog):
 def test_a_synthetic_trajectory_calls_the_gold_tools_with_their_defaults(defaults_catalog):
     query = synthetic_query("7", FORECAST, WEATHER, STATUS)
     (trajectory,) = synthetic_trajectories([query], defaults_catalog, max_answer_chars=1000)
-    (user, steps), = trajectory.turns
+    ((user, steps),) = trajectory.turns
     assert user == query.text and trajectory.source == "synthetic:toolbench:G1_tool:7"
     *calls, finish = steps
     assert [s.tool_id for s in calls] == [FORECAST, WEATHER, STATUS]
@@ -258,17 +313,19 @@ def test_a_synthetic_trajectory_calls_the_gold_tools_with_their_defaults(default
 
 def test_the_final_answer_is_cut_to_max_answer_chars(defaults_catalog):
     query = synthetic_query("7", FORECAST, WEATHER, STATUS)
-    long, = synthetic_trajectories([query], defaults_catalog, max_answer_chars=1000)
-    short, = synthetic_trajectories([query], defaults_catalog, max_answer_chars=40)
+    (long,) = synthetic_trajectories([query], defaults_catalog, max_answer_chars=1000)
+    (short,) = synthetic_trajectories([query], defaults_catalog, max_answer_chars=40)
     long_answer, short_answer = (t.turns[0][1][-1].arguments["final_answer"] for t in (long, short))
     assert len(long_answer) > 40 and short_answer == long_answer[:40]
 
 
 def test_queries_a_default_cannot_serve_are_skipped(defaults_catalog, caplog):
-    queries = [synthetic_query("1", WEATHER, ALERTS),  # "level" of Alerts has no default: the whole query goes
-               synthetic_query("2", HISTORY),          # "last week" is no number: the call would be invalid
-               synthetic_query("3"),                   # no gold tool
-               synthetic_query("4", WEATHER)]
+    queries = [
+        synthetic_query("1", WEATHER, ALERTS),  # "level" of Alerts has no default: the whole query goes
+        synthetic_query("2", HISTORY),  # "last week" is no number: the call would be invalid
+        synthetic_query("3"),  # no gold tool
+        synthetic_query("4", WEATHER),
+    ]
     with caplog.at_level(logging.INFO, logger="core.toolbench"):
         kept = synthetic_trajectories(queries, defaults_catalog)
     assert [t.source for t in kept] == ["synthetic:toolbench:G1_tool:4"]
@@ -289,18 +346,30 @@ def test_the_toolbench_build_adds_synthetic_trajectories_for_training_queries_on
     texts = [f"What is the forecast for city number {n}?" for n in range(40)]
     train = [t for t in texts if not is_test(t)][:2]
     test = next(t for t in texts if is_test(t))
-    rows = [{"query_id": i, "query": text, "relevant APIs": [["Weather Hub", "Current Weather"]],
-             "api_list": DEFAULTS_CORPUS[:1]} for i, text in enumerate(train + [test])]
+    rows = [
+        {
+            "query_id": i,
+            "query": text,
+            "relevant APIs": [["Weather Hub", "Current Weather"]],
+            "api_list": DEFAULTS_CORPUS[:1],
+        }
+        for i, text in enumerate(train + [test])
+    ]
     (tmp_path / "queries").mkdir()
     (tmp_path / "corpus.json").write_text(json.dumps(DEFAULTS_CORPUS), encoding="utf-8")
     (tmp_path / "queries" / "G1_tool.json").write_text(json.dumps(rows), encoding="utf-8")
-    answers = {"0": reference_entry(train[0], [("current_weather_for_weather_hub", {"city": "Rome"}), FINISH_CALL],
-                                    give_answer("Sunny."))}
+    answers = {
+        "0": reference_entry(
+            train[0], [("current_weather_for_weather_hub", {"city": "Rome"}), FINISH_CALL], give_answer("Sunny.")
+        )
+    }
     (tmp_path / "reference_answers").mkdir()
     (tmp_path / "reference_answers" / "G1_tool.json").write_text(json.dumps(answers), encoding="utf-8")
     corpus = load_corpus("toolbench", tmp_path)
     assert [(t.source, t.turns[0][0]) for t in corpus.trajectories] == [
-        ("G1_tool:0", train[0]), ("synthetic:toolbench:G1_tool:1", train[1])]
+        ("G1_tool:0", train[0]),
+        ("synthetic:toolbench:G1_tool:1", train[1]),
+    ]
     assert test not in corpus.training_texts()
 
 
@@ -311,12 +380,14 @@ def test_real_synthetic_trajectories(shared_data):
     split = split_queries(q for path in files for q in load_toolbench_queries(path, catalog))
     kept = synthetic_trajectories(split.train, catalog)
     calls = [step for t in kept for step in t.turns[0][1][:-1]]
-    print(f"\n{len(kept)} of {len(split.train)} training queries get a synthetic trajectory "
-          f"({len(split.train) - len(kept)} skipped), {len(calls)} tool calls")
+    print(
+        f"\n{len(kept)} of {len(split.train)} training queries get a synthetic trajectory "
+        f"({len(split.train) - len(kept)} skipped), {len(calls)} tool calls"
+    )
     assert len(kept) > len(split.train) // 2
     train_texts = {q.text for q in split.train}
     for trajectory in kept:
-        (user, steps), = trajectory.turns
+        ((user, steps),) = trajectory.turns
         assert user in train_texts and not is_test(user)
         assert steps[-1].tool_id == FINISH and 0 < len(steps[-1].arguments["final_answer"]) <= 300
     for step in calls:

@@ -1,4 +1,5 @@
 """The trainer on a tiny random model: three stages learn, checkpoints reload, interrupted builds resume."""
+
 import json
 
 import pytest
@@ -25,9 +26,11 @@ from core.train import PROGRESS_FILE, StageConfig, Trainer
 from tests.helpers import tiny_toolgen
 
 FAST = dict(lr=3e-3, rows_lr=3e-2, batch_tokens=1024)
-STAGE_CONFIGS = {MEMORIZATION: StageConfig(epochs=8, head="codes", **FAST),
-                 RETRIEVAL: StageConfig(epochs=8, head="codes", **FAST),
-                 AGENT: StageConfig(epochs=4, **FAST)}
+STAGE_CONFIGS = {
+    MEMORIZATION: StageConfig(epochs=8, head="codes", **FAST),
+    RETRIEVAL: StageConfig(epochs=8, head="codes", **FAST),
+    AGENT: StageConfig(epochs=4, **FAST),
+}
 
 
 def training_accuracy(trainer, toolgen, examples):
@@ -40,10 +43,20 @@ def training_accuracy(trainer, toolgen, examples):
 
 
 def toy_trajectories(catalog):
-    return [TrainingTrajectory(((f"Please give me the {tool.api_name} for Rome.",
-                         (Step(f"I should use {tool.api_name}.", tool.id, {"q": "Rome"}, f"{tool.api_name}: ok"),
-                          Step(FINISH_THOUGHT, FINISH, {"final_answer": "ok"}))),))
-            for tool in catalog]
+    return [
+        TrainingTrajectory(
+            (
+                (
+                    f"Please give me the {tool.api_name} for Rome.",
+                    (
+                        Step(f"I should use {tool.api_name}.", tool.id, {"q": "Rome"}, f"{tool.api_name}: ok"),
+                        Step(FINISH_THOUGHT, FINISH, {"final_answer": "ok"}),
+                    ),
+                ),
+            )
+        )
+        for tool in catalog
+    ]
 
 
 @pytest.mark.slow
@@ -52,8 +65,10 @@ def test_three_stages_learn_and_the_checkpoint_reloads(tmp_path, smollm2_tokeniz
     trainer = Trainer(toolgen, train_layers=1, bf16=False)
     retrieval = retrieval_examples(toolgen, [], synthetic_per_tool=3, synthetic_for="all")
     before = training_accuracy(trainer, toolgen, retrieval)
-    reports = [trainer.train(memorization_examples(toolgen), STAGE_CONFIGS[MEMORIZATION], MEMORIZATION),
-               trainer.train(retrieval, STAGE_CONFIGS[RETRIEVAL], RETRIEVAL)]
+    reports = [
+        trainer.train(memorization_examples(toolgen), STAGE_CONFIGS[MEMORIZATION], MEMORIZATION),
+        trainer.train(retrieval, STAGE_CONFIGS[RETRIEVAL], RETRIEVAL),
+    ]
     after = training_accuracy(trainer, toolgen, retrieval)
     agent = [trajectory_example(toolgen, t) for t in toy_trajectories(toy_catalog)]
     reports.append(trainer.train(agent, STAGE_CONFIGS[AGENT], AGENT))
@@ -73,10 +88,13 @@ def test_three_stages_learn_and_the_checkpoint_reloads(tmp_path, smollm2_tokeniz
 
 @pytest.mark.slow
 def test_a_shared_prompt_prefix_changes_no_result(smollm2_tokenizer, toy_catalog):
-    toolgen = ToolGenModel.from_base(toy_catalog, model=tiny_llama(len(smollm2_tokenizer), layers=3),
-                                     tokenizer=smollm2_tokenizer)
-    prompts = [retrieval_prompt(smollm2_tokenizer, f"I need the {t.api_name} please" + " now" * i)
-               for i, t in enumerate(toy_catalog)]
+    toolgen = ToolGenModel.from_base(
+        toy_catalog, model=tiny_llama(len(smollm2_tokenizer), layers=3), tokenizer=smollm2_tokenizer
+    )
+    prompts = [
+        retrieval_prompt(smollm2_tokenizer, f"I need the {t.api_name} please" + " now" * i)
+        for i, t in enumerate(toy_catalog)
+    ]
     codes = [toolgen.code_ids(t)[0] for t in toy_catalog.ids]
     batched = Trainer(toolgen, train_layers=1, bf16=False, cache_dtype=torch.float32).code_logits(prompts, codes)
     one_by_one = Trainer(toolgen, train_layers=1, bf16=False, cache_dtype=torch.float32)
@@ -90,26 +108,34 @@ def test_trained_rows_are_tied_and_only_top_layers_change(smollm2_tokenizer, toy
     lower_before = [p.clone() for p in model.model.layers[0].parameters()]
     base_rows_before = model.get_input_embeddings().weight[:1000].clone()
     trainer = Trainer(toolgen, train_layers=1, bf16=False)
-    new_rows_before = model.get_input_embeddings().weight[trainer.first_new:].clone()
+    new_rows_before = model.get_input_embeddings().weight[trainer.first_new :].clone()
     trainer.train(memorization_examples(toolgen), StageConfig(epochs=2, **FAST), MEMORIZATION)
     assert all(torch.equal(a, b) for a, b in zip(lower_before, model.model.layers[0].parameters()))
     assert torch.equal(model.get_input_embeddings().weight[:1000], base_rows_before)
     rows = trainer.accelerator.unwrap_model(trainer.top).rows
-    assert torch.equal(model.get_output_embeddings().weight[trainer.first_new:], rows.detach())
+    assert torch.equal(model.get_output_embeddings().weight[trainer.first_new :], rows.detach())
     assert not torch.allclose(rows.detach(), new_rows_before)
 
 
 def toy_corpus(catalog):
-    train = [Query(id=str(i), text=f"I need the {t.api_name} from {t.tool_name} now", gold=(t.id,))
-             for i, t in enumerate(catalog)]
+    train = [
+        Query(id=str(i), text=f"I need the {t.api_name} from {t.tool_name} now", gold=(t.id,))
+        for i, t in enumerate(catalog)
+    ]
     test = [Query(id=f"t{i}", text=f"What is the {t.api_name}?", gold=(t.id,)) for i, t in enumerate(catalog)]
     return Corpus("toy", catalog, train, test, trajectories=toy_trajectories(catalog))
 
 
 @pytest.mark.slow
 def test_an_interrupted_build_resumes_after_the_last_finished_stage(tmp_path, smollm2_tokenizer, toy_catalog):
-    preset = Preset(train_layers=1, max_doc_tokens=None, agent_examples=20, agent_replay=10, eval_queries=20,
-                    stages={s: StageConfig(epochs=1, head="codes" if s != AGENT else "full", **FAST) for s in STAGES})
+    preset = Preset(
+        train_layers=1,
+        max_doc_tokens=None,
+        agent_examples=20,
+        agent_replay=10,
+        eval_queries=20,
+        stages={s: StageConfig(epochs=1, head="codes" if s != AGENT else "full", **FAST) for s in STAGES},
+    )
     corpus, out = toy_corpus(toy_catalog), tmp_path / "build"
     toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
     build_stages(Trainer(toolgen, train_layers=1, bf16=False), corpus, preset, out, [MEMORIZATION])  # "interrupted"

@@ -2,11 +2,12 @@
 enforced on the server, clear errors, light requests that stay quick while model work queues (with the queue
 position shown), and a leaderboard that leaves flagged annotators out. Apps are launched on loopback and driven
 through gradio_client; every wait is bounded."""
+
 from __future__ import annotations
 
 import json
-import re
 import math
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,23 +37,27 @@ TOKEN = "a-long-invite-token-0001"
 
 # -- names and policies ---------------------------------------------------------------------------------------
 
+
 def test_names_are_normalised_so_one_person_is_one_annotator():
     assert {normalise_name(n) for n in ("alice", "Alice", " ALICE ", "ａｌｉｃｅ", "alice\u00a0")} == {"alice"}
     assert normalise_name("Jean  Luc") == normalise_name("jean\tluc\n") == "jean luc"
     assert normalise_name("Иван") == "иван" and normalise_name("山田 花子") == "山田 花子"
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("ali\u200bce", "invisible or control"),  # zero-width space
-    ("alice\u0000", "invisible or control"),  # NUL
-    ("\u202eecila", "invisible or control"),  # right-to-left override
-    ("al\u2066ice", "invisible or control"),  # bidi isolate
-    ("\u0430lice", "mixes Cyrillic and Latin"),  # Cyrillic а + Latin lice
-    ("\u0430\u04cf\u0456\u0441\u0435", "look-alikes"),  # аӏісе, all Cyrillic, reads "alice"
-    ("x" * 65, "longer than 64"),
-    ("   ", "enter your name"),
-    (42, "must be text"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("ali\u200bce", "invisible or control"),  # zero-width space
+        ("alice\u0000", "invisible or control"),  # NUL
+        ("\u202eecila", "invisible or control"),  # right-to-left override
+        ("al\u2066ice", "invisible or control"),  # bidi isolate
+        ("\u0430lice", "mixes Cyrillic and Latin"),  # Cyrillic а + Latin lice
+        ("\u0430\u04cf\u0456\u0441\u0435", "look-alikes"),  # аӏісе, all Cyrillic, reads "alice"
+        ("x" * 65, "longer than 64"),
+        ("   ", "enter your name"),
+        (42, "must be text"),
+    ],
+)
 def test_names_that_hide_or_imitate_someone_are_refused(name, reason):
     with pytest.raises(ValueError, match=reason):
         normalise_name(name)
@@ -76,9 +81,12 @@ def test_policies_decide_who_judges(tmp_path):
             policy.annotator(wrong, profile)  # a sign-in does not replace the invitation
     with pytest.raises(ValueError, match="needs invite tokens"):
         AnnotatorPolicy("invite")
-    for bad, reason in (("short Carol", "shorter than 16"), (f"{TOKEN}\n{TOKEN}", "appears twice"),
-                        (f"{TOKEN} bob\nanother-invite-token-02 BOB", "has two tokens"),
-                        ("# none", "no invite tokens")):
+    for bad, reason in (
+        ("short Carol", "shorter than 16"),
+        (f"{TOKEN}\n{TOKEN}", "appears twice"),
+        (f"{TOKEN} bob\nanother-invite-token-02 BOB", "has two tokens"),
+        ("# none", "no invite tokens"),
+    ):
         tokens.write_text(bad)
         with pytest.raises(ValueError, match=reason):
             load_invites(tokens)
@@ -91,8 +99,9 @@ def test_fingerprints_are_salted_and_the_salt_is_made_once(tmp_path, monkeypatch
     assert load_salt(tmp_path / "db.salt") == salt
     monkeypatch.setenv("TOOLGEN_VOTE_SALT", "from-the-environment")
     assert load_salt(tmp_path / "db.salt") == b"from-the-environment"
-    request = SimpleNamespace(headers={"x-forwarded-for": "6.6.6.6, 10.0.0.7"},
-                              client=SimpleNamespace(host="10.1.1.1"), session_hash="s1")
+    request = SimpleNamespace(
+        headers={"x-forwarded-for": "6.6.6.6, 10.0.0.7"}, client=SimpleNamespace(host="10.1.1.1"), session_hash="s1"
+    )
     direct, proxied = AnnotatorPolicy(salt=salt), AnnotatorPolicy(salt=salt, trust_forwarded=True)
     assert direct.client_address(request) == "10.1.1.1" and proxied.client_address(request) == "10.0.0.7"
     assert direct.client_hash(request) != AnnotatorPolicy(salt=b"other").client_hash(request)
@@ -112,8 +121,9 @@ def test_rate_limits_parse_and_count_in_sliding_windows():
         limiter.take(("client_names", "c", "z"))
     now[0] = 61.0
     limiter.take(("annotator_votes", "a"))
-    assert str(RateLimits.parse("off")) == ",".join(f"{n}=off" for n in
-                                                    ("annotator_votes", "client_votes", "client_names", "client_draws"))
+    assert str(RateLimits.parse("off")) == ",".join(
+        f"{n}=off" for n in ("annotator_votes", "client_votes", "client_names", "client_draws")
+    )
     with pytest.raises(ValueError, match="COUNT/SECONDS"):
         RateLimits.parse("annotator_votes=0/60")
 
@@ -162,13 +172,23 @@ def test_a_second_chat_message_while_the_first_is_answered_says_so(setup):
 
 # -- launched apps ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, smollm2_tokenizer_dir):
     from transformers import AutoTokenizer
 
-    tools = [Tool(id=f"Files&&{api}", category="files", tool_name="Files", api_name=api,
-                  description=f"The {api} command.", parameters={"type": "object", "properties": {}}, source="test")
-             for api in ("ls", "cat", "mkdir", "rm")]
+    tools = [
+        Tool(
+            id=f"Files&&{api}",
+            category="files",
+            tool_name="Files",
+            api_name=api,
+            description=f"The {api} command.",
+            parameters={"type": "object", "properties": {}},
+            source="test",
+        )
+        for api in ("ls", "cat", "mkdir", "rm")
+    ]
     tokenizer = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
     toolgen = ToolGenModel.from_base(ToolCatalog(tools), model=tiny_llama(len(tokenizer) + 8), tokenizer=tokenizer)
     return toolgen.save(tmp_path_factory.mktemp("model") / "toolgen")
@@ -182,8 +202,17 @@ def launch(tmp_path, model_dir):
     def start(policy: AnnotatorPolicy | None = None, limits: RateLimits | None = None):
         workbench = Workbench(model_dir, tmp_path / f"store-{len(opened)}.duckdb")
         workbench.store.add_trajectories(
-            StoredTrajectory(system, "bfcl", f"q{q}", f"task {q}", [{"kind": "thought", "text": f"{system} thinks"}],
-                             final_answer=f"answer {q}") for q in range(N_QUERIES) for system in SYSTEMS)
+            StoredTrajectory(
+                system,
+                "bfcl",
+                f"q{q}",
+                f"task {q}",
+                [{"kind": "thought", "text": f"{system} thinks"}],
+                final_answer=f"answer {q}",
+            )
+            for q in range(N_QUERIES)
+            for system in SYSTEMS
+        )
         demo = build_demo(workbench, policy, limits)
         demo.queue(default_concurrency_limit=4)
         _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
@@ -222,8 +251,7 @@ def test_the_ballot_stuffing_of_the_report_is_capped_by_identity_and_limits(laun
     assert set(stored.annotator) == {"sock-puppet-0", "sock-puppet-1", "sock-puppet-2"}  # 3 names a day
     assert [votes for votes, _ in results[:3]] == [10, 10, 10]  # 10 votes a minute per annotator ...
     assert "too many votes by one annotator: at most 10 per minute" in results[0][1]
-    assert all(votes == 0 and "too many annotator names from one address" in refusal
-               for votes, refusal in results[3:])
+    assert all(votes == 0 and "too many annotator names from one address" in refusal for votes, refusal in results[3:])
     assert len(stored) == 30  # ... and 30 a minute from one address, where the report cast 300 in 78 s
     audit = workbench.store.audit()
     assert set(audit.clients) == {1} and set(audit.sessions) == {1} and audit.client_hashes.nunique() == 1
@@ -268,19 +296,31 @@ def test_limits_the_ui_shows_hold_on_the_server(launch):
     assert workbench.store.votes().empty
 
 
-@pytest.mark.parametrize("body, message", [
-    ('["files", NaN, 5, "all tools", null, ""]', "beams: expected a whole number from 1 to 16, got nan"),
-    ('["files", 3, Infinity, "all tools", null, ""]', "k \\(tools returned\\): expected a whole number from 1 to 20, "
-                                                      "got inf"),
-    ('["files", 2.5, 5, "all tools", null, ""]', "got 2.5"),
-    ('["files", "3", 5, "all tools", null, ""]', "beams: expected a whole number from 1 to 16, got str"),
-    ('["files", 3, 0, "all tools", null, ""]', "k \\(tools returned\\): expected a whole number from 1 to 20, got 0"),
-    ('["files", 3, 5, "some tools", null, ""]', "not in the list of choices"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('["files", NaN, 5, "all tools", null, ""]', "beams: expected a whole number from 1 to 16, got nan"),
+        (
+            '["files", 3, Infinity, "all tools", null, ""]',
+            "k \\(tools returned\\): expected a whole number from 1 to 20, got inf",
+        ),
+        ('["files", 2.5, 5, "all tools", null, ""]', "got 2.5"),
+        ('["files", "3", 5, "all tools", null, ""]', "beams: expected a whole number from 1 to 16, got str"),
+        (
+            '["files", 3, 0, "all tools", null, ""]',
+            "k \\(tools returned\\): expected a whole number from 1 to 20, got 0",
+        ),
+        ('["files", 3, 5, "some tools", null, ""]', "not in the list of choices"),
+    ],
+)
 def test_numbers_sent_to_inspect_are_checked_before_the_model_runs(launch, body, message):
     _, url = launch()
-    posted = httpx.post(f"{url}gradio_api/call/inspect", content=f'{{"data": {body}}}',
-                        headers={"content-type": "application/json"}, timeout=30)
+    posted = httpx.post(
+        f"{url}gradio_api/call/inspect",
+        content=f'{{"data": {body}}}',
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     event = posted.json()["event_id"]
     answer = httpx.get(f"{url}gradio_api/call/inspect/{event}", timeout=30).text
     assert "event: error" in answer
@@ -288,13 +328,18 @@ def test_numbers_sent_to_inspect_are_checked_before_the_model_runs(launch, body,
     assert re.search(message, error), error
 
 
-@pytest.mark.parametrize("history, message", [
-    ("not a list", "malformed chat history: the history: Input should be a valid list"),
-    ([{"role": "user"}], "malformed chat history: message 1, content: Field required"),
-    ([{"role": "user", "content": [{"type": "text", "text": "hi"}]}, {"content": []}],
-     "message 2, role: Field required"),
-    ([{"role": "system", "content": [{"type": "text", "text": "obey"}]}], "role 'system' is neither"),
-])
+@pytest.mark.parametrize(
+    "history, message",
+    [
+        ("not a list", "malformed chat history: the history: Input should be a valid list"),
+        ([{"role": "user"}], "malformed chat history: message 1, content: Field required"),
+        (
+            [{"role": "user", "content": [{"type": "text", "text": "hi"}]}, {"content": []}],
+            "message 2, role: Field required",
+        ),
+        ([{"role": "system", "content": [{"type": "text", "text": "obey"}]}], "role 'system' is neither"),
+    ],
+)
 def test_a_malformed_chat_history_is_named(launch, history, message):
     _, url = launch()
     with pytest.raises(AppError, match=message):
@@ -357,8 +402,9 @@ def test_twenty_annotators_and_model_users_at_once_all_get_answers(launch):
         return judge(url, f"annotator-{i}", 3)[0]
 
     def model_user(i):
-        return connect(url).predict("list my files", 2, 2, "all tools", None, "",
-                                                  api_name="/inspect")[0].count("<details")
+        return (
+            connect(url).predict("list my files", 2, 2, "all tools", None, "", api_name="/inspect")[0].count("<details")
+        )
 
     with ThreadPoolExecutor(24) as pool:
         votes = list(pool.map(annotator, range(20)))

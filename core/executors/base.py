@@ -4,6 +4,7 @@ An executor turns one tool call into an `Observation`; it never raises on a bad 
 backend function under a time limit and turns exceptions, timeouts and unserialisable or oversized
 results into error observations. `validate_arguments` checks call arguments against a tool's JSON schema.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,9 @@ def format_result(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
-def safe_call(fn: Callable[[], object], timeout_s: float = DEFAULT_TIMEOUT_S,
-              max_chars: int | None = DEFAULT_MAX_CHARS) -> Observation:
+def safe_call(
+    fn: Callable[[], object], timeout_s: float = DEFAULT_TIMEOUT_S, max_chars: int | None = DEFAULT_MAX_CHARS
+) -> Observation:
     """Run `fn()` and wrap its result in an Observation; never raises.
 
     A call still running after `timeout_s` is abandoned (its daemon thread cannot be killed and may still
@@ -92,8 +94,15 @@ def _text(value: object) -> str:
         return f"<unprintable {type(value).__name__}: {type(e).__name__}>"
 
 
-_JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
-               "array": (list, tuple), "object": (dict,), "null": (type(None),)}
+_JSON_TYPES = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list, tuple),
+    "object": (dict,),
+    "null": (type(None),),
+}
 
 
 def _type_problems(value: object, schema: object, where: str) -> list[str]:
@@ -104,8 +113,11 @@ def _type_problems(value: object, schema: object, where: str) -> list[str]:
     kinds = [kinds] if isinstance(kinds, str) else kinds if isinstance(kinds, list) else []
     known = [k.lower() for k in kinds if isinstance(k, str) and k.lower() in _JSON_TYPES]
     if known:
-        matches = [k for k in known if isinstance(value, _JSON_TYPES[k])
-                   and not (isinstance(value, bool) and k in ("integer", "number"))]
+        matches = [
+            k
+            for k in known
+            if isinstance(value, _JSON_TYPES[k]) and not (isinstance(value, bool) and k in ("integer", "number"))
+        ]
         if not matches:
             return [f"{where}: expected {' or '.join(known)}, got {type(value).__name__}"]
     problems = []
@@ -124,8 +136,9 @@ def validate_arguments(tool: Tool, arguments: object) -> list[str]:
         return [f"arguments must be a JSON object, got {type(arguments).__name__}"]
     schema = tool.parameters if isinstance(tool.parameters, dict) else {}
     properties = schema.get("properties") or {}
-    problems = [f"missing required parameter {name!r}" for name in schema.get("required") or []
-                if name not in arguments]
+    problems = [
+        f"missing required parameter {name!r}" for name in schema.get("required") or [] if name not in arguments
+    ]
     for name, value in arguments.items():
         if name not in properties:
             problems.append(f"unknown parameter {name!r}")

@@ -6,6 +6,7 @@ persists between calls until `reset()`. Tools without a backend here (single-tur
 web-search and memory backends whose extra packages are not installed) are "call only": the arguments are
 validated and the call is reported as not executed.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,14 +25,24 @@ _STATELESS = {"MathAPI"}  # BFCL does not load a scenario into these
 # (balance 10,000 USD, one completed AAPL and one pending GOOG order, NVDA on the watch list).
 # Classes not named here start from their backend's built-in default state.
 DEMO_CONFIG = {
-    "GorillaFileSystem": {"root": {"alex": {"type": "directory", "contents": {
-        "notes.txt": {"type": "file", "content": "Buy milk.\nCall Bob about the budget report."},
-        "projects": {"type": "directory", "contents": {
-            "report.md": {"type": "file", "content": "# Budget report\nQ3 spending rose 4% over plan."},
-            "todo.txt": {"type": "file", "content": "finish report\nsend report to Bob"},
-        }},
-        "archive": {"type": "directory", "contents": {}},
-    }}}},
+    "GorillaFileSystem": {
+        "root": {
+            "alex": {
+                "type": "directory",
+                "contents": {
+                    "notes.txt": {"type": "file", "content": "Buy milk.\nCall Bob about the budget report."},
+                    "projects": {
+                        "type": "directory",
+                        "contents": {
+                            "report.md": {"type": "file", "content": "# Budget report\nQ3 spending rose 4% over plan."},
+                            "todo.txt": {"type": "file", "content": "finish report\nsend report to Bob"},
+                        },
+                    },
+                    "archive": {"type": "directory", "contents": {}},
+                },
+            }
+        }
+    },
     "TradingBot": {},
 }
 
@@ -55,8 +66,14 @@ class BfclExecutor:
     involved_classes: the backend classes of the conversation; None means every backend class.
     """
 
-    def __init__(self, initial_config: dict | None = None, involved_classes=None, long_context: bool = False,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, max_chars: int | None = DEFAULT_MAX_CHARS):
+    def __init__(
+        self,
+        initial_config: dict | None = None,
+        involved_classes=None,
+        long_context: bool = False,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_chars: int | None = DEFAULT_MAX_CHARS,
+    ):
         if initial_config is not None and not isinstance(initial_config, dict):
             raise ValueError(f"initial_config must be a dict, got {type(initial_config).__name__}")
         self.initial_config = copy.deepcopy(DEMO_CONFIG if initial_config is None else initial_config)
@@ -80,9 +97,12 @@ class BfclExecutor:
                 except Exception as e:
                     raise ValueError(f"initial_config for {class_name} is malformed: {type(e).__name__}: {e}") from e
             self.instances[class_name] = instance
-        self._methods = {name: method for instance in self.instances.values()
-                         for name, method in inspect.getmembers(instance, inspect.ismethod)
-                         if not name.startswith("_")}
+        self._methods = {
+            name: method
+            for instance in self.instances.values()
+            for name, method in inspect.getmembers(instance, inspect.ismethod)
+            if not name.startswith("_")
+        }
 
     @property
     def param_order(self) -> dict[str, tuple[str, ...]]:
@@ -91,8 +111,10 @@ class BfclExecutor:
 
     def state(self) -> dict[str, dict]:
         """Public attributes of every backend instance (live objects: read, don't mutate)."""
-        return {name: {k: v for k, v in vars(instance).items() if not k.startswith("_")}
-                for name, instance in self.instances.items()}
+        return {
+            name: {k: v for k, v in vars(instance).items() if not k.startswith("_")}
+            for name, instance in self.instances.items()
+        }
 
     def call(self, tool: Tool, arguments: dict) -> Observation:
         """Validate `arguments` against the tool's schema, then run it on its backend if it has one."""
@@ -104,16 +126,18 @@ class BfclExecutor:
             return error_observation(f"{tool.tool_name} is not part of this conversation", executed=False)
         if tool.tool_name not in self.instances:
             reason = "its backend cannot be imported here" if backend else "no backend implements it"
-            return Observation(content=f"The call to {tool.id} was validated but not executed: {reason}.",
-                               executed=False)
+            return Observation(
+                content=f"The call to {tool.id} was validated but not executed: {reason}.", executed=False
+            )
         return self.execute(function_name(tool), arguments)
 
     def execute(self, name: str, arguments: dict) -> Observation:
         """Run backend function `name` as BFCL's checker does: no schema validation, errors as observations."""
         method = self._methods.get(name) if isinstance(name, str) else None
         if method is None:
-            return error_observation(f"no function {name!r} in {', '.join(self.instances) or 'no backend'}",
-                                     executed=False)
+            return error_observation(
+                f"no function {name!r} in {', '.join(self.instances) or 'no backend'}", executed=False
+            )
         if not isinstance(arguments, dict):
             return error_observation(f"arguments must be a JSON object, got {type(arguments).__name__}", False)
         arguments = copy.deepcopy(arguments)  # backends keep and mutate argument objects; the caller's stay intact

@@ -14,6 +14,7 @@ The RapidAPI services behind ToolBench cannot be called offline, so a call is an
    `"_simulated": true` in the JSON content and `Observation(simulated=True, executed=False)`.
 Calls missing a required parameter are refused with an error observation, like a real API's 400 reply.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,28 @@ from .base import Observation, error_observation
 
 SIMULATED_KEY = "_simulated"
 _LIST_OF = re.compile(r"^list of (\w+) with length (\d+)$")
-_WORDS = ("amber", "atlas", "bright", "cedar", "delta", "ember", "falcon", "harbor", "iris", "juniper", "lumen",
-          "maple", "nova", "orbit", "pioneer", "quartz", "river", "summit", "tango", "vista")
+_WORDS = (
+    "amber",
+    "atlas",
+    "bright",
+    "cedar",
+    "delta",
+    "ember",
+    "falcon",
+    "harbor",
+    "iris",
+    "juniper",
+    "lumen",
+    "maple",
+    "nova",
+    "orbit",
+    "pioneer",
+    "quartz",
+    "river",
+    "summit",
+    "tango",
+    "vista",
+)
 _CITIES = ("Paris", "Tokyo", "Toronto", "Nairobi", "Lima", "Oslo", "Sydney", "Madrid", "Seoul", "Austin")
 _COUNTRIES = ("France", "Japan", "Canada", "Kenya", "Peru", "Norway", "Australia", "Spain", "Korea", "USA")
 
@@ -58,8 +79,10 @@ class ResponseCache:
         self._responses[(tool_id, canonical_arguments(arguments))] = response
 
     def save(self, path: Path | str) -> None:
-        records = [{"tool_id": tool_id, "arguments": json.loads(key), "response": response}
-                   for (tool_id, key), response in self._responses.items()]
+        records = [
+            {"tool_id": tool_id, "arguments": json.loads(key), "response": response}
+            for (tool_id, key), response in self._responses.items()
+        ]
         Path(path).write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
 
     @classmethod
@@ -73,10 +96,15 @@ class ResponseCache:
             raise ValueError(f"{path}: expected a JSON list of {{tool_id, arguments, response}} records")
         cache = cls()
         for index, record in enumerate(records):
-            if not (isinstance(record, dict) and isinstance(record.get("tool_id"), str)
-                    and isinstance(record.get("arguments"), dict) and isinstance(record.get("response"), str)):
-                raise ValueError(f"{path}: record {index}: needs a string tool_id, an object arguments and "
-                                 "a string response")
+            if not (
+                isinstance(record, dict)
+                and isinstance(record.get("tool_id"), str)
+                and isinstance(record.get("arguments"), dict)
+                and isinstance(record.get("response"), str)
+            ):
+                raise ValueError(
+                    f"{path}: record {index}: needs a string tool_id, an object arguments and a string response"
+                )
             cache.record(record["tool_id"], record["arguments"], record["response"])
         return cache
 
@@ -101,8 +129,9 @@ class ToolBenchSimulator:
         cached = self.cache.get(tool.id, arguments)
         if cached is not None:
             return Observation(content=cached, simulated=False, executed=False)
-        return Observation(content=json.dumps(self.synthesise(tool, arguments), ensure_ascii=False),
-                           simulated=True, executed=False)
+        return Observation(
+            content=json.dumps(self.synthesise(tool, arguments), ensure_ascii=False), simulated=True, executed=False
+        )
 
     def synthesise(self, tool: Tool, arguments: dict) -> dict:
         """The simulated reply to a call, as a JSON object carrying `"_simulated": true`."""
@@ -110,8 +139,10 @@ class ToolBenchSimulator:
         filler = _Filler(random.Random(int.from_bytes(digest[:8], "big")), arguments, self.max_list_items)
         template = _template(tool.response)
         if template is None:
-            body = {"message": f"{tool.api_name} ({tool.tool_name}) answered the request.",
-                    "result": filler.string(tool.api_name)}
+            body = {
+                "message": f"{tool.api_name} ({tool.tool_name}) answered the request.",
+                "result": filler.string(tool.api_name),
+            }
         else:
             body = filler.fill(template, "")
             if not isinstance(body, dict):
@@ -156,7 +187,7 @@ class _Filler:
             return [self.fill(template[0], key) for _ in range(min(count, self.max_list_items))]
         if len(template) == 1 and isinstance(template[0], str) and _LIST_OF.match(template[0]):
             return self.fill(template[0], key)
-        return [self.fill(item, key) for item in template[:self.max_list_items]]
+        return [self.fill(item, key) for item in template[: self.max_list_items]]
 
     def fill_text(self, text: str, key: str) -> object:
         listed = _LIST_OF.match(text)
@@ -198,8 +229,10 @@ class _Filler:
         if any(k in lowered for k in ("url", "link", "href", "image", "img", "avatar", "thumb", "website", "uri")):
             return f"https://example.com/{word}/{rng.randint(1000, 9999)}"
         if any(k in lowered for k in ("date", "time", "created", "updated")):
-            return (f"{rng.randint(2015, 2024)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-                    f"T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z")
+            return (
+                f"{rng.randint(2015, 2024)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+                f"T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"
+            )
         if "email" in lowered:
             return f"{word}{rng.randint(1, 99)}@example.com"
         if "phone" in lowered:
