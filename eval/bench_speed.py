@@ -8,7 +8,10 @@ Retrieval: ToolGen's model is loaded (`--model`, else the build's retrieval chec
 SmolLM2 with the corpus's tool tokens, which costs the same per query) and timed: load, first query, then each
 of N held-out queries at batch 1 with MiniLM's query right after it (so both see the same load), then both
 batched. The quality block compares ToolGen's rankings with the plain path (float32 weights, no cached prefix,
-one query at a time) on the same model; `breakdown_ms` splits a batch-1 query into its stages.
+one query at a time; batched: one padded batch of 32) on the same model, which is timed too
+(`toolgen_plain_path`); `breakdown_ms` splits a batch-1 query into its stages. Next to wall clock, each figure
+has a CPU-time twin (this process's CPU seconds, all threads), which other jobs on the machine disturb much
+less: with `--threads 1` it is the latency an idle core would give.
 Run each measurement in a fresh process: the machine's load average is recorded with every figure (the
 development machine has 2 cores shared with other jobs), and systems are compared as ratios of one run.
 """
@@ -35,16 +38,24 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _percentiles(seconds: list[float]) -> dict:
-    p50, p95 = np.percentile(seconds, [50, 95]) * 1000
-    return {"p50_ms": round(float(p50), 1), "p95_ms": round(float(p95), 1)}
+def _percentiles(wall: list[float], cpu: list[float]) -> dict:
+    p50, p95 = np.percentile(wall, [50, 95]) * 1000
+    return {
+        "p50_ms": round(float(p50), 1),
+        "p95_ms": round(float(p95), 1),
+        "cpu_p50_ms": round(float(np.median(cpu)) * 1000, 1),
+    }
 
 
-def _queries_per_s(retriever, texts: list[str]) -> float:
-    start = time.perf_counter()
+def _throughput(retriever, texts: list[str]) -> dict:
+    """Queries per second (wall clock) and per CPU-second (this process's CPU time, all threads) in batches."""
+    wall, cpu = time.perf_counter(), time.process_time()
     for first in range(0, len(texts), BATCH):
         retriever.retrieve_batch(texts[first : first + BATCH], k=5)
-    return round(len(texts) / (time.perf_counter() - start), 2)
+    return {
+        "batched_qps": round(len(texts) / (time.perf_counter() - wall), 2),
+        "batched_q_per_cpu_s": round(len(texts) / (time.process_time() - cpu), 2),
+    }
 
 
 def eval_queries(corpus: str, n: int) -> tuple:
@@ -135,7 +146,7 @@ def _agreement(fast: list[list[tuple[str, float]]], plain: list[list[tuple[str, 
 
 def retrieval_speed(corpus: str, model_dir: str | None, n: int, precision: str) -> dict:
     """The retrieval benchmark described in the module docstring."""
-    from core.decoding import constrained_beam_search
+    from core.decoding import constrained_beam_search, constrained_beam_search_batch
     from core.model import ToolGenModel
     from core.retrieval import ToolGenRetriever
     from eval.retrieval_eval import default_toolgen_dir
@@ -158,7 +169,7 @@ def retrieval_speed(corpus: str, model_dir: str | None, n: int, precision: str) 
     ready = time.perf_counter()
     retriever.retrieve(texts[0], k=5)
     first_ms = (time.perf_counter() - ready) * 1000
-    toolgen_qps = _queries_per_s(retriever, texts)
+    toolgen_throughput = _throughput(retriever, texts)
     toolgen_rss = peak_rss_mb()  # before anything else is loaded: a ToolGen retrieval process's peak
 
     start_minilm = time.perf_counter()
@@ -167,43 +178,46 @@ def retrieval_speed(corpus: str, model_dir: str | None, n: int, precision: str) 
     minilm.retrieve(texts[0], k=5)
     minilm_first_ms = (time.perf_counter() - minilm_loaded) * 1000
 
-    fast, seconds = [], {"toolgen": [], "minilm": []}
+    fast, wall, cpu = [], {"toolgen": [], "minilm": []}, {"toolgen": [], "minilm": []}
     for text in texts:
-        begin = time.perf_counter()
-        hits = retriever.retrieve(text, k=5)
-        middle = time.perf_counter()
-        minilm.retrieve(text, k=5)
-        seconds["toolgen"].append(middle - begin)
-        seconds["minilm"].append(time.perf_counter() - middle)
-        fast.append(hits)
+        for name, system in (("toolgen", retriever), ("minilm", minilm)):
+            begin, begin_cpu = time.perf_counter(), time.process_time()
+            hits = system.retrieve(text, k=5)
+            wall[name].append(time.perf_counter() - begin)
+            cpu[name].append(time.process_time() - begin_cpu)
+            if name == "toolgen":
+                fast.append(hits)
     breakdown = stage_breakdown(retriever, texts[:20])
     reference = load_model().model if precision != "float32" else toolgen.model
-    with torch.inference_mode():
-        plain = [
-            [
-                (c.tool_id, c.log_prob)
-                for c in constrained_beam_search(
-                    reference,
-                    retriever.prompt_ids(t),
-                    retriever.trie,
-                    num_beams=retriever.num_beams,
-                    top_k=5,
-                    record_steps=False,
-                ).candidates
-            ]
-            for t in texts
-        ]
+    plain, wall["plain"], cpu["plain"] = [], [], []
+    for text in texts:
+        begin, begin_cpu = time.perf_counter(), time.process_time()
+        result = constrained_beam_search(
+            reference, retriever.prompt_ids(text), retriever.trie, retriever.num_beams, top_k=5, record_steps=False
+        )
+        wall["plain"].append(time.perf_counter() - begin)
+        cpu["plain"].append(time.process_time() - begin_cpu)
+        plain.append([(c.tool_id, c.log_prob) for c in result.candidates])
+    begin, begin_cpu = time.perf_counter(), time.process_time()
+    for first in range(0, len(texts), BATCH):  # the plain batch: every prompt padded to the longest, no prefix
+        prompts = [retriever.prompt_ids(t) for t in texts[first : first + BATCH]]
+        constrained_beam_search_batch(reference, prompts, retriever.trie, retriever.num_beams, 5, record_steps=False)
+    plain_figures = {
+        **_percentiles(wall["plain"], cpu["plain"]),
+        "batched_qps": round(len(texts) / (time.perf_counter() - begin), 2),
+        "batched_q_per_cpu_s": round(len(texts) / (time.process_time() - begin_cpu), 2),
+    }
     toolgen_figures = {
-        **_percentiles(seconds["toolgen"]),
-        "batched_qps": toolgen_qps,
+        **_percentiles(wall["toolgen"], cpu["toolgen"]),
+        **toolgen_throughput,
         "model_load_s": round(loaded - start, 2),
         "retriever_init_s": round(ready - loaded, 2),
         "first_query_ms": round(first_ms, 1),
         "peak_rss_mb": toolgen_rss,
     }
     minilm_figures = {
-        **_percentiles(seconds["minilm"]),
-        "batched_qps": _queries_per_s(minilm, texts),
+        **_percentiles(wall["minilm"], cpu["minilm"]),
+        **_throughput(minilm, texts),
         "load_s": round(minilm_loaded - start_minilm, 2),
         "first_query_ms": round(minilm_first_ms, 1),
     }
@@ -215,7 +229,9 @@ def retrieval_speed(corpus: str, model_dir: str | None, n: int, precision: str) 
         "precision": precision,
         "toolgen": toolgen_figures,
         "minilm": minilm_figures,
+        "toolgen_plain_path": plain_figures,
         "p50_ratio_toolgen_to_minilm": round(toolgen_figures["p50_ms"] / minilm_figures["p50_ms"], 2),
+        "cpu_p50_ratio_toolgen_to_minilm": round(toolgen_figures["cpu_p50_ms"] / minilm_figures["cpu_p50_ms"], 2),
         "breakdown_ms": breakdown,
         "quality": _agreement(fast, plain, queries),
         "peak_rss_mb": peak_rss_mb(),
