@@ -40,6 +40,7 @@ from core.model import ToolGenModel
 
 from .beam import format_prob
 from .inputs import ChatHistory, IntSlider, Text
+from .model_thread import on_model_thread
 from .shared import MODEL_EVENTS, Workbench, esc, user_errors
 
 EXAMPLES = [
@@ -251,6 +252,7 @@ def build(workbench: Workbench) -> None:
     gr.Examples(EXAMPLES, inputs=message, label="Examples (BFCL file system, trading and math backends)")
 
     @user_errors
+    @on_model_thread
     def chat(text, history, session, only_executable, steps, num_beams):
         for shown, used in respond(workbench, text, history, session, only_executable, steps, num_beams):
             yield "", shown, used
