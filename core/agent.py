@@ -16,9 +16,14 @@ Decoding one assistant turn:
    next-token distribution). The best code is taken; the other ranked tools are kept with their log-probs.
 3. Action Input: the tokens of "\\nAction Input:" are forced, then `core.arguments.decode_arguments` writes a JSON
    object whose keys come from the tool's parameter schema (Finish: `final_answer`) and whose values the model
-   generates; it always parses and holds every required parameter. A value that does not complete within
-   `max_argument_tokens` is an error event (a cut string is kept). Values that break the schema (a wrong type)
-   are reported in the arguments event and still sent: the executor answers with an error observation.
+   generates; it always parses and holds every required parameter. With `typed_arguments` each value is also held
+   to its parameter's JSON-schema type (integers, numbers, booleans, enums, strings: core/typed_values.py).
+   Documentation on demand (`agent_docs`; by default as the model was agent-tuned, `toolgen.info["agent_docs"]`):
+   after a tool's code the assistant turn ends, the tool's documentation enters as a user turn
+   (`prompts.documentation_ids`, once per Action), and "Action Input:" opens the next assistant turn.
+   A value that does not complete within `max_argument_tokens` is an error event (a cut string is kept). Values
+   that break the schema (a wrong type) are reported in the arguments event and still sent: the executor
+   answers with an error observation.
    Whatever was generated, the context receives the canonical turn (`assistant_turn_ids`) of what was executed.
 4. Execution: `executor.call(tool, arguments)` under a time limit. A raise, a timeout or a result that is not an
    `Observation` becomes an error observation. The context gets the first `max_observation_chars` characters.
@@ -47,10 +52,13 @@ from .model import ToolGenModel
 from .prompts import (
     ACTION,
     ACTION_INPUT,
+    DOC_MAX_TOKENS,
+    DOCUMENTED_ACTION_INPUT,
     THOUGHT,
     Step,
     agent_prompt,
     assistant_turn_ids,
+    documentation_ids,
     encode,
     end_of_turn_ids,
     observation_ids,
@@ -73,6 +81,8 @@ class AgentConfig:
     tool_timeout_s: float = DEFAULT_TIMEOUT_S
     max_context_tokens: int | None = None  # default: the model's max_position_embeddings
     probe_unconstrained: bool = False  # also decode the action greedily without the constraint (hallucination probe)
+    agent_docs: bool | None = None  # read the tool's documentation before its arguments; None: as the model was tuned
+    typed_arguments: bool = False  # hold argument values to their JSON-schema types (core/typed_values.py)
 
     def __post_init__(self):
         limits = (self.max_steps, self.num_beams, self.alternatives, self.max_thought_tokens, self.max_argument_tokens)
@@ -220,11 +230,12 @@ class AgentTrace:
 # ---------------------------------------------------------------- token format
 
 
-def forced_input_prefix(tokenizer) -> list[int]:
+def forced_input_prefix(tokenizer, opening: str = ACTION_INPUT) -> list[int]:
     """The ids that begin every tokenized Action Input line before its JSON: "\\nAction Input:" (the tokenizer
-    may merge the space before "{" into one token, as SmolLM2's does; the model then generates it)."""
-    ids = encode(tokenizer, ACTION_INPUT + "{}")
-    while ids and not ACTION_INPUT.startswith(tokenizer.decode(ids)):
+    may merge the space before "{" into one token, as SmolLM2's does; the model then generates it). `opening`:
+    DOCUMENTED_ACTION_INPUT for the turn after a documentation turn."""
+    ids = encode(tokenizer, opening + "{}")
+    while ids and not opening.startswith(tokenizer.decode(ids)):
         ids = ids[:-1]
     return ids
 
@@ -320,7 +331,8 @@ class _Run:
         self.step = 0
         self.cache = _PrefixCache(toolgen.model)
         self.input_prefix = forced_input_prefix(tokenizer)
-        end = end_of_turn_ids(tokenizer)
+        self.documented_input_prefix = forced_input_prefix(tokenizer, DOCUMENTED_ACTION_INPUT)
+        self.end_of_turn = end = end_of_turn_ids(tokenizer)
         self.stop_ids = {
             i
             for i in (tokenizer.eos_token_id, end[0] if end else None)
@@ -332,6 +344,12 @@ class _Run:
     def max_context(self) -> int:
         return self.config.max_context_tokens or self.model_limit or DEFAULT_CONTEXT_TOKENS
 
+    @property
+    def documented(self) -> bool:
+        """Whether tool calls read their documentation (the config's choice, else the model's agent tuning)."""
+        chosen = self.config.agent_docs
+        return bool(self.toolgen.info.get("agent_docs", False)) if chosen is None else chosen
+
     def code_text(self, tool_id: str) -> str:
         return FINISH if tool_id == FINISH else self.toolgen.indexing.code(tool_id)
 
@@ -341,6 +359,7 @@ class _Run:
         self.context += agent_prompt(self.tokenizer, text) if not self.context else user_turn_ids(self.tokenizer, text)
         for _ in range(self.config.max_steps):
             needed = self.config.max_thought_tokens + trie.depth + self.config.max_argument_tokens + 16
+            needed += DOC_MAX_TOKENS + 16 if self.documented else 0
             if len(self.context) + needed > self.max_context:
                 yield ErrorEvent(
                     turn=turn,
@@ -371,11 +390,17 @@ class _Run:
         action = self.action(turn, trie, prompt)
         yield action
         finish = action.tool_id == FINISH
+        documented = self.documented and not finish
         code_ids = [self.toolgen.finish_token_id] if finish else list(self.toolgen.code_ids(action.tool_id))
-        for event in self.arguments(turn, action, prompt + code_ids + self.input_prefix):
+        if documented:  # the documentation turn, once per Action, exactly as `assistant_turn_parts` lays it out
+            tool = self.toolgen.catalog[action.tool_id]
+            opening = self.end_of_turn + documentation_ids(self.tokenizer, tool) + self.documented_input_prefix
+        else:
+            opening = self.input_prefix
+        for event in self.arguments(turn, action, prompt + code_ids + opening):
             yield event
         arguments = event.arguments  # the arguments event comes last
-        self.context += assistant_turn_ids(self.toolgen, Step(thought, action.tool_id, arguments))
+        self.context += assistant_turn_ids(self.toolgen, Step(thought, action.tool_id, arguments), documented)
         if finish:
             yield FinalAnswerEvent(turn=turn, step=self.step, text=arguments["final_answer"])
             return
@@ -454,6 +479,7 @@ class _Run:
             FINISH_SCHEMA if tool is None else tool.parameters,
             self.config.max_argument_tokens,
             frozenset(self.stop_ids),
+            typed=self.config.typed_arguments,
         )
         arguments = decoded.arguments
         if decoded.problem:

@@ -7,6 +7,9 @@ key comes from the missing ones; a `,` with no parameter left closes the object.
 order agent tuning writes them (`core.prompts.format_arguments`), plus any missing required key. A tool without
 parameters gets `{}`; one without required parameters gets `{}` when the model scores ` {}` above ` {"`.
 The result always parses; a value that does not complete within the token budget is left out and reported.
+With `typed=True` each value is decoded under its parameter's grammar (core/typed_values.py): an integer
+parameter only gets an integer, a boolean true/false, an enum one of its values, a string a JSON string; a
+value complete when the budget runs out is kept. Arrays, objects and untyped parameters stay free.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import torch
 
 from .constraint import CodeTrie
 from .prompts import encode
+from .typed_values import ANY_JSON, MISSING, Grammar, ValueConstraint, complete_value, value_grammar
 
 NextLogits = Callable[[Sequence[int]], torch.Tensor]  # token ids -> next-token logits (1-D)
 FINISH_SCHEMA = {"type": "object", "required": ["final_answer"], "properties": {"final_answer": {"type": "string"}}}
-_MISSING = object()
 
 
 @dataclass
@@ -41,11 +44,14 @@ def decode_arguments(
     schema: dict | None,
     max_tokens: int,
     stop_ids: frozenset[int] = frozenset(),
+    typed: bool = False,
 ) -> DecodedArguments:
     """Decode the JSON arguments that follow `prompt` (which ends with "Action Input:") under `schema`.
 
-    `max_tokens` bounds the generated value tokens; `stop_ids` (end of turn) end a value unfinished."""
-    properties = list(((schema or {}).get("properties")) or {})
+    `max_tokens` bounds the generated value tokens; `stop_ids` (end of turn) end a free value unfinished.
+    `typed`: values follow their parameter's JSON-schema type (`core.typed_values.value_grammar`)."""
+    specs = ((schema or {}).get("properties")) or {}
+    properties = list(specs)
     required = [name for name in (schema or {}).get("required", []) if name in properties]
     opening, empty = encode(tokenizer, ' {"'), encode(tokenizer, " {}")
     if not properties or (
@@ -58,9 +64,10 @@ def decode_arguments(
         options = {name: encode(tokenizer, f'{key_prefix}{name}":') for name in candidates}
         key = _choose(next_logits, ids, options)
         ids += options[key]
-        value, terminator, value_text, used = _value(next_logits, tokenizer, ids, budget, stop_ids)
+        grammar = value_grammar(specs[key]) if typed else ANY_JSON
+        value, terminator, value_text, used = _value(next_logits, tokenizer, ids, budget, stop_ids, grammar)
         budget -= used
-        if value is _MISSING:
+        if value is MISSING:
             cut = _cut_string(value_text)
             if cut is not None:  # a string that ran out of tokens is kept as far as it got
                 arguments[key] = cut
@@ -121,21 +128,28 @@ def _log_prob(next_logits: NextLogits, ids: Sequence[int], continuation: Sequenc
 
 
 def _value(
-    next_logits: NextLogits, tokenizer, ids: list[int], budget: int, stop_ids: frozenset[int]
+    next_logits: NextLogits,
+    tokenizer,
+    ids: list[int],
+    budget: int,
+    stop_ids: frozenset[int],
+    grammar: Grammar = ANY_JSON,
 ) -> tuple[object, str, str, int]:
-    """Greedy tokens until their text is a JSON value followed by `,` or `}`:
-    (value, terminator, value text, tokens used); value is _MISSING when the budget or a stop token comes first."""
+    """Greedy tokens until their text is a value of `grammar` followed by `,` or `}`:
+    (value, terminator, value text, tokens used); value is MISSING when the budget or a stop token comes first.
+    A typed grammar masks what it rejects (`ValueConstraint`); a value it finds complete at the budget is kept."""
+    constraint = None if grammar is ANY_JSON else ValueConstraint(grammar, tokenizer, stop_ids)
     new: list[int] = []
     while len(new) < budget:
-        token = int(next_logits(ids + new).argmax())
-        if token in stop_ids:
+        logits = next_logits(ids + new)
+        token = int(logits.argmax()) if constraint is None else constraint.choose(new, logits)
+        if token is None or token in stop_ids:
             break
         new.append(token)
-        text = tokenizer.decode(new)
-        for position, char in enumerate(text):
-            if char in ",}":
-                try:
-                    return json.loads(text[:position]), char, text[:position], len(new)
-                except json.JSONDecodeError:
-                    continue
-    return _MISSING, "", tokenizer.decode(new), len(new)
+        found = complete_value(grammar, tokenizer.decode(new))
+        if found is not None:
+            return *found, len(new)
+    text = tokenizer.decode(new)
+    if constraint is not None and (value := grammar.parse(text)) is not MISSING:
+        return value, "", text, len(new)
+    return MISSING, "", text, len(new)

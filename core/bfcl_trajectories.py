@@ -99,11 +99,14 @@ def bfcl_trajectory(entry: BfclEntry, catalog, max_answer_chars: int = 300) -> T
     return TrainingTrajectory(tuple(turns), entry.id)
 
 
-def bfcl_agent_examples(toolgen, entries: Iterable[BfclEntry], max_observation_chars: int = 300) -> list[Example]:
-    """Stage 3 examples from BFCL training entries (see `bfcl_trajectory`); entries without one are skipped."""
+def bfcl_agent_examples(
+    toolgen, entries: Iterable[BfclEntry], max_observation_chars: int = 300, documented: bool = False
+) -> list[Example]:
+    """Stage 3 examples from BFCL training entries (see `bfcl_trajectory`); entries without one are skipped.
+    `documented`: each call reads its tool's documentation before the Action Input (`trajectory_example`)."""
     examples = []
     for entry in entries:
         trajectory = bfcl_trajectory(entry, toolgen.catalog, max_observation_chars)
         if trajectory is not None:
-            examples.append(trajectory_example(toolgen, trajectory, max_observation_chars))
+            examples.append(trajectory_example(toolgen, trajectory, max_observation_chars, documented))
     return examples

@@ -60,6 +60,7 @@ class Preset:
     pairs_per_tool: int = 1
     agent_examples: int = 300
     agent_replay: int = 300  # retrieval examples mixed into stage 3 against forgetting
+    agent_docs: bool = False  # stage 3 calls read the tool's documentation before their arguments (core/prompts.py)
     eval_queries: int = 300  # test queries scored after each stage (an even spread)
     max_tools: int | None = None
     stages: dict = field(
@@ -214,8 +215,9 @@ def stage_examples(stage: str, toolgen, corpus: Corpus, preset: Preset) -> list:
     if stage == MEMORIZATION:
         return memorization_examples(toolgen, preset.max_doc_tokens)
     if stage == AGENT:
-        agent = bfcl_agent_examples(toolgen, corpus.agent_entries()) + [
-            trajectory_example(toolgen, t) for t in corpus.trajectories
+        documented = preset.agent_docs
+        agent = bfcl_agent_examples(toolgen, corpus.agent_entries(), documented=documented) + [
+            trajectory_example(toolgen, t, documented=documented) for t in corpus.trajectories
         ]
         if not agent:  # retrieval replay alone would not be agent tuning
             return []
@@ -286,7 +288,8 @@ def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, st
     When the agent stage follows, the retrieval-stage model is also saved to `retrieval_checkpoint(out)`
     (retrieval is evaluated on it, as in the paper; the agent uses `out`).
 
-    Scores go to `info["metrics"]` ("untrained" first), training reports to `info["reports"]`.
+    Scores go to `info["metrics"]` ("untrained" first), training reports to `info["reports"]`; the agent stage
+    records its trajectory format in `info["agent_docs"]` (the agent reads tool documentation when it is true).
     """
     toolgen = trainer.toolgen
     eval_queries = spread(corpus.test, preset.eval_queries)
@@ -302,6 +305,8 @@ def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, st
             print(f"{stage}: no training examples for corpus {corpus.name}; skipped")
             continue
         check_no_leak(corpus.training_texts() + [e.text for e in examples], [q.text for q in corpus.test])
+        if stage == AGENT:
+            toolgen.info["agent_docs"] = preset.agent_docs
         if stage == RETRIEVAL and trainer.accelerator.is_main_process:
             save_retrieval_pairs(examples, out)
         reports[stage] = trainer.train(examples, preset.stages[stage], stage, state_path=out / STATE_DIR)
@@ -367,6 +372,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tools", type=int, default=None, help="use only this many tools (experiments)")
     parser.add_argument("--eval-queries", type=int, default=None, help="test queries scored per stage")
     parser.add_argument(
+        "--agent-docs",
+        action="store_true",
+        default=None,
+        help="documentation on demand: agent-tuning calls read the chosen tool's documentation before their "
+        "Action Input (recorded in toolgen.json; the agent then does the same)",
+    )
+    parser.add_argument(
         "--precision",
         choices=("auto", "float32", "bfloat16"),
         default="auto",
@@ -403,6 +415,7 @@ def _preset(args) -> Preset:
             "pairs_per_tool",
             "max_tools",
             "eval_queries",
+            "agent_docs",
         )
         if getattr(args, name) is not None
     }

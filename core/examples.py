@@ -24,7 +24,7 @@ from .indexing import FINISH
 from .prompts import (
     Step,
     agent_prompt,
-    assistant_turn_ids,
+    assistant_turn_parts,
     memorization_prompt,
     observation_ids,
     retrieval_prompt,
@@ -129,8 +129,12 @@ class TrainingTrajectory:
     source: str = ""
 
 
-def trajectory_example(toolgen, trajectory: TrainingTrajectory, max_observation_chars: int = 300) -> Example:
-    """Render a trajectory in the agent format; the mask covers the assistant turns only."""
+def trajectory_example(
+    toolgen, trajectory: TrainingTrajectory, max_observation_chars: int = 300, documented: bool = False
+) -> Example:
+    """Render a trajectory in the agent format; the mask covers what the assistant writes only.
+
+    `documented`: each tool call reads the tool's documentation before its Action Input (core/prompts.py)."""
     tokenizer = toolgen.tokenizer
     ids: list[int] = []
     mask: list[bool] = []
@@ -142,7 +146,8 @@ def trajectory_example(toolgen, trajectory: TrainingTrajectory, max_observation_
     for index, (user_text, steps) in enumerate(trajectory.turns):
         add(agent_prompt(tokenizer, user_text) if index == 0 else user_turn_ids(tokenizer, user_text), False)
         for number, step in enumerate(steps):
-            add(assistant_turn_ids(toolgen, step), True)
+            for part, written in assistant_turn_parts(toolgen, step, documented):
+                add(part, written)
             if step.tool_id != FINISH:
                 add(observation_ids(tokenizer, step.observation[:max_observation_chars]), False)
             elif number != len(steps) - 1:

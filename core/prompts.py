@@ -3,6 +3,11 @@ at the token-id level. Training (core/examples.py) and the agent (core/agent.py)
 
 Prompts use the base tokenizer's chat template. A tool code is appended as its own token ids (from
 `ToolGenModel.code_ids`), never re-tokenized inside a longer string, so training and decoding see the same ids.
+
+Documentation on demand (`documented=True`, the `--agent-docs` build): a tool call's assistant turn ends right after
+the Action's code, the chosen tool's compact documentation follows as a user turn `Documentation: …`
+(`documentation_text`, at most DOC_MAX_TOKENS tokens), and a second assistant turn writes `Action Input: {json}`.
+Finish turns keep the pure layout. The paper's pure mode (no documentation) is the default.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .bfcl import function_name
 from .indexing import FINISH
+from .tools import Tool
 
 MEMORIZE_SYSTEM = "Memorize the tool."
 RETRIEVE_SYSTEM = "Pick the tool."
@@ -20,6 +27,10 @@ AGENT_SYSTEM = (
     'with {"final_answer": "..."}.'
 )
 THOUGHT, ACTION, ACTION_INPUT, OBSERVATION = "Thought: ", "\nAction: ", "\nAction Input: ", "Observation: "
+DOCUMENTATION = "Documentation: "
+DOCUMENTED_ACTION_INPUT = ACTION_INPUT.lstrip("\n")  # opens the assistant turn after the documentation
+DOC_MAX_TOKENS = 160  # documentation text cut to this many tokens
+DOC_DESCRIPTION_CHARS, DOC_PARAMETER_CHARS = 200, 100  # description / per-parameter description, in characters
 
 
 def encode(tokenizer, text: str) -> list[int]:
@@ -99,13 +110,68 @@ class Step:
     observation: str = ""
 
 
-def assistant_turn_ids(toolgen, step: Step) -> list[int]:
-    """Ids of one assistant turn: `Thought: …\\nAction: <code>\\nAction Input: {json}` and the end of turn."""
+def _clip(text: str, chars: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= chars else text[: chars - 1].rstrip() + "…"
+
+
+def _type_text(spec: dict) -> str:
+    """`integer`, `array of string`, `string or null`, `any`: a parameter's JSON-schema type in words."""
+    kind = spec.get("type", "any")
+    text = " or ".join(kind) if isinstance(kind, list) else str(kind)
+    items = spec.get("items")
+    if text == "array" and isinstance(items, dict) and "type" in items:
+        text += f" of {_type_text(items)}"
+    return text
+
+
+def documentation_text(tool: Tool) -> str:
+    """A tool's documentation, compact: `name: description`, then one line per parameter with its type, whether
+    it is required, its allowed values and default, and its description (descriptions clipped)."""
+    schema = tool.parameters if isinstance(tool.parameters, dict) else {}
+    properties = schema.get("properties") or {}
+    required = set(schema.get("required") or [])
+    lines = [f"{function_name(tool)}: {_clip(tool.description, DOC_DESCRIPTION_CHARS)}".rstrip(": ")]
+    for name, spec in properties.items():
+        spec = spec if isinstance(spec, dict) else {}
+        facts = [_type_text(spec), "required" if name in required else "optional"]
+        if isinstance(spec.get("enum"), list):
+            facts.append("one of " + ", ".join(json.dumps(v, ensure_ascii=False) for v in spec["enum"]))
+        if "default" in spec and name not in required:
+            facts.append("default " + json.dumps(spec["default"], ensure_ascii=False, default=str))
+        description = _clip(spec.get("description", ""), DOC_PARAMETER_CHARS)
+        lines.append(f"- {name} ({'; '.join(facts)})" + (f": {description}" if description else ""))
+    return "\n".join(lines)
+
+
+def documentation_ids(tokenizer, tool: Tool, max_tokens: int = DOC_MAX_TOKENS) -> list[int]:
+    """Ids of the documentation turn after an Action (documented mode): the user turn `Documentation: …` with
+    `documentation_text(tool)` cut to `max_tokens` tokens, ending where the next assistant turn begins."""
+    return user_turn_ids(tokenizer, DOCUMENTATION + truncate_tokens(tokenizer, documentation_text(tool), max_tokens))
+
+
+def assistant_turn_parts(toolgen, step: Step, documented: bool = False) -> list[tuple[list[int], bool]]:
+    """One assistant step as `(ids, written by the model)` parts, in order.
+
+    Pure: one part, `Thought: …\\nAction: <code>\\nAction Input: {json}` and the end of turn. Documented (a
+    tool call, not Finish): `Thought: …\\nAction: <code>` and the end of turn; the tool's documentation turn
+    (`documentation_ids`, not written by the model); `Action Input: {json}` and the end of turn."""
     tokenizer = toolgen.tokenizer
-    code = (toolgen.finish_token_id,) if step.tool_id == FINISH else toolgen.code_ids(step.tool_id)
-    return (
-        encode(tokenizer, THOUGHT + step.thought + ACTION)
-        + list(code)
-        + encode(tokenizer, ACTION_INPUT + format_arguments(step.arguments))
-        + end_of_turn_ids(tokenizer)
+    finish = step.tool_id == FINISH
+    action = encode(tokenizer, THOUGHT + step.thought + ACTION) + list(
+        (toolgen.finish_token_id,) if finish else toolgen.code_ids(step.tool_id)
     )
+    arguments = format_arguments(step.arguments)
+    if finish or not documented:
+        return [(action + encode(tokenizer, ACTION_INPUT + arguments) + end_of_turn_ids(tokenizer), True)]
+    return [
+        (action + end_of_turn_ids(tokenizer), True),
+        (documentation_ids(tokenizer, toolgen.catalog[step.tool_id]), False),
+        (encode(tokenizer, DOCUMENTED_ACTION_INPUT + arguments) + end_of_turn_ids(tokenizer), True),
+    ]
+
+
+def assistant_turn_ids(toolgen, step: Step, documented: bool = False) -> list[int]:
+    """Ids of one assistant step (`assistant_turn_parts` joined): pure, `Thought: …\\nAction: <code>\\nAction
+    Input: {json}` and the end of turn; documented, with the tool's documentation turn before the Action Input."""
+    return [token for ids, _ in assistant_turn_parts(toolgen, step, documented) for token in ids]
