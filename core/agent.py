@@ -318,6 +318,13 @@ def tool_trie(toolgen: ToolGenModel, pool: Sequence[str] | None) -> CodeTrie:
     return CodeTrie(toolgen.code_sequences(pool, include_finish=True))
 
 
+def reads_documentation(toolgen: ToolGenModel, config: AgentConfig) -> bool:
+    """Whether the agent's tool calls read the tool's documentation (documentation on demand): the config's
+    `agent_docs`, else what the model was agent-tuned with (`toolgen.info["agent_docs"]`, default False)."""
+    chosen = config.agent_docs
+    return bool(toolgen.info.get("agent_docs", False)) if chosen is None else chosen
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -346,9 +353,7 @@ class _Run:
 
     @property
     def documented(self) -> bool:
-        """Whether tool calls read their documentation (the config's choice, else the model's agent tuning)."""
-        chosen = self.config.agent_docs
-        return bool(self.toolgen.info.get("agent_docs", False)) if chosen is None else chosen
+        return reads_documentation(self.toolgen, self.config)
 
     def code_text(self, tool_id: str) -> str:
         return FINISH if tool_id == FINISH else self.toolgen.indexing.code(tool_id)

@@ -26,10 +26,10 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from core.agent import AgentConfig, AgentTrace, run_to_end
+from core.agent import AgentConfig, AgentTrace, reads_documentation, run_to_end
 from core.bfcl import load_bfcl_catalog
 from core.build import load_corpus
 from core.examples import AGENT
@@ -201,6 +201,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=AgentConfig.max_steps, help="assistant turns per user turn")
     parser.add_argument("--max-thought-tokens", type=int, default=AgentConfig.max_thought_tokens)
     parser.add_argument("--max-argument-tokens", type=int, default=AgentConfig.max_argument_tokens)
+    parser.add_argument(
+        "--agent-docs",
+        choices=("model", "on", "off"),
+        default="model",
+        help="toolgen: read the chosen tool's documentation before its Action Input (documentation on demand); "
+        "model (default): as the checkpoint was agent-tuned (`python -m core build --agent-docs`)",
+    )
+    parser.add_argument(
+        "--typed-arguments",
+        action="store_true",
+        help="hold every system's argument values to their JSON-schema types (integers, numbers, booleans, enums)",
+    )
     parser.add_argument("--cache", help="ToolBench response cache file (JSON records of real responses)")
     parser.add_argument("--limit", type=int, help="evaluate N tasks spread evenly over the dataset (deterministic)")
     parser.add_argument("--db", default=str(DEFAULT_DB))
@@ -223,7 +235,9 @@ def run(args: argparse.Namespace) -> int:
         max_thought_tokens=args.max_thought_tokens,
         max_argument_tokens=args.max_argument_tokens,
         probe_unconstrained=True,
+        typed_arguments=args.typed_arguments,
     )
+    toolgen_docs = {"model": None, "on": True, "off": False}[args.agent_docs]
     setting = f"pool={args.pool}" if corpus == "toolbench" else "offered-functions"
     log = (lambda message: None) if args.json else print
     report = {}
@@ -239,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
             }
         for name in systems:
             system, tuned = load_system(name, args, catalog, corpus)
-            trajectories, skipped = evaluate(system, tasks, config, log)
+            system_config = replace(config, agent_docs=toolgen_docs) if name == "toolgen" else config
+            trajectories, skipped = evaluate(system, tasks, system_config, log)
             store.add_trajectories(trajectories)
             summary = summarise(t.metrics for t in trajectories)
             store.add_run(
@@ -251,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
                     "model": args.model,
                     "base": args.base,
                     "k": args.k,
-                    "agent": asdict(config),
+                    "agent": {**asdict(system_config), "agent_docs": reads_documentation(system.model, system_config)},
                     "tasks": len(trajectories),
                     "skipped": len(skipped),
                     "tuned": tuned,
