@@ -379,6 +379,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Action Input (recorded in toolgen.json; the agent then does the same)",
     )
     parser.add_argument(
+        "--agent-max-len",
+        type=int,
+        default=None,
+        help="agent-tuning sequences keep their first N tokens (preset: 512; documentation turns make them longer)",
+    )
+    parser.add_argument(
         "--precision",
         choices=("auto", "float32", "bfloat16"),
         default="auto",
@@ -406,6 +412,8 @@ def _preset(args) -> Preset:
         stages[stage] = replace(stages[stage], epochs=epochs)
     for stage, head in _overrides(args.head, str).items():
         stages[stage] = replace(stages[stage], head=head)
+    if args.agent_max_len is not None:
+        stages[AGENT] = replace(stages[AGENT], max_len=args.agent_max_len)
     changes = {
         name: getattr(args, name)
         for name in (

@@ -169,6 +169,7 @@ def test_the_build_option_makes_documented_agent_examples(setup):
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert _preset(parser.parse_args(["--agent-docs"])).agent_docs and not _preset(parser.parse_args([])).agent_docs
+    assert _preset(parser.parse_args(["--agent-max-len", "768"])).stages[AGENT].max_len == 768
     toolgen = build([[0]])
     corpus = Corpus("toy", toolgen.catalog, [], [], trajectories=[TrainingTrajectory(((QUERY, STEPS),))])
     preset = PRESETS["tiny"]
