@@ -17,6 +17,13 @@ added tokens (tool codes, END, `<<Finish>>`). Everything else is frozen, which i
 - Length bucketing with right padding: under causal attention no real token looks at a pad, so batches
   need no padding mask.
 
+Several processes (`accelerate launch`, DDP or DeepSpeed) share each optimizer step: a step's global batch is
+`num_processes x grad_accumulation` consecutive length batches, each process runs its own share of them, and the
+loss is the cross-entropy summed over the global batch's target tokens divided by their count (the processes'
+gradients are averaged, so each scales its part by the number of processes). One process with
+`grad_accumulation=N` therefore trains the same weights as N processes (tests/test_distributed.py), and one process
+with the default `grad_accumulation=1` computes what it always did: the mean over its batch.
+
 Interrupted runs resume: `train(..., state_path=P)` saves the stage's state into the folder P every
 `checkpoint_every_s` seconds (`accelerator.save_state`: trained weights as safetensors, the optimizer; and
 `progress.json`: stage, config, step, losses) and continues from there (`accelerator.load_state`) when called
@@ -25,6 +32,7 @@ again with the same P, stage and config.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -37,7 +45,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedType
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import DynamicCache
@@ -143,9 +151,10 @@ def _common_prefix(sequences: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
 class TopStack(nn.Module):
     """The trained part: top decoder layers, final norm (trained with them), and the added-token rows.
 
-    `forward(hidden, positions, labels, head)` takes lower-layer states and returns the mean cross-entropy
+    `forward(hidden, positions, labels, head, count)` takes lower-layer states and returns the cross-entropy
     of `labels` at `positions` ((batch index, position) pairs), with logits over the whole vocabulary
-    (head=None) or over the token ids in `head` (labels then index into `head`).
+    (head=None) or over the token ids in `head` (labels then index into `head`): the mean, or with `count` the
+    sum divided by `count` (the target tokens of a global batch this batch is part of).
     """
 
     def __init__(self, model, n_layers: int, first_new: int):
@@ -177,15 +186,18 @@ class TopStack(nn.Module):
             return torch.cat([states @ self._base[0].T, states @ self.rows.T], dim=-1)
         return states @ self.head_weight(head).T
 
-    def forward(self, hidden, positions, labels, head=None):
+    def forward(self, hidden, positions, labels, head=None, count=None):
         logits = self.logits(self.hidden_at(hidden, positions), head)
-        return F.cross_entropy(logits.float(), labels)
+        if count is None:
+            return F.cross_entropy(logits.float(), labels)
+        return F.cross_entropy(logits.float(), labels, reduction="sum") / count
 
 
 def first_added_id(toolgen) -> int:
-    """The id of the first added token; all ids from there to the end of the vocabulary are added tokens."""
-    added = set(toolgen.tokenizer.convert_tokens_to_ids(toolgen.indexing.new_tokens() + [FINISH]))
-    first = min(added)
+    """The id of the first added token; all ids from there to the end of the vocabulary are added tokens (the
+    tokens of tools taken out by `core.remove_tools` among them: their rows stay)."""
+    first = min(toolgen.tokenizer.convert_tokens_to_ids(toolgen.indexing.new_tokens() + [FINISH]))
+    added = toolgen.tokenizer.added_tokens_decoder
     if any(i not in added for i in range(first, len(toolgen.tokenizer))):
         raise ValueError("the added tool tokens are not the last rows of the vocabulary")
     return first
@@ -196,7 +208,8 @@ class Trainer:
 
     train_layers: how many top decoder layers are trained (-1: all); bf16: autocast matmuls to bfloat16 (None:
     only where the device computes bf16 natively, `core.runtime.train_bf16`); cache_dtype: storage type of the
-    cached lower-layer states.
+    cached lower-layer states; grad_accumulation: length batches each process runs per optimizer step (see the
+    module docstring: 1 process with N trains what N processes with 1 do).
     """
 
     def __init__(
@@ -207,9 +220,17 @@ class Trainer:
         accelerator: Accelerator | None = None,
         cache_dtype: torch.dtype = torch.bfloat16,
         checkpoint_every_s: float = 300.0,
+        grad_accumulation: int = 1,
     ):
         self.toolgen = toolgen
         self.accelerator = accelerator or Accelerator()
+        if grad_accumulation < 1:
+            raise ValueError(f"grad_accumulation must be at least 1, got {grad_accumulation}")
+        if grad_accumulation > 1 and self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            raise ValueError(
+                "DeepSpeed steps inside backward: set gradient_accumulation_steps in its config, not grad_accumulation"
+            )
+        self.grad_accumulation = grad_accumulation
         self.device = self.accelerator.device
         self.bf16 = train_bf16(self.device) if bf16 is None else bf16
         self.cache_dtype, self.checkpoint_every_s = cache_dtype, checkpoint_every_s
@@ -331,7 +352,7 @@ class Trainer:
         self.accelerator.free_memory()
         self.top, optimizer = self.accelerator.prepare(top, torch.optim.AdamW(groups, weight_decay=config.weight_decay))
         plan = [
-            self._shard(
+            self._steps(
                 _length_batches(rows, config.batch_tokens, config.max_batch, random.Random(config.seed * 1000 + epoch))
             )
             for epoch in range(config.epochs)
@@ -344,21 +365,29 @@ class Trainer:
         done_tokens, started, last_save = 0, time.time(), time.time()
         bar = tqdm(total=total, initial=step, desc=stage, disable=not self.accelerator.is_main_process)
         self.top.train()
-        flat = [b for p in plan for b in p]
+        flat = [s for p in plan for s in p]
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
         for index in range(step, total):
-            batch = flat[index]
+            global_batch = flat[index]
+            count = sum(len(rows[i].labels) for batch in global_batch for i in batch)
+            mine = global_batch[rank * self.grad_accumulation : (rank + 1) * self.grad_accumulation]
             self._set_lr(optimizer, index, total, config.warmup)
-            hidden = self._lower_states([rows[i].inputs for i in batch])
-            positions, labels = _targets(rows, batch, label_map, self.device)
-            with self._autocast():
-                loss = self.top(hidden, positions, labels, head)
-            self.accelerator.backward(loss)
+            step_loss = torch.zeros((), device=self.device)
+            for position, batch in enumerate(mine):
+                hidden = self._lower_states([rows[i].inputs for i in batch])
+                positions, labels = _targets(rows, batch, label_map, self.device)
+                last = position == len(mine) - 1  # gradients are averaged across processes after the last one
+                with contextlib.nullcontext() if last else self.accelerator.no_sync(self.top):
+                    with self._autocast():
+                        loss = self.top(hidden, positions, labels, head, count)
+                    self.accelerator.backward(loss * world)
+                step_loss += loss.detach()
+                done_tokens += sum(len(rows[i].inputs) for i in batch)
             self.accelerator.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            done_tokens += sum(len(rows[i].inputs) for i in batch)
-            rate = done_tokens / max(time.time() - started, 1e-9)
+            losses.append(self.accelerator.reduce(step_loss, "sum").item())
+            rate = done_tokens * world / max(time.time() - started, 1e-9)
             bar.update(1)
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", tok_s=f"{rate:.0f}")
             if state_path and time.time() - last_save > self.checkpoint_every_s and index + 1 < total:
@@ -372,6 +401,7 @@ class Trainer:
         if state_path and self.accelerator.is_main_process and Path(state_path).exists():
             shutil.rmtree(state_path)
         tenth = max(1, len(losses) // 10)
+        done_tokens = int(self.accelerator.reduce(torch.tensor(done_tokens, device=self.device), "sum").item())
         return {
             "stage": stage,
             "examples": len(rows),
@@ -385,6 +415,7 @@ class Trainer:
             "seconds": round(seconds, 1),
             "tokens_per_s": round(done_tokens / max(seconds, 1e-9), 1),
             "precision": "bfloat16" if self.bf16 else "float32",
+            **self._layout(),
             "config": asdict(config),
         }
 
@@ -412,11 +443,18 @@ class Trainer:
         ids = sorted({t for code in codes for t in code} | {t for r in rows for t in r.labels})
         return torch.tensor(ids, device=self.device), {t: i for i, t in enumerate(ids)}
 
-    def _shard(self, batches: list[list[int]]) -> list[list[int]]:
-        """This process's share of the batches; every process gets the same number of steps."""
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        per_process = max(1, len(batches) // world)
-        return [batches[(rank + world * k) % len(batches)] for k in range(per_process)]
+    def _steps(self, batches: list[list[int]]) -> list[list[list[int]]]:
+        """One epoch's optimizer steps, each its global batch: `num_processes x grad_accumulation` consecutive length
+        batches, process r running the r-th `grad_accumulation` of them. Every process plans the same steps. The
+        batches past the last whole step are left out of this epoch (a different few each epoch: batches are
+        shuffled); an epoch with fewer batches than one step takes them again from the start."""
+        size = self.accelerator.num_processes * self.grad_accumulation
+        steps = max(1, len(batches) // size)
+        return [[batches[(size * k + j) % len(batches)] for j in range(size)] for k in range(steps)]
+
+    def _layout(self) -> dict:
+        """How the steps are spread: processes and length batches per process and step."""
+        return {"processes": self.accelerator.num_processes, "grad_accumulation": self.grad_accumulation}
 
     @staticmethod
     def _set_lr(optimizer, step: int, total: int, warmup: float) -> None:
@@ -441,7 +479,7 @@ class Trainer:
         self.accelerator.save_state(partial)
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            progress = {"stage": stage, "config": asdict(config), "step": step, "losses": losses}
+            progress = {"stage": stage, "config": asdict(config), "step": step, "losses": losses, **self._layout()}
             (partial / PROGRESS_FILE).write_text(json.dumps(progress), encoding="utf-8")
             if path.exists():
                 shutil.rmtree(path)
@@ -450,12 +488,15 @@ class Trainer:
 
     def _load_state(self, path, stage: str, config: StageConfig) -> dict:
         """The saved progress (step, losses) after restoring weights and optimizer from the folder `path`, when it
-        holds a state of this stage and config; else {} and nothing is restored."""
+        holds a state of this stage and config, saved by as many processes with the same grad_accumulation (the steps
+        are planned from both); else {} and nothing is restored."""
         progress_file = Path(path) / PROGRESS_FILE if path else None
         if progress_file is None or not progress_file.exists():
             return {}
         progress = json.loads(progress_file.read_text(encoding="utf-8"))
         if progress.get("stage") != stage or progress.get("config") != asdict(config):
+            return {}
+        if {key: progress.get(key, 1) for key in self._layout()} != self._layout():  # states saved before: 1 and 1
             return {}
         self.accelerator.load_state(path)
         return progress
