@@ -1,4 +1,4 @@
-"""Command line: `python -m core retrieve | check-constraint | build | export-compact` (see README)."""
+"""Command line: `python -m core retrieve | check-constraint | build | export-compact | remove-tools` (see README)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "check-constraint": ("core.check_constraint", "constrained decoding check at vocabulary scale"),
     "build": ("core.build", "build a ToolGen model (three training stages)"),
     "export-compact": ("core.adapter", "write a checkpoint as its trained tensors over the hash-checked base"),
+    "remove-tools": ("core.remove_tools", "take tools out of a built model's catalog and constraint (no training)"),
 }
 
 
