@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from core.__main__ import main
+from core.adapter import ADAPTER_WEIGHTS, save_compact
 from core.agent import AgentConfig, run_agent
 from core.examples import memorization_examples
 from core.indexing import FINISH
 from core.model import ToolGenModel
 from core.remove_tools import remove_tools
 from core.retrieval import QueryError, ToolGenRetriever
+from core.tiny import tiny_llama
 from core.train import StageConfig, Trainer
 from tests.helpers import tiny_toolgen
 from tests.scripted_agent import FORECAST, LYRICS, WEATHER, RecordingExecutor, scripted
@@ -101,3 +103,16 @@ def test_unknown_ids_and_removing_every_tool_are_refused_before_anything_is_writ
     assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "model" / "toolgen.json").read_text() == written
     assert "removed_tools" not in json.loads(written)
+
+
+def test_a_compact_checkpoint_stays_compact(tmp_path, smollm2_tokenizer, toy_catalog):
+    tiny_llama(len(smollm2_tokenizer)).save_pretrained(tmp_path / "base")
+    smollm2_tokenizer.save_pretrained(tmp_path / "base")
+    save_compact(ToolGenModel.from_base(toy_catalog, base=str(tmp_path / "base")), tmp_path / "compact")
+    out = tmp_path / "smaller"
+    assert main(["remove-tools", "--model", str(tmp_path / "compact"), "--tools", WEATHER, "--out", str(out)]) == 0
+    assert not (out / "model.safetensors").exists()
+    assert (out / ADAPTER_WEIGHTS).read_bytes() == (tmp_path / "compact" / ADAPTER_WEIGHTS).read_bytes()
+    smaller = ToolGenModel.load(out)
+    assert WEATHER not in smaller.catalog and len(smaller.catalog) == len(toy_catalog) - 1
+    assert WEATHER not in ranking(smaller)
