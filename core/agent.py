@@ -17,7 +17,8 @@ Decoding one assistant turn:
 3. Action Input: the tokens of "\\nAction Input:" are forced, then `core.arguments.decode_arguments` writes a JSON
    object whose keys come from the tool's parameter schema (Finish: `final_answer`) and whose values the model
    generates; it always parses and holds every required parameter. With `typed_arguments` each value is also held
-   to its parameter's JSON-schema type (integers, numbers, booleans, enums, strings: core/typed_values.py).
+   to its parameter's JSON-schema type (integers, numbers, booleans, enums, strings: core/typed_values.py), and
+   with `copy_bonus` a tool's string values lean toward spans of the user's messages.
    Documentation on demand (`agent_docs`; by default as the model was agent-tuned, `toolgen.info["agent_docs"]`):
    after a tool's code the assistant turn ends, the tool's documentation enters as a user turn
    (`prompts.documentation_ids`, once per Action), and "Action Input:" opens the next assistant turn.
@@ -64,6 +65,7 @@ from .prompts import (
     observation_ids,
     user_turn_ids,
 )
+from .typed_values import CopyBias
 
 DEFAULT_CONTEXT_TOKENS = 4096  # context limit for models whose config names none
 
@@ -83,11 +85,14 @@ class AgentConfig:
     probe_unconstrained: bool = False  # also decode the action greedily without the constraint (hallucination probe)
     agent_docs: bool | None = None  # read the tool's documentation before its arguments; None: as the model was tuned
     typed_arguments: bool = False  # hold argument values to their JSON-schema types (core/typed_values.py)
+    copy_bonus: float = 0.0  # typed only: logit bonus for string tokens that copy a span of the user's messages
 
     def __post_init__(self):
         limits = (self.max_steps, self.num_beams, self.alternatives, self.max_thought_tokens, self.max_argument_tokens)
         if min(limits) < 1 or self.tool_timeout_s <= 0:
             raise ValueError(f"agent limits must be positive: {self}")
+        if self.copy_bonus < 0 or (self.copy_bonus and not self.typed_arguments):
+            raise ValueError(f"copy_bonus must be >= 0 and needs typed_arguments: {self}")
 
 
 @dataclass(frozen=True)
@@ -335,6 +340,7 @@ class _Run:
         self.toolgen, self.executor, self.config = toolgen, executor, config
         self.tokenizer = tokenizer = toolgen.tokenizer
         self.context: list[int] = []
+        self.requests: list[str] = []  # the user's messages so far (string values may copy from them)
         self.step = 0
         self.cache = _PrefixCache(toolgen.model)
         self.input_prefix = forced_input_prefix(tokenizer)
@@ -362,6 +368,7 @@ class _Run:
         """User message `text` enters the context (after the agent prompt if it is the first), then assistant
         turns follow until Finish (then the last event is a FinalAnswerEvent), `max_steps`, or a full context."""
         self.context += agent_prompt(self.tokenizer, text) if not self.context else user_turn_ids(self.tokenizer, text)
+        self.requests.append(text)
         for _ in range(self.config.max_steps):
             needed = self.config.max_thought_tokens + trie.depth + self.config.max_argument_tokens + 16
             needed += DOC_MAX_TOKENS + 16 if self.documented else 0
@@ -485,6 +492,9 @@ class _Run:
             self.config.max_argument_tokens,
             frozenset(self.stop_ids),
             typed=self.config.typed_arguments,
+            copy=CopyBias(self.tokenizer, "\n".join(self.requests), self.config.copy_bonus)
+            if self.config.copy_bonus and tool is not None
+            else None,
         )
         arguments = decoded.arguments
         if decoded.problem:

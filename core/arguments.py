@@ -9,7 +9,8 @@ parameters gets `{}`; one without required parameters gets `{}` when the model s
 The result always parses; a value that does not complete within the token budget is left out and reported.
 With `typed=True` each value is decoded under its parameter's grammar (core/typed_values.py): an integer
 parameter only gets an integer, a boolean true/false, an enum one of its values, a string a JSON string; a
-value complete when the budget runs out is kept. Arrays, objects and untyped parameters stay free.
+value complete when the budget runs out is kept. Arrays, objects and untyped parameters stay free. `copy` (typed
+only): a `CopyBias` toward spans of the user's request inside string values.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from .constraint import CodeTrie
 from .prompts import encode
-from .typed_values import ANY_JSON, MISSING, Grammar, ValueConstraint, complete_value, value_grammar
+from .typed_values import ANY_JSON, MISSING, CopyBias, Grammar, ValueConstraint, complete_value, value_grammar
 
 NextLogits = Callable[[Sequence[int]], torch.Tensor]  # token ids -> next-token logits (1-D)
 FINISH_SCHEMA = {"type": "object", "required": ["final_answer"], "properties": {"final_answer": {"type": "string"}}}
@@ -45,11 +46,13 @@ def decode_arguments(
     max_tokens: int,
     stop_ids: frozenset[int] = frozenset(),
     typed: bool = False,
+    copy: CopyBias | None = None,
 ) -> DecodedArguments:
     """Decode the JSON arguments that follow `prompt` (which ends with "Action Input:") under `schema`.
 
     `max_tokens` bounds the generated value tokens; `stop_ids` (end of turn) end a free value unfinished.
-    `typed`: values follow their parameter's JSON-schema type (`core.typed_values.value_grammar`)."""
+    `typed`: values follow their parameter's JSON-schema type (`core.typed_values.value_grammar`); `copy` then
+    biases string values toward spans of the user's request."""
     specs = ((schema or {}).get("properties")) or {}
     properties = list(specs)
     required = [name for name in (schema or {}).get("required", []) if name in properties]
@@ -65,7 +68,7 @@ def decode_arguments(
         key = _choose(next_logits, ids, options)
         ids += options[key]
         grammar = value_grammar(specs[key]) if typed else ANY_JSON
-        value, terminator, value_text, used = _value(next_logits, tokenizer, ids, budget, stop_ids, grammar)
+        value, terminator, value_text, used = _value(next_logits, tokenizer, ids, budget, stop_ids, grammar, copy)
         budget -= used
         if value is MISSING:
             cut = _cut_string(value_text)
@@ -134,15 +137,20 @@ def _value(
     budget: int,
     stop_ids: frozenset[int],
     grammar: Grammar = ANY_JSON,
+    copy: CopyBias | None = None,
 ) -> tuple[object, str, str, int]:
     """Greedy tokens until their text is a value of `grammar` followed by `,` or `}`:
     (value, terminator, value text, tokens used); value is MISSING when the budget or a stop token comes first.
-    A typed grammar masks what it rejects (`ValueConstraint`); a value it finds complete at the budget is kept."""
+    A typed grammar masks what it rejects (`ValueConstraint`), after `copy`'s bonus; a value it finds complete at
+    the budget is kept."""
     constraint = None if grammar is ANY_JSON else ValueConstraint(grammar, tokenizer, stop_ids)
     new: list[int] = []
     while len(new) < budget:
         logits = next_logits(ids + new)
-        token = int(logits.argmax()) if constraint is None else constraint.choose(new, logits)
+        if constraint is None:
+            token = int(logits.argmax())
+        else:
+            token = constraint.choose(new, logits if copy is None else copy(tokenizer.decode(new), logits))
         if token is None or token in stop_ids:
             break
         new.append(token)

@@ -11,6 +11,8 @@ Digits are bounded, so a number always ends within a few tokens.
 `ValueConstraint` is the logits processor of one value: the best-scoring token whose text keeps the value
 acceptable, or completes it and closes it with `,` or `}` — the argmax of the logits with every other token
 masked, found by checking tokens best first. Grammars with a fixed alphabet check only the few tokens made of it.
+`CopyBias` is an optional processor before it: inside a string, a bonus for the tokens that keep the string's
+content a span of the user's request (values copied from the request where they occur in it).
 """
 
 from __future__ import annotations
@@ -208,3 +210,31 @@ class ValueConstraint:
             if token not in self.excluded and self.acceptable(self.tokenizer.decode([*new, token])):
                 return token
         return None
+
+
+class CopyBias:
+    """Adds `bonus` to the logits of the tokens that keep an open JSON string's content a span of `source` (the
+    user's request), so string values are copied from the request where they occur in it; a copied span that
+    cannot grow further gets the bonus on the tokens that close the string. Elsewhere no change."""
+
+    def __init__(self, tokenizer, source: str, bonus: float):
+        self.source, self.bonus = source, bonus
+        pieces = _pieces(tokenizer)
+        self.pieces = [(i, piece) for i, piece in enumerate(pieces) if piece and piece in source]
+        self.closers = [i for i, piece in enumerate(pieces) if piece.startswith('"')]
+
+    def __call__(self, text: str, logits: torch.Tensor) -> torch.Tensor:
+        """`logits` for the token after the value text `text`, with the bonus where it applies."""
+        opened = text.removeprefix(" ")
+        if not opened.startswith('"') or JSON_STRING.parse(text) is not MISSING:
+            return logits  # not inside an open string
+        content = opened[1:]
+        ids = [i for i, piece in self.pieces if content + piece in self.source]
+        if not ids and content and content in self.source:
+            ids = self.closers
+        ids = [i for i in ids if i < len(logits)]
+        if not ids:
+            return logits
+        biased = logits.clone()
+        biased[ids] += self.bonus
+        return biased

@@ -213,6 +213,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="hold every system's argument values to their JSON-schema types (integers, numbers, booleans, enums)",
     )
+    parser.add_argument(
+        "--copy-bonus",
+        type=float,
+        default=0.0,
+        help="with --typed-arguments: logit bonus for string-value tokens that copy a span of the user's request",
+    )
     parser.add_argument("--cache", help="ToolBench response cache file (JSON records of real responses)")
     parser.add_argument("--limit", type=int, help="evaluate N tasks spread evenly over the dataset (deterministic)")
     parser.add_argument("--db", default=str(DEFAULT_DB))
@@ -236,6 +242,7 @@ def run(args: argparse.Namespace) -> int:
         max_argument_tokens=args.max_argument_tokens,
         probe_unconstrained=True,
         typed_arguments=args.typed_arguments,
+        copy_bonus=args.copy_bonus,
     )
     toolgen_docs = {"model": None, "on": True, "off": False}[args.agent_docs]
     setting = f"pool={args.pool}" if corpus == "toolbench" else "offered-functions"

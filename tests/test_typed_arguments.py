@@ -19,6 +19,7 @@ from core.typed_values import (
     JSON_STRING,
     MISSING,
     NUMBER,
+    CopyBias,
     Literals,
     OneOf,
     ValueConstraint,
@@ -147,3 +148,32 @@ def test_the_agent_option_types_the_arguments(setup):
     typed_call = next(e for e in typed if isinstance(e, ArgumentsEvent))
     assert untyped_call.arguments == {"q": 5} and untyped_call.problems
     assert isinstance(typed_call.arguments["q"], str) and typed_call.problems == []
+
+
+def test_the_copy_bias_leans_string_values_toward_the_request(smollm2_tokenizer):
+    tokenizer = smollm2_tokenizer
+    schema = {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}
+    wanted, prompt = ' {"city": "Paris"}', encode(tokenizer, PROMPT_TEXT)
+    request = "What is the weather in Oslo?"
+
+    def model(ids):  # mild noise; a preference of 3 for "Paris"
+        logits = seeded_noise(ids, len(tokenizer)) * 0.3
+        text = tokenizer.decode(list(ids)[len(prompt) :])
+        if wanted.startswith(text) and wanted != text:
+            logits[encode(tokenizer, wanted[len(text) :])[0]] += 30.0 if '"P' not in wanted[len(text) - 1 :] else 3.0
+        return logits
+
+    def decode_with(bonus):
+        copy = CopyBias(tokenizer, request, bonus) if bonus else None
+        return decode_arguments(model, tokenizer, prompt, schema, 24, typed=True, copy=copy)
+
+    assert decode_with(0).arguments == {"city": "Paris"}
+    copied = decode_with(6.0)
+    assert copied.problem is None and copied.arguments["city"] and copied.arguments["city"] in request  # a span, closed
+    logits = torch.zeros(len(tokenizer))
+    bias = CopyBias(tokenizer, request, 5.0)
+    assert torch.equal(bias(" 12", logits), logits) and torch.equal(bias(' "Oslo"', logits), logits)
+    inside = bias(' "Os', logits)
+    assert inside[encode(tokenizer, "lo")[0]] == 5.0 and inside[encode(tokenizer, "car")[0]] == 0.0
+    with pytest.raises(ValueError):
+        AgentConfig(copy_bonus=2.0)  # needs typed_arguments
