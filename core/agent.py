@@ -14,6 +14,8 @@ Decoding one assistant turn:
 2. Action: `constrained_beam_search` over the codes of the current tool pool plus `<<Finish>>`, so the model can
    only name a tool that exists (one-token codes: the same exact ranking, read from the KV-cached context's
    next-token distribution). The best code is taken; the other ranked tools are kept with their log-probs.
+   With `finish_margin` m, a user turn's first action ranks Finish by its log-prob minus m (refusing at once
+   must beat the best tool by m nats; the event keeps the true log-probs).
 3. Action Input: the tokens of "\\nAction Input:" are forced, then `core.arguments.decode_arguments` writes a JSON
    object whose keys come from the tool's parameter schema (Finish: `final_answer`) and whose values the model
    generates; it always parses and holds every required parameter. With `typed_arguments` each value is also held
@@ -86,6 +88,7 @@ class AgentConfig:
     agent_docs: bool | None = None  # read the tool's documentation before its arguments; None: as the model was tuned
     typed_arguments: bool = False  # hold argument values to their JSON-schema types (core/typed_values.py)
     copy_bonus: float = 0.0  # typed only: logit bonus for string tokens that copy a span of the user's messages
+    finish_margin: float = 0.0  # a user turn's first action is Finish only if it beats the best tool by this (nats)
 
     def __post_init__(self):
         limits = (self.max_steps, self.num_beams, self.alternatives, self.max_thought_tokens, self.max_argument_tokens)
@@ -93,6 +96,8 @@ class AgentConfig:
             raise ValueError(f"agent limits must be positive: {self}")
         if self.copy_bonus < 0 or (self.copy_bonus and not self.typed_arguments):
             raise ValueError(f"copy_bonus must be >= 0 and needs typed_arguments: {self}")
+        if self.finish_margin < 0:
+            raise ValueError(f"finish_margin must be >= 0: {self}")
 
 
 @dataclass(frozen=True)
@@ -341,7 +346,7 @@ class _Run:
         self.tokenizer = tokenizer = toolgen.tokenizer
         self.context: list[int] = []
         self.requests: list[str] = []  # the user's messages so far (string values may copy from them)
-        self.step = 0
+        self.step = self.turn_start = 0  # turn_start: the step that began the current user turn
         self.cache = _PrefixCache(toolgen.model)
         self.input_prefix = forced_input_prefix(tokenizer)
         self.documented_input_prefix = forced_input_prefix(tokenizer, DOCUMENTED_ACTION_INPUT)
@@ -369,6 +374,7 @@ class _Run:
         turns follow until Finish (then the last event is a FinalAnswerEvent), `max_steps`, or a full context."""
         self.context += agent_prompt(self.tokenizer, text) if not self.context else user_turn_ids(self.tokenizer, text)
         self.requests.append(text)
+        self.turn_start = self.step
         for _ in range(self.config.max_steps):
             needed = self.config.max_thought_tokens + trie.depth + self.config.max_argument_tokens + 16
             needed += DOC_MAX_TOKENS + 16 if self.documented else 0
@@ -465,6 +471,9 @@ class _Run:
                 top_k=self.config.alternatives,
                 record_steps=False,
             ).candidates
+        if self.config.finish_margin and self.step == self.turn_start:  # refusing at once must beat a call clearly
+            margin = self.config.finish_margin
+            candidates = sorted(candidates, key=lambda c: c.log_prob - margin * (c.tool_id == FINISH), reverse=True)
         best = candidates[0]
         event = ActionEvent(
             turn=turn,

@@ -214,6 +214,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="hold every system's argument values to their JSON-schema types (integers, numbers, booleans, enums)",
     )
     parser.add_argument(
+        "--finish-margin",
+        type=float,
+        default=0.0,
+        help="a user turn's first action is Finish only if its log-prob beats the best offered tool's by this (nats)",
+    )
+    parser.add_argument(
         "--copy-bonus",
         type=float,
         default=0.0,
@@ -243,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
         probe_unconstrained=True,
         typed_arguments=args.typed_arguments,
         copy_bonus=args.copy_bonus,
+        finish_margin=args.finish_margin,
     )
     toolgen_docs = {"model": None, "on": True, "off": False}[args.agent_docs]
     setting = f"pool={args.pool}" if corpus == "toolbench" else "offered-functions"

@@ -297,3 +297,18 @@ def test_tiny_random_model_runs_within_limits(smollm2_tokenizer, toy_catalog, sc
     assert len([e for e in trajectory.events if e.kind == "thought"]) <= 2
     assert trajectory.finished or trajectory.events[-1].kind == "error"
     json.dumps(trajectory.to_dict())
+
+
+def test_a_finish_margin_makes_the_first_action_of_a_turn_a_call(setup):
+    _, build = setup
+    toolgen = scripted(build, [("Nothing fits.", FINISH, {"final_answer": "no"})])  # Finish leads by 20 nats
+    for margin, first in ((0.0, FINISH), (19.0, FINISH), (21.0, WEATHER)):
+        config = AgentConfig(max_steps=2, finish_margin=margin)
+        events = list(run_agent(toolgen, "Weather?", RecordingExecutor(), [WEATHER], config))
+        actions = [e for e in events if e.kind == "action"]
+        assert actions[0].tool_id == first
+        assert actions[-1].tool_id == FINISH  # later actions of the turn keep the plain ranking
+        assert (
+            actions[0].alternatives[0][0] == first
+            and actions[0].log_prob == dict((a[0], a[2]) for a in actions[0].alternatives)[first]
+        )
