@@ -88,7 +88,8 @@ class AgentConfig:
     agent_docs: bool | None = None  # read the tool's documentation before its arguments; None: as the model was tuned
     typed_arguments: bool = False  # hold argument values to their JSON-schema types (core/typed_values.py)
     copy_bonus: float = 0.0  # typed only: logit bonus for string tokens that copy a span of the user's messages
-    finish_margin: float = 0.0  # a user turn's first action is Finish only if it beats the best tool by this (nats)
+    finish_margin: float | None = None  # a turn's first action is Finish only if it beats the best tool by this
+    # (nats); None: the model's `info["finish_margin"]` (chosen on training tasks), else 0
 
     def __post_init__(self):
         limits = (self.max_steps, self.num_beams, self.alternatives, self.max_thought_tokens, self.max_argument_tokens)
@@ -96,7 +97,7 @@ class AgentConfig:
             raise ValueError(f"agent limits must be positive: {self}")
         if self.copy_bonus < 0 or (self.copy_bonus and not self.typed_arguments):
             raise ValueError(f"copy_bonus must be >= 0 and needs typed_arguments: {self}")
-        if self.finish_margin < 0:
+        if self.finish_margin is not None and self.finish_margin < 0:
             raise ValueError(f"finish_margin must be >= 0: {self}")
 
 
@@ -335,6 +336,13 @@ def reads_documentation(toolgen: ToolGenModel, config: AgentConfig) -> bool:
     return bool(toolgen.info.get("agent_docs", False)) if chosen is None else chosen
 
 
+def finish_margin(toolgen: ToolGenModel, config: AgentConfig) -> float:
+    """How clearly Finish must beat the best tool to be a turn's first action: the config's `finish_margin`, else
+    the model's `info["finish_margin"]` (set by `scripts/refusal_probe.py --split train --record`), else 0."""
+    chosen = config.finish_margin
+    return float(toolgen.info.get("finish_margin", 0.0)) if chosen is None else chosen
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -471,8 +479,8 @@ class _Run:
                 top_k=self.config.alternatives,
                 record_steps=False,
             ).candidates
-        if self.config.finish_margin and self.step == self.turn_start:  # refusing at once must beat a call clearly
-            margin = self.config.finish_margin
+        margin = finish_margin(self.toolgen, self.config)
+        if margin and self.step == self.turn_start:  # refusing at once must beat a call clearly
             candidates = sorted(candidates, key=lambda c: c.log_prob - margin * (c.tool_id == FINISH), reverse=True)
         best = candidates[0]
         event = ActionEvent(

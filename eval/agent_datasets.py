@@ -91,7 +91,12 @@ def _bfcl_calls(catalog: ToolCatalog, calls: Sequence[tuple[str, dict]]) -> list
 
 
 def _split_entries(entries: list[BfclEntry], split: str) -> list[BfclEntry]:
-    return entries if split == "all" else split_entries(entries).test
+    """The entries of `split`: "test" (held out), "train" (for choosing settings), or "all"."""
+    if split == "all":
+        return entries
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}: choose train, test or all")
+    return getattr(split_entries(entries), split)
 
 
 def bfcl_single_tasks(catalog: ToolCatalog, split: str, categories: Sequence[str] | None) -> list[Task]:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from core.agent import AgentConfig, AgentTrace, reads_documentation, run_to_end
+from core.agent import AgentConfig, AgentTrace, finish_margin, reads_documentation, run_to_end
 from core.bfcl import load_bfcl_catalog
 from core.build import load_corpus
 from core.examples import AGENT
@@ -216,8 +216,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--finish-margin",
         type=float,
-        default=0.0,
-        help="a user turn's first action is Finish only if its log-prob beats the best offered tool's by this (nats)",
+        default=None,
+        help="a user turn's first action is Finish only if its log-prob beats the best offered tool's by this (nats); "
+        "default: the model's recorded margin (toolgen.json finish_margin), else 0",
     )
     parser.add_argument(
         "--copy-bonus",
@@ -280,7 +281,11 @@ def run(args: argparse.Namespace) -> int:
                     "model": args.model,
                     "base": args.base,
                     "k": args.k,
-                    "agent": {**asdict(system_config), "agent_docs": reads_documentation(system.model, system_config)},
+                    "agent": {
+                        **asdict(system_config),
+                        "agent_docs": reads_documentation(system.model, system_config),
+                        "finish_margin": finish_margin(system.model, system_config),
+                    },
                     "tasks": len(trajectories),
                     "skipped": len(skipped),
                     "tuned": tuned,

@@ -6,7 +6,8 @@ constrained Action takes whichever is higher; one-token codes) and the unconstra
 another catalog tool, Finish, or text). Two counterfactual thoughts are scored the same way: the training template
 naming the gold function (`core.examples.call_thought`) and an empty thought.
 
-    python scripts/refusal_probe.py --model models/toolgen-bfcl --calls 40 --irrelevance 20 > probe.json
+    python scripts/refusal_probe.py --model models/toolgen-bfcl --calls 40 --irrelevance 20 [--split train] > probe.json
+    python scripts/refusal_probe.py --model models/toolgen-bfcl --split train --record assets/model   # sets the margin
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import statistics
 from collections import Counter
+from pathlib import Path
 
 import torch
 
@@ -27,7 +29,7 @@ from core.prompts import ACTION, THOUGHT, agent_prompt, encode
 from core.splits import spread
 from eval.agent_datasets import bfcl_single_tasks
 
-MARGINS = (0, 1, 2, 3, 4)
+MARGINS = (0, 1, 2, 3, 4, 5, 6, 7, 8)
 
 
 @torch.inference_mode()
@@ -90,18 +92,51 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--calls", type=int, default=40, help="held-out tasks that need a call (spread evenly)")
     parser.add_argument("--irrelevance", type=int, default=20, help="held-out irrelevance tasks (spread evenly)")
+    parser.add_argument(
+        "--split", choices=("test", "train"), default="test", help="train: choose --finish-margin on these, not test"
+    )
+    parser.add_argument(
+        "--record",
+        nargs="*",
+        metavar="DIR",
+        help="with --split train: write the margin that decides call-or-refuse best on these tasks (balanced "
+        "accuracy over MARGINS) into the toolgen.json of --model and of each DIR (e.g. its compact export)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     toolgen = ToolGenModel.load(args.model)
     entries = {e.id: e for e in load_bfcl_entries()}
-    tasks = [t for t in bfcl_single_tasks(load_bfcl_catalog(), "test", None) if t.id in entries]
+    tasks = [t for t in bfcl_single_tasks(load_bfcl_catalog(), args.split, None) if t.id in entries]
     report = {}
     for group, count in (("needs a call", args.calls), ("irrelevance", args.irrelevance)):
         kind = "irrelevance" if group == "irrelevance" else "ast"
         chosen = spread([t for t in tasks if entries[t.id].kind == kind], count)
         rows = [probe(toolgen, task, entries[task.id]) for task in chosen]
         report[group] = {"summary": summary(rows), "rows": rows}
+    if args.record is not None:
+        if args.split != "train":
+            raise SystemExit("--record chooses the margin on training tasks: add --split train")
+        report["chosen_margin"] = record_margin(report, [args.model, *args.record])
     print(json.dumps(report, indent=1))
+
+
+def record_margin(report: dict, directories: list[str]) -> float:
+    """The margin in MARGINS with the best balanced accuracy of the first action's call-or-refuse decision (a task
+    that needs a call should not start with Finish, an irrelevance task should), written into each model's
+    toolgen.json as `finish_margin`, which `core.agent` then uses by default."""
+    calls = [r["greedy"]["gap"] for r in report["needs a call"]["rows"]]
+    refusals = [r["greedy"]["gap"] for r in report["irrelevance"]["rows"]]
+
+    def accuracy(m: float) -> float:
+        return (sum(g <= m for g in calls) / len(calls) + sum(g > m for g in refusals) / len(refusals)) / 2
+
+    chosen = float(max(MARGINS, key=lambda m: (accuracy(m), -m)))  # ties: the smaller margin
+    for directory in directories:
+        path = Path(directory) / "toolgen.json"
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta["finish_margin"] = chosen
+        path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    return chosen
 
 
 if __name__ == "__main__":

@@ -312,3 +312,7 @@ def test_a_finish_margin_makes_the_first_action_of_a_turn_a_call(setup):
             actions[0].alternatives[0][0] == first
             and actions[0].log_prob == dict((a[0], a[2]) for a in actions[0].alternatives)[first]
         )
+    toolgen.info["finish_margin"] = 21.0  # recorded on the model: the default config follows it, an explicit 0 wins
+    for config, first in ((AgentConfig(max_steps=2), WEATHER), (AgentConfig(max_steps=2, finish_margin=0.0), FINISH)):
+        events = list(run_agent(toolgen, "Weather?", RecordingExecutor(), [WEATHER], config))
+        assert next(e for e in events if e.kind == "action").tool_id == first

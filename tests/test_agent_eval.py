@@ -24,6 +24,9 @@ def bfcl_catalog():
     return load_bfcl_catalog()
 
 
+SPLITS = ("train", "test", "all")
+
+
 def _task(tasks, task_id):
     return next(t for t in tasks if t.id == task_id)
 
@@ -38,6 +41,14 @@ def test_bfcl_single_scoring_follows_the_checker(bfcl_catalog):
     irrelevant = _task(tasks, "irrelevance_0")
     assert irrelevant.score(made_trajectory([[]])) == {"correct": 1.0}
     assert irrelevant.score(made_trajectory([[(irrelevant.turns[0][1][0], {})]])) == {"correct": 0.0}
+
+
+def test_bfcl_task_splits_are_disjoint_and_cover_every_entry(bfcl_catalog):
+    ids = {split: {t.id for t in bfcl_single_tasks(bfcl_catalog, split, ["simple_python"])} for split in SPLITS}
+    assert ids["train"] and ids["test"] and not ids["train"] & ids["test"]
+    assert ids["train"] | ids["test"] == ids["all"]
+    with pytest.raises(ValueError, match="unknown split"):
+        bfcl_single_tasks(bfcl_catalog, "dev", ["simple_python"])
 
 
 def test_bfcl_multi_scoring_replays_ground_truth(bfcl_catalog):
