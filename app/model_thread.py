@@ -33,11 +33,6 @@ _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model", initia
 _DONE = object()
 
 
-def model_thread_priority() -> int:
-    """The nice value of the model thread (starting it if needed)."""
-    return _executor.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
-
-
 def on_model_thread(fn: Callable) -> Callable:
     """Wrap a Gradio handler (function or generator) so its work runs on the low-priority model thread.
 

@@ -329,18 +329,22 @@ def tool_trie(toolgen: ToolGenModel, pool: Sequence[str] | None) -> CodeTrie:
     return CodeTrie(toolgen.code_sequences(pool, include_finish=True))
 
 
+def _config_or_model(toolgen: ToolGenModel, config: AgentConfig, name: str, default):
+    """The config's `name`, else the value the model records under that name in `toolgen.info`, else `default`."""
+    chosen = getattr(config, name)
+    return toolgen.info.get(name, default) if chosen is None else chosen
+
+
 def reads_documentation(toolgen: ToolGenModel, config: AgentConfig) -> bool:
     """Whether the agent's tool calls read the tool's documentation (documentation on demand): the config's
     `agent_docs`, else what the model was agent-tuned with (`toolgen.info["agent_docs"]`, default False)."""
-    chosen = config.agent_docs
-    return bool(toolgen.info.get("agent_docs", False)) if chosen is None else chosen
+    return bool(_config_or_model(toolgen, config, "agent_docs", False))
 
 
 def finish_margin(toolgen: ToolGenModel, config: AgentConfig) -> float:
     """How clearly Finish must beat the best tool to be a turn's first action: the config's `finish_margin`, else
     the model's `info["finish_margin"]` (set by `scripts/refusal_probe.py --split train --record`), else 0."""
-    chosen = config.finish_margin
-    return float(toolgen.info.get("finish_margin", 0.0)) if chosen is None else chosen
+    return float(_config_or_model(toolgen, config, "finish_margin", 0.0))
 
 
 # ---------------------------------------------------------------- the loop
