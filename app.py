@@ -25,6 +25,7 @@ import torch
 
 from app import CSS, THEME, build_demo, oauth_enabled
 from app.identity import MODES, AnnotatorPolicy, load_invites, load_salt, salt_path
+from app.model_worker import start_worker, stop_worker
 from app.ratelimit import RateLimits
 from app.shared import ModelUnavailable, Workbench
 from core.settings import DEFAULT_DB, PORT, SNAPSHOT_DIR, served_model_dir
@@ -117,7 +118,8 @@ def annotator_policy(args: argparse.Namespace) -> AnnotatorPolicy:
 
 
 def model_threads() -> int:
-    """Torch threads for model work: every core this process may use but one, kept for the web server."""
+    """Torch threads for model work (the model worker's): every core this process may use but one, kept for the web
+    server."""
     return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
@@ -145,13 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("workbench").info(
         "annotators: %s; rate limits: %s; torch threads: %d", policy.mode, limits, torch.get_num_threads()
     )
+    demo = build_demo(workbench, policy, limits)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
+    start_worker(model_threads())  # after the model and the handlers exist, before any server or keeper thread
     keeper = StoreKeeper(workbench.store).start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop request closes the store cleanly, as Ctrl-C does
     try:
-        demo = build_demo(workbench, policy, limits)
-        demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
         demo.launch(server_port=args.port, theme=THEME, css=CSS)
     finally:
+        stop_worker()
         keeper.stop()
         votes.close()
         workbench.close()

@@ -18,7 +18,7 @@ from core.indexing import parse_tool_token
 from core.tools import ToolCatalog
 
 from .inputs import IntSlider, Text
-from .model_thread import on_model_thread
+from .model_worker import on_model_worker
 from .shared import MODEL_EVENTS, ModelUnavailable, Workbench, esc, user_errors
 
 POOL_MODES = ("all tools", "a group", "custom list")
@@ -252,7 +252,7 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
     tree = gr.HTML()
 
     @user_errors
-    @on_model_thread
+    @on_model_worker
     def inspect(query_text, num_beams, top_k, mode, group_name, custom_list):
         return inspect_query(workbench, query_text, num_beams, top_k, mode, group_name, custom_list)
 

@@ -3,8 +3,9 @@
 Each agent event becomes a chat message the moment it is yielded: the thought; the tool call (its token as
 code, its arguments as JSON) in a collapsible message that spins while the call runs and is marked done
 with its duration when the observation arrives; the beam's ranked alternatives nested one click below it;
-the observation; the final answer. Each browser session keeps one `core.agent.Conversation`: the model's
-context and the tool state (files, orders, …) carry over between messages until "New conversation". A message
+the observation; the final answer. Each browser session keeps one `core.agent.Conversation` (in `CONVERSATIONS`,
+where the model runs; the session holds its key): the model's context and the tool state (files, orders, …) carry
+over between messages until "New conversation". A message
 that ends without a final answer (a limit was hit) ends the conversation. One message is answered at a time; a
 second one sent meanwhile is refused with that reason. Model work queues in the "model" concurrency group, and the
 queue shows each waiting user their position and an estimate.
@@ -16,7 +17,9 @@ import html
 import json
 import math
 import re
+import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -40,7 +43,7 @@ from core.model import ToolGenModel
 
 from .beam import format_prob
 from .inputs import ChatHistory, IntSlider, Text
-from .model_thread import on_model_thread
+from .model_worker import on_model_worker
 from .shared import MODEL_EVENTS, Workbench, esc, user_errors
 
 EXAMPLES = [
@@ -148,6 +151,35 @@ class ChatRenderer:
                 call["metadata"]["duration"] = round(time.perf_counter() - self._started[key], 2)
 
 
+class Conversations:
+    """The conversations of this process by session key, most recently used last; beyond `limit` the least recently
+    used one that is not answering is dropped. They live where the model runs (the model worker, when one runs):
+    a browser session's `gr.State` holds only its key, so the model context and tool state never travel."""
+
+    def __init__(self, limit: int = 256):
+        self.limit = limit
+        self._by_key: OrderedDict[str, Conversation] = OrderedDict()
+
+    def get(self, key: str) -> Conversation | None:
+        conversation = self._by_key.get(key)
+        if conversation is not None:
+            self._by_key.move_to_end(key)
+        return conversation
+
+    def put(self, key: str, conversation: Conversation) -> None:
+        self._by_key[key] = conversation
+        self._by_key.move_to_end(key)
+        idle = [k for k, c in self._by_key.items() if not c.answering]
+        for old in idle[: max(0, len(self._by_key) - self.limit)]:
+            del self._by_key[old]
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
+CONVERSATIONS = Conversations()
+
+
 def make_executor(corpus: str) -> Executor:
     """A fresh executor for a catalog from `corpus`: the ToolBench simulator for ToolBench tools, else the BFCL
     backends on their demo state (tools without a backend are validated, not run)."""
@@ -193,10 +225,14 @@ def respond(
         )
     executor = make_executor(workbench.corpus()) if conversation is None else conversation.executor
     pool = executable_pool(toolgen, executor) if executable_only else None
+    notes = []
     if pool == ():
-        gr.Warning(
-            "No tool of this model's catalog has a live backend: the agent may call any tool, "
-            "and calls are checked against their schema but not run."
+        notes.append(
+            {
+                "role": "assistant",
+                "content": "*No tool of this model's catalog has a live backend: the agent may call any tool, "
+                "and calls are checked against their schema but not run.*",
+            }
         )
         pool = None
     if conversation is None:
@@ -204,7 +240,7 @@ def respond(
     elif pool != conversation.pool:  # the pool's trie is rebuilt only when the setting changed
         conversation.pool = pool
     conversation.config = AgentConfig(max_steps=int(max_steps), num_beams=int(num_beams))
-    history = list(history or []) + [{"role": "user", "content": md_text(text)}]
+    history = list(history or []) + [{"role": "user", "content": md_text(text)}] + notes
     renderer = ChatRenderer(prefix=f"m{len(history)}")
     yield history, conversation
     for event in conversation.send(text):
@@ -222,7 +258,7 @@ def respond(
 
 def build(workbench: Workbench) -> None:
     """The tab's components and events (call inside a `gr.Tab`)."""
-    conversation = gr.State(None)  # this browser session's Conversation: model context and tool backends
+    conversation = gr.State(None)  # the key of this browser session's Conversation in CONVERSATIONS
     chatbot = ChatHistory(
         label="ToolGen agent",
         height=620,
@@ -252,10 +288,13 @@ def build(workbench: Workbench) -> None:
     gr.Examples(EXAMPLES, inputs=message, label="Examples (BFCL file system, trading and math backends)")
 
     @user_errors
-    @on_model_thread
-    def chat(text, history, session, only_executable, steps, num_beams):
-        for shown, used in respond(workbench, text, history, session, only_executable, steps, num_beams):
-            yield "", shown, used
+    @on_model_worker
+    def chat(text, history, key, only_executable, steps, num_beams):
+        key = key or secrets.token_hex(16)
+        conversation = CONVERSATIONS.get(key)
+        for shown, used in respond(workbench, text, history, conversation, only_executable, steps, num_beams):
+            CONVERSATIONS.put(key, used)
+            yield "", shown, key
 
     gr.on(
         [send.click, message.submit],
@@ -267,9 +306,7 @@ def build(workbench: Workbench) -> None:
     )
 
     @user_errors
-    def new_conversation(session):
-        if session is not None:
-            session.reset()
-        return [], session
+    def new_conversation(key):
+        return [], None  # the next message starts a Conversation under a new key; the old one ages out
 
     new.click(new_conversation, conversation, [chatbot, conversation], api_name="new_conversation")

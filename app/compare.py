@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from eval.store import ResultsStore
 
 from .inputs import IntSlider, Text
-from .model_thread import on_model_thread
+from .model_worker import on_model_worker
 from .shared import BASELINES, MODEL_EVENTS, Workbench, esc, user_errors
 
 SYSTEMS = ("toolgen",) + BASELINES
@@ -278,7 +278,7 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
         return f"<b>Query {esc(query_id)}:</b> {esc(text)}", rankings_html(rankings)
 
     @user_errors
-    @on_model_thread
+    @on_model_worker
     def rank_new(query, chosen, top_k, progress=gr.Progress()):
         rankings = live_rankings(workbench, query, chosen, int(top_k), progress)
         shown = f"<b>New query:</b> {esc(query)} <span class='muted'>(no gold tools known)</span>"

@@ -26,7 +26,7 @@ from transformers import AutoTokenizer
 from app import build_demo
 from app.annotate import CHOICES
 from app.beam import inspect_query, parse_pool
-from app.chat import ChatRenderer, md_text, respond
+from app.chat import ChatRenderer, Conversations, md_text, respond
 from app.compare import run_set_key, run_sets, stored_queries
 from app.ratelimit import RateLimits
 from app.shared import ModelUnavailable, Workbench
@@ -174,6 +174,18 @@ def test_chat_streams_each_step_with_calls_alternatives_and_observations(client)
     assert client.predict(api_name="/new_conversation") == []
     _, history = client.predict("Now create a folder called drafts.", [], True, 1, 2, api_name="/chat")
     assert history[0]["role"] == "user" and len(history) > 1  # the reset session answers again
+
+
+def test_conversations_are_kept_by_key_and_the_oldest_idle_one_goes_first():
+    kept = Conversations(limit=2)
+    busy, idle, newer, newest = (SimpleNamespace(answering=a) for a in (True, False, False, False))
+    kept.put("busy", busy)
+    kept.put("idle", idle)
+    kept.put("newer", newer)  # over the limit: the oldest conversation that is not answering goes
+    assert kept.get("busy") is busy and kept.get("idle") is None and kept.get("newer") is newer
+    kept.get("busy")  # used last: still never dropped while it answers
+    kept.put("newest", newest)
+    assert len(kept) == 2 and kept.get("newer") is None and kept.get("busy") is busy
 
 
 def test_chat_messages_continue_one_conversation(setup):
