@@ -1,4 +1,5 @@
-"""Command line: `python -m core retrieve | check-constraint | build | export-compact | remove-tools` (see README)."""
+"""Command line: `python -m core retrieve | check-constraint | build | export-compact | remove-tools | add-tools`
+(see README)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ SUBCOMMANDS = {
     "build": ("core.build", "build a ToolGen model (three training stages)"),
     "export-compact": ("core.adapter", "write a checkpoint as its trained tensors over the hash-checked base"),
     "remove-tools": ("core.remove_tools", "take tools out of a built model's catalog and constraint (no training)"),
+    "add-tools": ("core.add_tools", "add tools to a built model, training on them with a replay of the old ones"),
 }
 
 

@@ -221,6 +221,13 @@ def _make_tool(tool_name: str, api_name: str, category: str, doc: dict, source: 
     )
 
 
+def function_to_tool(doc: object, source: str, entry: object, category: str = "added") -> Tool:
+    """One BFCL function document (`{"name", "description", "parameters"}`) as a Tool with id `<namespace>&&<name>`
+    (namespace: the name's dotted prefix, else `bfcl`); CatalogError when it is malformed."""
+    _check_function_doc(doc, source, entry)
+    return _make_tool(_namespace(doc["name"]), doc["name"], category, doc, source, entry)
+
+
 @dataclass(frozen=True)
 class _Occurrence:
     """One function documentation as found in one file."""
