@@ -188,6 +188,18 @@ def read_metadata(directory: Path) -> tuple[ToolCatalog, Indexing, dict]:
     return ToolCatalog.from_json(directory / "tools.json"), indexing, meta
 
 
+def update_info(directory: Path | str, changes: dict) -> None:
+    """Set `changes` in the info of the checkpoint (full or compact) in `directory`, leaving its weights alone; the
+    new `toolgen.json` is written beside the old one, then moved over it."""
+    path = Path(directory) / "toolgen.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r}")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({**meta, **changes}, ensure_ascii=False), encoding="utf-8")
+    partial.replace(path)
+
+
 @torch.no_grad()
 def _initialise_rows(model, tokenizer, catalog: ToolCatalog, indexing: Indexing, start: int) -> None:
     """Set every added row (id >= start) to the mean embedding of its name's ordinary sub-tokens."""

@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 from collections import Counter
-from pathlib import Path
 
 import torch
 
@@ -24,7 +23,7 @@ from core.agent import AgentConfig, run_agent
 from core.bfcl import function_name, load_bfcl_catalog, load_bfcl_entries
 from core.examples import call_thought
 from core.executors import BfclExecutor
-from core.model import ToolGenModel
+from core.model import ToolGenModel, update_info
 from core.prompts import ACTION, THOUGHT, agent_prompt, encode
 from core.splits import spread
 from eval.agent_datasets import bfcl_single_tasks
@@ -132,10 +131,7 @@ def record_margin(report: dict, directories: list[str]) -> float:
 
     chosen = float(max(MARGINS, key=lambda m: (accuracy(m), -m)))  # ties: the smaller margin
     for directory in directories:
-        path = Path(directory) / "toolgen.json"
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        meta["finish_margin"] = chosen
-        path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        update_info(directory, {"finish_margin": chosen})
     return chosen
 
 

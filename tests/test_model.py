@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_model
 
 from core.indexing import END, FINISH, SCHEMES, build_indexing, indexing_from_dict
-from core.model import ToolGenModel
+from core.model import ToolGenModel, update_info
 from core.tiny import tiny_llama
 from tests.helpers import tiny_toolgen
 
@@ -90,3 +90,14 @@ def test_loading_a_non_checkpoint_fails_clearly(tmp_path, smollm2_tokenizer, toy
     (directory / "toolgen.json").write_text(json.dumps({**meta, "format": 99}))
     with pytest.raises(ValueError, match=r"toolgen\.json: unsupported checkpoint format 99"):
         ToolGenModel.load(directory)
+
+
+def test_update_info_changes_only_the_info_of_a_saved_checkpoint(tmp_path, smollm2_tokenizer, toy_catalog):
+    toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
+    toolgen.save(tmp_path / "model")
+    weights = (tmp_path / "model" / "model.safetensors").read_bytes()
+    update_info(tmp_path / "model", {"finish_margin": 4.0})
+    again = ToolGenModel.load(tmp_path / "model")
+    assert again.info["finish_margin"] == 4.0 and again.catalog.ids == toy_catalog.ids
+    assert (tmp_path / "model" / "model.safetensors").read_bytes() == weights
+    assert not (tmp_path / "model" / "toolgen.json.partial").exists()
