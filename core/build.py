@@ -38,6 +38,7 @@ from .metrics import ndcg
 from .model import SMOLLM2, ToolGenModel, load_base
 from .prompts import retrieval_prompt
 from .settings import TOOLBENCH_DATA_DIR, model_dir
+from .soft_targets import SoftTargets, read_soft_targets
 from .splits import check_no_leak, entry_texts, normalise, split_entries, split_queries, spread
 from .tools import ToolCatalog
 from .train import StageConfig, Trainer
@@ -281,7 +282,9 @@ def retrieval_checkpoint(out: Path | str) -> Path:
     return out.with_name(out.name + "-retrieval")
 
 
-def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, stages=STAGES) -> None:
+def build_stages(
+    trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, stages=STAGES, soft_targets: SoftTargets | None = None
+) -> None:
     """Run the `stages` not yet in `info["stages"]`, scoring retrieval and saving to `out` after each one.
 
     Before each stage its examples and the corpus's training texts are checked against the test queries.
@@ -290,6 +293,8 @@ def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, st
 
     Scores go to `info["metrics"]` ("untrained" first), training reports to `info["reports"]`; the agent stage
     records its trajectory format in `info["agent_docs"]` (the agent reads tool documentation when it is true).
+    `soft_targets` (core/soft_targets.py) are a teacher's distributions for the retrieval stage's queries, used with
+    the weight of the stage's `distill` setting.
     """
     toolgen = trainer.toolgen
     eval_queries = spread(corpus.test, preset.eval_queries)
@@ -309,7 +314,8 @@ def build_stages(trainer: Trainer, corpus: Corpus, preset: Preset, out: Path, st
             toolgen.info["agent_docs"] = preset.agent_docs
         if stage == RETRIEVAL and trainer.accelerator.is_main_process:
             save_retrieval_pairs(examples, out)
-        reports[stage] = trainer.train(examples, preset.stages[stage], stage, state_path=out / STATE_DIR)
+        soft = soft_targets if stage == RETRIEVAL else None
+        reports[stage] = trainer.train(examples, preset.stages[stage], stage, out / STATE_DIR, soft)
         metrics[stage] = retrieval_quality(trainer, toolgen, eval_queries)
         done.append(stage)
         if trainer.accelerator.is_main_process:
@@ -392,6 +398,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "has native bf16 (a CPU with avx512_bf16/amx_bf16, or such a GPU)",
     )
     parser.add_argument("--no-bf16", action="store_true", help="same as --precision float32")
+    parser.add_argument(
+        "--teacher",
+        default=None,
+        metavar="FILE",
+        help="distillation: a soft-targets file (`python -m eval teacher`) whose distributions the retrieval stage "
+        "also learns, weighted by --distill",
+    )
+    parser.add_argument(
+        "--distill", type=float, default=None, help="weight of the teacher's soft targets (default 1 with --teacher)"
+    )
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint already in --out")
 
 
@@ -414,6 +430,10 @@ def _preset(args) -> Preset:
         stages[stage] = replace(stages[stage], head=head)
     if args.agent_max_len is not None:
         stages[AGENT] = replace(stages[AGENT], max_len=args.agent_max_len)
+    if args.distill is not None and not args.teacher:
+        raise SystemExit("--distill needs --teacher FILE")
+    if args.teacher:
+        stages[RETRIEVAL] = replace(stages[RETRIEVAL], distill=1.0 if args.distill is None else args.distill)
     changes = {
         name: getattr(args, name)
         for name in (
@@ -445,7 +465,10 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(
         toolgen, train_layers=preset.train_layers, bf16=None if precision == "auto" else precision == "bfloat16"
     )
-    build_stages(trainer, corpus, preset, Path(args.out), stages)
+    soft_targets = read_soft_targets(args.teacher, set(corpus.catalog.ids)) if args.teacher else None
+    if soft_targets is not None:
+        toolgen.info["teacher"] = {"file": str(args.teacher), "queries": len(soft_targets)}
+    build_stages(trainer, corpus, preset, Path(args.out), stages, soft_targets)
     if trainer.accelerator.is_main_process:
         report = {
             "corpus": corpus.name,

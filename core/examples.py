@@ -80,6 +80,34 @@ def memorization_examples(toolgen, max_doc_tokens: int | None = None) -> list[Ex
 # ---------------------------------------------------------------- stage 2: retrieval
 
 
+def retrieval_queries(
+    catalog,
+    queries: Iterable[Query],
+    synthetic_per_tool: int = 2,
+    synthetic_for: str = "missing",
+    pairs_per_tool: int = 0,
+    seed: int = 0,
+) -> list[Query]:
+    """The retrieval stage's queries: the training `queries`, then synthetic ones.
+
+    synthetic_for: "missing" gives `synthetic_per_tool` synthetic queries (`synthetic_queries`) to the
+    catalog tools that no query names as gold; "all" gives them to every tool; "none" adds none.
+    pairs_per_tool: two-intent synthetic queries per tool (`paired_queries`).
+    """
+    if synthetic_for not in ("missing", "all", "none"):
+        raise ValueError(f"synthetic_for must be 'missing', 'all' or 'none', got {synthetic_for!r}")
+    queries = list(queries)
+    covered = {tool_id for query in queries for tool_id in query.gold}
+    if synthetic_for != "none":
+        queries += [
+            Query(id=f"synthetic:{tool.id}:{n}", text=text, gold=(tool.id,), source="synthetic")
+            for tool in catalog
+            if synthetic_for == "all" or tool.id not in covered
+            for n, text in enumerate(synthetic_queries(tool, synthetic_per_tool, seed))
+        ]
+    return queries + paired_queries(catalog, pairs_per_tool, seed)
+
+
 def retrieval_examples(
     toolgen,
     queries: Iterable[Query],
@@ -89,27 +117,10 @@ def retrieval_examples(
     seed: int = 0,
     max_query_tokens: int | None = None,
 ) -> list[Example]:
-    """Training queries -> each gold tool's code, plus synthetic queries.
-
-    synthetic_for: "missing" gives `synthetic_per_tool` synthetic queries (`synthetic_queries`) to the
-    catalog tools that no query names as gold; "all" gives them to every tool; "none" adds none.
-    pairs_per_tool: two-intent synthetic queries per tool (`paired_queries`). Gold tools outside the
-    catalog raise KeyError.
-    """
-    if synthetic_for not in ("missing", "all", "none"):
-        raise ValueError(f"synthetic_for must be 'missing', 'all' or 'none', got {synthetic_for!r}")
-    queries = list(queries)
-    covered = {tool_id for query in queries for tool_id in query.gold}
-    if synthetic_for != "none":
-        queries += [
-            Query(id=f"synthetic:{tool.id}:{n}", text=text, gold=(tool.id,), source="synthetic")
-            for tool in toolgen.catalog
-            if synthetic_for == "all" or tool.id not in covered
-            for n, text in enumerate(synthetic_queries(tool, synthetic_per_tool, seed))
-        ]
-    queries += paired_queries(toolgen.catalog, pairs_per_tool, seed)
+    """Each query of `retrieval_queries` (same arguments) -> each of its gold tools' codes; the query text is cut to
+    `max_query_tokens` in the prompt. Gold tools outside the catalog raise KeyError."""
     examples = []
-    for query in queries:
+    for query in retrieval_queries(toolgen.catalog, queries, synthetic_per_tool, synthetic_for, pairs_per_tool, seed):
         prompt = retrieval_prompt(toolgen.tokenizer, truncate_tokens(toolgen.tokenizer, query.text, max_query_tokens))
         examples += [
             _prompt_and_code(prompt, toolgen.code_ids(tool_id), RETRIEVAL, tool_id, query.text)

@@ -39,7 +39,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -77,30 +77,33 @@ class StageConfig:
     warmup: float = 0.05  # share of the steps with a linear warm-up, then cosine decay to 0
     weight_decay: float = 0.0
     seed: int = 0
+    distill: float = 0.0  # weight of the teacher's soft targets (`Trainer.train(soft_targets=…)`; core/soft_targets.py)
 
     def __post_init__(self):
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
-        if self.epochs < 1 or self.batch_tokens < 1 or self.max_batch < 1 or self.max_len < 2:
+        if self.epochs < 1 or self.batch_tokens < 1 or self.max_batch < 1 or self.max_len < 2 or self.distill < 0:
             raise ValueError(f"bad stage config: {self}")
 
 
 @dataclass(frozen=True)
 class _Row:
-    """An example as the trainer sees it: inputs, the positions whose next token is scored, those tokens."""
+    """An example as the trainer sees it: inputs, the positions whose next token is scored, those tokens, and a
+    teacher's distribution (token id, probability) over the token at the first scored position, if any."""
 
     inputs: tuple[int, ...]
     positions: tuple[int, ...]
     labels: tuple[int, ...]
+    soft: tuple[tuple[int, float], ...] = ()
 
 
-def _to_row(example: Example, max_len: int) -> _Row | None:
+def _to_row(example: Example, max_len: int, soft: tuple[tuple[int, float], ...] = ()) -> _Row | None:
     inputs = example.ids[:-1][:max_len]
     scored = [(i - 1, example.ids[i]) for i in range(1, len(example.ids)) if example.mask[i] and i - 1 < max_len]
     if not scored:
         return None
     positions, labels = zip(*scored)
-    return _Row(inputs, positions, labels)
+    return _Row(inputs, positions, labels, soft)
 
 
 def decoder_parts(model) -> tuple[nn.ModuleList, nn.Module, nn.Module]:
@@ -151,10 +154,12 @@ def _common_prefix(sequences: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
 class TopStack(nn.Module):
     """The trained part: top decoder layers, final norm (trained with them), and the added-token rows.
 
-    `forward(hidden, positions, labels, head, count)` takes lower-layer states and returns the cross-entropy
-    of `labels` at `positions` ((batch index, position) pairs), with logits over the whole vocabulary
+    `forward(hidden, positions, labels, head, count, soft, distill)` takes lower-layer states and returns the
+    cross-entropy of `labels` at `positions` ((batch index, position) pairs), with logits over the whole vocabulary
     (head=None) or over the token ids in `head` (labels then index into `head`): the mean, or with `count` the
-    sum divided by `count` (the target tokens of a global batch this batch is part of).
+    sum divided by `count` (the target tokens of a global batch this batch is part of). With `soft` (which of the
+    positions, target ids, their probabilities) `distill` times the cross-entropy against those distributions is
+    added to the sum.
     """
 
     def __init__(self, model, n_layers: int, first_new: int):
@@ -186,11 +191,13 @@ class TopStack(nn.Module):
             return torch.cat([states @ self._base[0].T, states @ self.rows.T], dim=-1)
         return states @ self.head_weight(head).T
 
-    def forward(self, hidden, positions, labels, head=None, count=None):
-        logits = self.logits(self.hidden_at(hidden, positions), head)
-        if count is None:
-            return F.cross_entropy(logits.float(), labels)
-        return F.cross_entropy(logits.float(), labels, reduction="sum") / count
+    def forward(self, hidden, positions, labels, head=None, count=None, soft=None, distill: float = 0.0):
+        logits = self.logits(self.hidden_at(hidden, positions), head).float()
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        if soft is not None and distill:
+            at, ids, probs = soft
+            loss = loss - distill * (probs * logits[at].log_softmax(-1).gather(1, ids)).sum()
+        return loss / (len(labels) if count is None else count)
 
 
 def first_added_id(toolgen) -> int:
@@ -329,14 +336,22 @@ class Trainer:
     # ------------------------------------------------------------ training
 
     def train(
-        self, examples: Sequence[Example], config: StageConfig, stage: str, state_path: Path | str | None = None
+        self,
+        examples: Sequence[Example],
+        config: StageConfig,
+        stage: str,
+        state_path: Path | str | None = None,
+        soft_targets: Mapping[str, Sequence[tuple[str, float]]] | None = None,
     ) -> dict:
         """Train on `examples` for `config.epochs`; returns a report (losses, tokens, tokens/s).
 
         With `state_path` (a folder), the run checkpoints there periodically and resumes from a matching saved
-        state; the folder is removed when the stage completes.
+        state; the folder is removed when the stage completes. With `soft_targets` (example text -> [(tool id,
+        probability)], core/soft_targets.py) and `config.distill` > 0, an example whose text has a distribution is
+        also trained towards it at its first target (the tool's token; atomic indexing only).
         """
-        rows = [r for r in (_to_row(e, config.max_len) for e in examples) if r is not None]
+        soft = self._soft_ids(soft_targets if config.distill else None)
+        rows = [r for r in (_to_row(e, config.max_len, soft.get(e.text, ())) for e in examples) if r is not None]
         if not rows:
             raise ValueError(f"stage {stage}: no training example has a target token")
         top = self.accelerator.unwrap_model(self.top)
@@ -376,10 +391,11 @@ class Trainer:
             for position, batch in enumerate(mine):
                 hidden = self._lower_states([rows[i].inputs for i in batch])
                 positions, labels = _targets(rows, batch, label_map, self.device)
+                targets = _soft_batch(rows, batch, label_map, self.device)
                 last = position == len(mine) - 1  # gradients are averaged across processes after the last one
                 with contextlib.nullcontext() if last else self.accelerator.no_sync(self.top):
                     with self._autocast():
-                        loss = self.top(hidden, positions, labels, head, count)
+                        loss = self.top(hidden, positions, labels, head, count, targets, config.distill)
                     self.accelerator.backward(loss * world)
                 step_loss += loss.detach()
                 done_tokens += sum(len(rows[i].inputs) for i in batch)
@@ -434,6 +450,19 @@ class Trainer:
             total += F.cross_entropy(logits.float(), labels, reduction="sum").item()
             count += len(labels)
         return total / count
+
+    def _soft_ids(self, soft_targets) -> dict[str, tuple[tuple[int, float], ...]]:
+        """`soft_targets` with each tool id replaced by its token id (tools outside the catalog are skipped)."""
+        if not soft_targets:
+            return {}
+        if self.toolgen.indexing.scheme != "atomic":
+            scheme = self.toolgen.indexing.scheme
+            raise ValueError(f"distillation needs atomic indexing (one token per tool), not {scheme}")
+        catalog = self.toolgen.catalog
+        return {
+            text: tuple((self.toolgen.code_ids(t)[0], p) for t, p in tools if t in catalog)
+            for text, tools in soft_targets.items()
+        }
 
     def _head(self, rows: list[_Row], config: StageConfig):
         """The code-token head (ids tensor, label -> index map) for head="codes", else (None, None)."""
@@ -519,6 +548,26 @@ def _targets(rows, batch, label_map, device):
     if label_map is not None:
         labels = [label_map[label] for label in labels]
     return torch.tensor(positions, device=device), torch.tensor(labels, device=device)
+
+
+def _soft_batch(rows, batch, label_map, device):
+    """The batch's soft targets for `TopStack.forward`: (index of each such row's first target among the batch's
+    targets, its target ids (head indices with a codes head), their probabilities), padded with probability 0; None
+    when no row of the batch has any."""
+    at, ids, probs, offset = [], [], [], 0
+    for i in batch:
+        row = rows[i]
+        if row.soft:
+            at.append(offset)
+            ids.append([label_map[t] if label_map is not None else t for t, _ in row.soft])
+            probs.append([p for _, p in row.soft])
+        offset += len(row.positions)
+    if not at:
+        return None
+    width = max(len(r) for r in ids)
+    ids = [r + [r[0]] * (width - len(r)) for r in ids]
+    probs = [r + [0.0] * (width - len(r)) for r in probs]
+    return torch.tensor(at, device=device), torch.tensor(ids, device=device), torch.tensor(probs, device=device)
 
 
 def _length_batches(

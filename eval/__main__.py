@@ -1,5 +1,5 @@
-"""Command line: `python -m eval retrieval | agent | report | train-baseline | backup | flag | snapshot | speed`
-(see README)."""
+"""Command line: `python -m eval retrieval | agent | report | train-baseline | backup | flag | snapshot | speed |
+teacher` (see README)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "flag": ("eval.flag", "flag annotators (left out of the leaderboard) or print the annotation audit"),
     "snapshot": ("eval.snapshot", "export a results store as Parquet files, or import such a snapshot"),
     "speed": ("eval.bench_speed", "retrieval latency/throughput against MiniLM, or training tokens/s"),
+    "teacher": ("eval.teacher", "soft targets for distillation (`python -m core build --teacher FILE`)"),
 }
 
 

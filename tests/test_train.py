@@ -193,3 +193,32 @@ def test_retrieval_quality_reports_ndcg(smollm2_tokenizer, toy_catalog):
     toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
     scores = retrieval_quality(Trainer(toolgen, train_layers=0, bf16=False), toolgen, toy_corpus(toy_catalog).test)
     assert scores["queries"] == 20 and 0 <= scores["ndcg@1"] <= scores["ndcg@5"] <= 100
+
+
+def _teacher_probability(toolgen, soft_targets, distill):
+    """Train retrieval on the toy queries with `soft_targets`; the mean softmax probability of each query's teacher
+    tool afterwards."""
+    trainer = Trainer(toolgen, train_layers=1, bf16=False)
+    examples = retrieval_examples(toolgen, [], synthetic_per_tool=1, synthetic_for="all")
+    config = StageConfig(epochs=12, head="codes", distill=distill, **FAST)
+    trainer.train(examples, config, RETRIEVAL, soft_targets=soft_targets)
+    ids = toolgen.catalog.ids
+    prompts = [retrieval_prompt(toolgen.tokenizer, e.text) for e in examples]
+    probs = trainer.code_logits(prompts, [toolgen.code_ids(t)[0] for t in ids]).softmax(dim=1)
+    teacher = [ids.index(soft_targets[e.text][0][0]) for e in examples]
+    return probs[torch.arange(len(examples)), teacher].mean().item()
+
+
+def test_distillation_moves_the_tool_distribution_towards_the_teacher(smollm2_tokenizer, toy_catalog):
+    probe = tiny_toolgen(smollm2_tokenizer, toy_catalog)
+    examples = retrieval_examples(probe, [], synthetic_per_tool=1, synthetic_for="all")
+    ids = toy_catalog.ids
+    # the teacher prefers, for each query, the next tool in the catalog over the gold one
+    soft = {e.text: [(ids[(ids.index(e.tool_id) + 1) % len(ids)], 0.9), (e.tool_id, 0.1)] for e in examples}
+    torch.manual_seed(0)
+    plain = _teacher_probability(tiny_toolgen(smollm2_tokenizer, toy_catalog), soft, distill=0.0)
+    torch.manual_seed(0)
+    taught = _teacher_probability(tiny_toolgen(smollm2_tokenizer, toy_catalog), soft, distill=2.0)
+    assert taught > plain + 0.1, (plain, taught)
+    with pytest.raises(ValueError, match="distill"):
+        StageConfig(distill=-1.0)
