@@ -147,12 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("workbench").info(
         "annotators: %s; rate limits: %s; torch threads: %d", policy.mode, limits, torch.get_num_threads()
     )
-    demo = build_demo(workbench, policy, limits)
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
-    start_worker(model_threads())  # after the model and the handlers exist, before any server or keeper thread
-    keeper = StoreKeeper(workbench.store).start()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop request closes the store cleanly, as Ctrl-C does
+    keeper = StoreKeeper(workbench.store)
     try:
+        demo = build_demo(workbench, policy, limits)
+        demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
+        start_worker(model_threads())  # after the model and the handlers exist, before any server or keeper thread
+        keeper.start()
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stop request closes the store cleanly, as Ctrl-C does
         demo.launch(server_port=args.port, theme=THEME, css=CSS)
     finally:
         stop_worker()

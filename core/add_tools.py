@@ -29,7 +29,7 @@ from .build import PRESETS, load_retrieval_pairs, sample
 from .examples import MEMORIZATION, RETRIEVAL, memorization_examples, retrieval_examples
 from .indexing import AtomicIndexing
 from .model import ToolGenModel, _initialise_rows
-from .remove_tools import SHOWN_UNKNOWN
+from .remove_tools import listed
 from .settings import DEFAULT_MODEL_DIR
 from .toolbench import api_to_tool, read_json
 from .tools import CatalogError, Query, Tool, ToolCatalog
@@ -61,9 +61,8 @@ def add_tools(toolgen: ToolGenModel, tools: list[Tool]) -> ToolGenModel:
         raise ValueError(f"adding tools needs atomic indexing, not {toolgen.indexing.scheme}")
     present = [t.id for t in tools if t.id in toolgen.catalog]
     if present:
-        more = f" and {len(present) - SHOWN_UNKNOWN} more" if len(present) > SHOWN_UNKNOWN else ""
-        raise ValueError(f"{len(present)} tool(s) already in the model: {', '.join(present[:SHOWN_UNKNOWN])}{more}")
-    catalog = ToolCatalog([*toolgen.catalog, *tools], source="add-tools")
+        raise ValueError(f"{len(present)} tool(s) already in the model: {listed(present)}")
+    catalog = toolgen.catalog.merge(ToolCatalog(tools))
     indexing = AtomicIndexing({**toolgen.indexing.codes, **AtomicIndexing.build(ToolCatalog(tools)).codes})
     tokenizer, model = toolgen.tokenizer, toolgen.model
     old_size = model.get_input_embeddings().weight.shape[0]
@@ -78,12 +77,6 @@ def add_tools(toolgen: ToolGenModel, tools: list[Tool]) -> ToolGenModel:
         "removed_tools": [t for t in toolgen.info.get("removed_tools", []) if t not in set(added)],
     }
     return ToolGenModel(model, tokenizer, catalog, indexing, info)
-
-
-def _restricted(toolgen: ToolGenModel, ids: list[str]) -> ToolGenModel:
-    """A view of `toolgen` (the same weights and tokenizer) whose catalog holds only `ids`: examples of those tools."""
-    catalog = ToolCatalog(toolgen.catalog[t] for t in ids)
-    return ToolGenModel(toolgen.model, toolgen.tokenizer, catalog, AtomicIndexing.build(catalog), toolgen.info)
 
 
 def _retrieval_replay(old: ToolGenModel, model_dir: Path, n: int, preset) -> list:
@@ -106,7 +99,7 @@ def train_added(toolgen: ToolGenModel, added: list[str], model_dir: Path, replay
     settings of the preset the model was built with; returns the two stages' training reports."""
     preset = PRESETS.get(toolgen.info.get("preset") or "default", PRESETS["default"])
     gone = set(added)
-    new, old = _restricted(toolgen, added), _restricted(toolgen, [t for t in toolgen.catalog.ids if t not in gone])
+    new, old = toolgen.restricted(added), toolgen.restricted([t for t in toolgen.catalog.ids if t not in gone])
     memorization = memorization_examples(new, preset.max_doc_tokens)
     retrieval = retrieval_examples(
         new, [], preset.synthetic_per_tool, "all", preset.pairs_per_tool, max_query_tokens=preset.max_query_tokens

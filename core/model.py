@@ -135,6 +135,13 @@ class ToolGenModel:
             codes[FINISH] = (self.finish_token_id,)
         return codes
 
+    def restricted(self, tool_ids) -> ToolGenModel:
+        """A model sharing these weights and this tokenizer whose catalog and indexing hold only `tool_ids` (catalog
+        order); unknown ids raise KeyError."""
+        catalog = self.catalog.subset(tool_ids)
+        indexing = type(self.indexing)({t: self.indexing.code(t) for t in catalog.ids})
+        return ToolGenModel(self.model, self.tokenizer, catalog, indexing, self.info)
+
     def save(self, directory: Path | str) -> Path:
         """Write the checkpoint directory described in this module's docstring."""
         directory = Path(directory)

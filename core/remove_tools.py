@@ -21,7 +21,7 @@ from pathlib import Path
 from .model import ToolGenModel
 from .settings import DEFAULT_MODEL_DIR
 
-SHOWN_UNKNOWN = 20  # unknown ids named in the error message
+SHOWN_UNKNOWN = 20  # tool ids named in an error message
 
 
 def remove_tools(toolgen: ToolGenModel, tool_ids: Iterable[str]) -> ToolGenModel:
@@ -33,17 +33,20 @@ def remove_tools(toolgen: ToolGenModel, tool_ids: Iterable[str]) -> ToolGenModel
         raise ValueError("no tool ids given")
     unknown = [t for t in removed if t not in toolgen.catalog]
     if unknown:
-        more = f" and {len(unknown) - SHOWN_UNKNOWN} more" if len(unknown) > SHOWN_UNKNOWN else ""
-        raise ValueError(
-            f"{len(unknown)} tool id(s) not in the model's catalog: {', '.join(unknown[:SHOWN_UNKNOWN])}{more}"
-        )
+        raise ValueError(f"{len(unknown)} tool id(s) not in the model's catalog: {listed(unknown)}")
     gone = set(removed)
     keep = [t for t in toolgen.catalog.ids if t not in gone]
     if not keep:
         raise ValueError(f"refusing to remove all {len(toolgen.catalog)} tools: the model would have none left")
-    indexing = type(toolgen.indexing)({t: toolgen.indexing.code(t) for t in keep})
-    info = {**toolgen.info, "removed_tools": list(toolgen.info.get("removed_tools", [])) + removed}
-    return ToolGenModel(toolgen.model, toolgen.tokenizer, toolgen.catalog.subset(keep), indexing, info)
+    smaller = toolgen.restricted(keep)
+    smaller.info["removed_tools"] = list(toolgen.info.get("removed_tools", [])) + removed
+    return smaller
+
+
+def listed(ids: list[str]) -> str:
+    """The first SHOWN_UNKNOWN of `ids`, comma-separated, and how many more there are."""
+    more = f" and {len(ids) - SHOWN_UNKNOWN} more" if len(ids) > SHOWN_UNKNOWN else ""
+    return ", ".join(ids[:SHOWN_UNKNOWN]) + more
 
 
 def read_tool_ids(tools: str | None, tools_file: Path | str | None) -> list[str]:
