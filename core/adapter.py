@@ -39,6 +39,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import AddedToken
 
+from .doc_rows import DocRows
 from .model import SMOLLM2, ToolGenModel, load_base, read_metadata, smollm2_gguf_path
 
 ADAPTER_CONFIG = "adapter.json"
@@ -272,6 +273,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{out} exists and is not empty; choose a new folder")
     toolgen = ToolGenModel.load(args.model)
     summary = save_compact(toolgen, out, base=args.base)
+    doc_rows = DocRows.load(args.model) if Path(args.model).is_dir() else None
+    if doc_rows is not None:  # what add-tools places new tools with
+        doc_rows.save(out)
     print(f"{out}: {summary['tensors']} tensors, {summary['parameters']:,} parameters, {summary['bytes'] / 1e6:.1f} MB")
     if not args.check:
         return 0

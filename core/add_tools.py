@@ -11,6 +11,10 @@ Each new tool gets an atomic token at the end of the vocabulary, its row initial
 `--replay` old examples per new one (the build's saved retrieval pairs, else synthetic queries of old tools; the
 old tools' documentation), so the softmax over the whole catalog keeps placing old tools where it did. Prints a
 JSON report (tools, examples, seconds, peak memory).
+
+A model built with documentation-conditioned rows (`build --doc-rows`, core/doc_rows.py) first gives each new tool
+the row its documentation puts it at (its initial row plus the build's projection of its documentation); with
+`--no-train` that is all, in seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import torch
 
 from .bfcl import function_to_tool
 from .build import PRESETS, load_retrieval_pairs, sample
+from .doc_rows import FILE as DOC_ROWS_FILE
+from .doc_rows import DocRows
 from .examples import MEMORIZATION, RETRIEVAL, memorization_examples, retrieval_examples
 from .indexing import AtomicIndexing
 from .model import ToolGenModel, _initialise_rows
@@ -79,6 +85,20 @@ def add_tools(toolgen: ToolGenModel, tools: list[Tool]) -> ToolGenModel:
     return ToolGenModel(model, tokenizer, catalog, indexing, info)
 
 
+def built_with(toolgen: ToolGenModel):
+    """The build preset the model records (the default one when it records none)."""
+    return PRESETS.get(toolgen.info.get("preset") or "default", PRESETS["default"])
+
+
+def place_by_documentation(toolgen: ToolGenModel, added: list[str], doc_rows: DocRows, train_layers: int) -> None:
+    """Add to the rows of the `added` tools what the trained projection makes of their documentation."""
+    trainer = Trainer(toolgen, train_layers=train_layers)
+    offsets = doc_rows.offsets(trainer.documentation_features(added))
+    rows = toolgen.model.get_input_embeddings().weight
+    with torch.no_grad():
+        rows[[toolgen.code_ids(t)[0] for t in added]] += offsets.to(rows.dtype)
+
+
 def _retrieval_replay(old: ToolGenModel, model_dir: Path, n: int, preset) -> list:
     """`n` retrieval examples of the old tools: the build's own pairs when it saved them, else synthetic queries."""
     try:
@@ -97,7 +117,7 @@ def _retrieval_replay(old: ToolGenModel, model_dir: Path, n: int, preset) -> lis
 def train_added(toolgen: ToolGenModel, added: list[str], model_dir: Path, replay: float = 1.0) -> dict:
     """Memorization and retrieval training on the `added` tools (with `replay` old examples per new one), with the
     settings of the preset the model was built with; returns the two stages' training reports."""
-    preset = PRESETS.get(toolgen.info.get("preset") or "default", PRESETS["default"])
+    preset = built_with(toolgen)
     gone = set(added)
     new, old = toolgen.restricted(added), toolgen.restricted([t for t in toolgen.catalog.ids if t not in gone])
     memorization = memorization_examples(new, preset.max_doc_tokens)
@@ -120,6 +140,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default=None, help="write the result here; default: rewrite --model in place")
     parser.add_argument("--replay", type=float, default=1.0, help="old examples mixed in per new one (default 1)")
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="only place the new rows by their documentation (a model built with --doc-rows); no training",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,14 +159,22 @@ def run(args: argparse.Namespace) -> int:
     if out.resolve() != source.resolve() and out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not empty; choose another --out")
     tools = read_tools_file(args.tools)  # every check before any training
+    doc_rows = DocRows.load(source)
+    if args.no_train and doc_rows is None:
+        raise ValueError(f"--no-train needs a model built with --doc-rows; {source} has no {DOC_ROWS_FILE}")
     toolgen = ToolGenModel.load(source)
     larger = add_tools(toolgen, tools)
-    reports = train_added(larger, [t.id for t in tools], source, args.replay)
+    added = [t.id for t in tools]
+    if doc_rows is not None:
+        place_by_documentation(larger, added, doc_rows, built_with(toolgen).train_layers)
+    reports = {} if args.no_train else train_added(larger, added, source, args.replay)
     larger.info.setdefault("reports", {})["add-tools"] = reports
     partial = out.with_name(out.name + ".adding")  # written whole, then moved into place: a failure loses nothing
     if partial.exists():
         shutil.rmtree(partial)
     larger.save(partial)
+    if doc_rows is not None:
+        doc_rows.save(partial)
     if out.exists():
         shutil.rmtree(out)  # in place, a compact source becomes a full checkpoint
     partial.rename(out)

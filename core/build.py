@@ -319,10 +319,13 @@ def build_stages(
         metrics[stage] = retrieval_quality(trainer, toolgen, eval_queries)
         done.append(stage)
         if trainer.accelerator.is_main_process:
-            toolgen.save(out)
-            if stage == RETRIEVAL and AGENT in stages:  # agent tuning costs retrieval quality: keep this one too
-                toolgen.save(retrieval_checkpoint(out))
-                shutil.copy(out / RETRIEVAL_PAIRS_FILE, retrieval_checkpoint(out))
+            saved = [out] + ([retrieval_checkpoint(out)] if stage == RETRIEVAL and AGENT in stages else [])
+            for directory in saved:  # agent tuning costs retrieval quality: keep the retrieval-stage model too
+                toolgen.save(directory)
+                if trainer.doc_rows is not None:
+                    trainer.doc_rows.save(directory)
+            if len(saved) > 1:
+                shutil.copy(out / RETRIEVAL_PAIRS_FILE, saved[1])
         trainer.accelerator.wait_for_everyone()
 
 
@@ -408,6 +411,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--distill", type=float, default=None, help="weight of the teacher's soft targets (default 1 with --teacher)"
     )
+    parser.add_argument(
+        "--doc-rows",
+        default=None,
+        help="stages whose tool rows are documentation-conditioned (core/doc_rows.py), e.g. retrieval; 'none' for none",
+    )
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint already in --out")
 
 
@@ -428,6 +436,11 @@ def _preset(args) -> Preset:
         stages[stage] = replace(stages[stage], epochs=epochs)
     for stage, head in _overrides(args.head, str).items():
         stages[stage] = replace(stages[stage], head=head)
+    if args.doc_rows is not None:
+        chosen = {s.strip() for s in args.doc_rows.split(",")} - {"none", ""}
+        if chosen - set(STAGES):
+            raise SystemExit(f"--doc-rows: unknown stages {sorted(chosen - set(STAGES))}; choose from {STAGES}")
+        stages = {stage: replace(config, doc_rows=stage in chosen) for stage, config in stages.items()}
     if args.agent_max_len is not None:
         stages[AGENT] = replace(stages[AGENT], max_len=args.agent_max_len)
     if args.distill is not None and not args.teacher:

@@ -40,7 +40,7 @@ import random
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 from transformers.masking_utils import create_causal_mask
 
+from .doc_rows import DocRows, documentation_prompts, user_span
 from .examples import Example
 from .indexing import FINISH
 from .runtime import train_bf16
@@ -78,6 +79,7 @@ class StageConfig:
     weight_decay: float = 0.0
     seed: int = 0
     distill: float = 0.0  # weight of the teacher's soft targets (`Trainer.train(soft_targets=…)`; core/soft_targets.py)
+    doc_rows: bool = False  # rows = free rows + a trained projection of the documentation (core/doc_rows.py)
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -154,6 +156,9 @@ def _common_prefix(sequences: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
 class TopStack(nn.Module):
     """The trained part: top decoder layers, final norm (trained with them), and the added-token rows.
 
+    With `attach_documentation(features)` each added row becomes its free row plus `projection` times its
+    documentation features (core/doc_rows.py); `current_rows()` is what the head uses and what is written back.
+
     `forward(hidden, positions, labels, head, count, soft, distill)` takes lower-layer states and returns the
     cross-entropy of `labels` at `positions` ((batch index, position) pairs), with logits over the whole vocabulary
     (head=None) or over the token ids in `head` (labels then index into `head`): the mean, or with `count` the
@@ -173,13 +178,26 @@ class TopStack(nn.Module):
         self.rows = nn.Parameter(weight[first_new:].detach().clone())
         self._rotary = [rotary]  # in a list: shared with the model, not a submodule of this one
         self._base = [weight[:first_new]]  # frozen rows of the ordinary vocabulary (a view, no copy)
+        self.register_buffer("doc_features", None)
+        self.register_parameter("projection", None)
+
+    def attach_documentation(self, features: torch.Tensor) -> None:
+        """From now on row i is `rows[i] + projection @ features[i]`; the projection starts at 0."""
+        self.doc_features = features
+        self.projection = nn.Parameter(features.new_zeros(self.rows.shape[1], features.shape[1]))
+
+    def current_rows(self) -> torch.Tensor:
+        """The added tokens' rows as the head sees them."""
+        if self.projection is None:
+            return self.rows
+        return self.rows + self.doc_features @ self.projection.T
 
     def head_weight(self, head: torch.Tensor | None) -> torch.Tensor | None:
         """Output rows of the ids in `head` (None: the caller uses the full vocabulary)."""
         if head is None:
             return None
         base, new = head[head < self.first_new], head[head >= self.first_new] - self.first_new
-        return torch.cat([self._base[0][base], self.rows[new]])
+        return torch.cat([self._base[0][base], self.current_rows()[new]])
 
     def hidden_at(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Final-norm states at `positions` after the top layers."""
@@ -188,7 +206,7 @@ class TopStack(nn.Module):
 
     def logits(self, states: torch.Tensor, head: torch.Tensor | None) -> torch.Tensor:
         if head is None:
-            return torch.cat([states @ self._base[0].T, states @ self.rows.T], dim=-1)
+            return torch.cat([states @ self._base[0].T, states @ self.current_rows().T], dim=-1)
         return states @ self.head_weight(head).T
 
     def forward(self, hidden, positions, labels, head=None, count=None, soft=None, distill: float = 0.0):
@@ -304,10 +322,49 @@ class Trainer:
 
     def _write_back(self) -> None:
         """Copy the trained rows into the (tied) embedding; drop cached states that used the old rows."""
-        rows = self.accelerator.unwrap_model(self.top).rows
         with torch.no_grad():
+            rows = self.accelerator.unwrap_model(self.top).current_rows()
             self.toolgen.model.get_input_embeddings().weight[self.first_new :] = rows
         self.cache = {k: v for k, v in self.cache.items() if max(k) < self.first_new}
+
+    # ------------------------------------------------------------ documentation-conditioned rows
+
+    @torch.no_grad()
+    def documentation_features(self, tool_ids: Sequence[str], batch: int = 32) -> torch.Tensor:
+        """Raw documentation features of `tool_ids` (core/doc_rows.py): the lower layers' state at the last position
+        of the documentation's retrieval prompt beside their mean state over the documentation; (n, 2 x hidden)."""
+        prompts = documentation_prompts(self.toolgen, tool_ids)
+        before, after = user_span(self.toolgen.tokenizer)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out = torch.empty(len(prompts), 2 * self.toolgen.model.config.hidden_size)
+        chunks = range(0, len(order), batch)
+        for start in tqdm(chunks, desc="documentation", disable=not self.accelerator.is_main_process, leave=False):
+            chunk = order[start : start + batch]
+            for i, states in zip(chunk, self._compute_lower([prompts[i] for i in chunk])):
+                out[i] = torch.cat([states[-1], states[before : len(states) - after].mean(0)]).float().cpu()
+        return out
+
+    def _attach_documentation(self) -> None:
+        """Give the head documentation-conditioned rows over the catalog's tools (once; atomic indexing only)."""
+        top = self.accelerator.unwrap_model(self.top)
+        if top.projection is not None:
+            return
+        if self.toolgen.indexing.scheme != "atomic":
+            raise ValueError(f"doc_rows needs atomic indexing (one row per tool), not {self.toolgen.indexing.scheme}")
+        ids = self.toolgen.catalog.ids
+        raw = self.documentation_features(ids)
+        self._doc_rows = DocRows.fitted(raw, top.rows.shape[1])
+        features = torch.zeros(top.rows.shape[0], raw.shape[1])
+        features[[self.toolgen.code_ids(t)[0] - self.first_new for t in ids]] = self._doc_rows.standardise(raw)
+        top.attach_documentation(features.to(self.device))
+
+    @property
+    def doc_rows(self) -> DocRows | None:
+        """The documentation projection as trained so far (None before a stage with `doc_rows`)."""
+        top = self.accelerator.unwrap_model(self.top)
+        if top.projection is None:
+            return None
+        return replace(self._doc_rows, projection=top.projection.detach().float().cpu().clone())
 
     # ------------------------------------------------------------ evaluation
 
@@ -351,6 +408,8 @@ class Trainer:
         also trained towards it at its first target (the tool's token; atomic indexing only).
         """
         soft = self._soft_ids(soft_targets if config.distill else None)
+        if config.doc_rows:
+            self._attach_documentation()
         rows = [r for r in (_to_row(e, config.max_len, soft.get(e.text, ())) for e in examples) if r is not None]
         if not rows:
             raise ValueError(f"stage {stage}: no training example has a target token")

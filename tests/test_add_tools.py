@@ -5,12 +5,15 @@ is written."""
 import json
 
 import pytest
+import torch
 
 from core.__main__ import main
 from core.add_tools import add_tools, read_tools_file
+from core.doc_rows import DocRows
 from core.model import ToolGenModel
 from core.retrieval import ToolGenRetriever
 from core.tools import CatalogError
+from core.train import Trainer
 from tests.helpers import tiny_toolgen, toolbench_api
 
 NEW_APIS = [
@@ -78,3 +81,28 @@ def test_bad_requests_are_refused_before_anything_is_written(tmp_path, built, to
     assert main(["add-tools", "--model", str(source), "--tools", str(present), "--replay", "-1"]) == 2
     assert "--replay must be at least 0" in capsys.readouterr().err
     assert ToolGenModel.load(source).catalog.ids == toy_catalog.ids
+
+
+def test_a_model_with_doc_rows_places_new_tools_by_their_documentation(tmp_path, built, capsys):
+    source, before = built
+    tools_file = tmp_path / "new.json"
+    tools_file.write_text(json.dumps(NEW_APIS))
+    args = ["add-tools", "--model", str(source), "--tools", str(tools_file), "--no-train"]
+    assert main(args + ["--out", str(tmp_path / "refused")]) == 2
+    assert "--no-train needs a model built with --doc-rows" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+    hidden = before.model.config.hidden_size
+    torch.manual_seed(0)
+    doc_rows = DocRows(torch.randn(2 * hidden), 3.0, torch.randn(hidden, 2 * hidden))
+    doc_rows.save(source)
+    assert main(args + ["--out", str(tmp_path / "placed")]) == 0
+    placed = ToolGenModel.load(tmp_path / "placed")
+    new_ids = [f"Cooking&&{api['api_name']}" for api in NEW_APIS]
+    initial = add_tools(ToolGenModel.load(source), read_tools_file(tools_file))  # rows from the names only
+    token = [initial.code_ids(t)[0] for t in new_ids]
+    features = Trainer(initial, train_layers=-1, bf16=False).documentation_features(new_ids)
+    expected = initial.model.get_input_embeddings().weight[token] + doc_rows.offsets(features)
+    assert torch.allclose(placed.model.get_input_embeddings().weight[token], expected, atol=1e-4)
+    assert placed.info["reports"]["add-tools"] == {}  # nothing trained
+    assert DocRows.load(tmp_path / "placed") is not None  # the next add-tools can place tools too

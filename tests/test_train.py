@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.build import Corpus, Preset, build_stages, load_retrieval_pairs, retrieval_checkpoint, retrieval_quality
+from core.doc_rows import DocRows
 from core.examples import (
     AGENT,
     FINISH_THOUGHT,
@@ -134,7 +135,10 @@ def test_an_interrupted_build_resumes_after_the_last_finished_stage(tmp_path, sm
         agent_examples=20,
         agent_replay=10,
         eval_queries=20,
-        stages={s: StageConfig(epochs=1, head="codes" if s != AGENT else "full", **FAST) for s in STAGES},
+        stages={
+            s: StageConfig(epochs=1, head="codes" if s != AGENT else "full", doc_rows=s == RETRIEVAL, **FAST)
+            for s in STAGES
+        },
     )
     corpus, out = toy_corpus(toy_catalog), tmp_path / "build"
     toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
@@ -142,6 +146,7 @@ def test_an_interrupted_build_resumes_after_the_last_finished_stage(tmp_path, sm
     saved = ToolGenModel.load(out)
     assert saved.info["stages"] == [MEMORIZATION] and set(saved.info["metrics"]) == {"untrained", MEMORIZATION}
     first_report = saved.info["reports"][MEMORIZATION]
+    assert DocRows.load(out) is None  # memorization ran with free rows
     build_stages(Trainer(saved, train_layers=1, bf16=False), corpus, preset, out)
     final = ToolGenModel.load(out)
     assert final.info["stages"] == list(STAGES)
@@ -150,6 +155,7 @@ def test_an_interrupted_build_resumes_after_the_last_finished_stage(tmp_path, sm
     assert 0 <= final.info["metrics"][AGENT]["ndcg@1"] <= 100
     snapshot = ToolGenModel.load(retrieval_checkpoint(out))  # what retrieval is evaluated on
     assert snapshot.info["stages"] == [MEMORIZATION, RETRIEVAL]
+    assert DocRows.load(out) is not None and DocRows.load(retrieval_checkpoint(out)) is not None
     assert load_retrieval_pairs(retrieval_checkpoint(out)) == load_retrieval_pairs(out)
     pairs = load_retrieval_pairs(out)  # what the fine-tuned embedding baseline will train on
     trained_queries = {(q.text, tool_id) for q in corpus.train for tool_id in q.gold}
@@ -222,3 +228,28 @@ def test_distillation_moves_the_tool_distribution_towards_the_teacher(smollm2_to
     assert taught > plain + 0.1, (plain, taught)
     with pytest.raises(ValueError, match="distill"):
         StageConfig(distill=-1.0)
+
+
+def test_doc_rows_are_free_rows_plus_projected_documentation(tmp_path, smollm2_tokenizer, toy_catalog):
+    toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
+    trainer = Trainer(toolgen, train_layers=1, bf16=False)
+    named = toy_catalog.ids[:10]
+    queries = [Query(id=t, text=f"I need the {toy_catalog[t].api_name} now", gold=(t,)) for t in named]
+    examples = retrieval_examples(toolgen, queries, synthetic_per_tool=0, synthetic_for="none")
+    assert trainer.doc_rows is None
+    report = trainer.train(examples, StageConfig(epochs=4, head="codes", doc_rows=True, **FAST), RETRIEVAL)
+    assert report["probe_loss_after"] < report["probe_loss_before"]
+    doc_rows = trainer.doc_rows
+    assert doc_rows.projection.abs().sum() > 0
+    # the written-back rows are the free rows plus P times features that a fresh trainer computes again
+    fresh = Trainer(toolgen, train_layers=1, bf16=False)
+    offsets = doc_rows.offsets(fresh.documentation_features(toy_catalog.ids))
+    free = trainer.accelerator.unwrap_model(trainer.top).rows.detach()
+    token = [toolgen.code_ids(t)[0] - trainer.first_new for t in toy_catalog.ids]
+    rows = toolgen.model.get_input_embeddings().weight[trainer.first_new :].detach()
+    assert torch.allclose(rows[token], free[token] + offsets, atol=1e-5)
+    assert offsets[len(named) :].norm(dim=1).min() > 0  # tools no query names moved with their documentation
+    doc_rows.save(tmp_path)
+    again = DocRows.load(tmp_path)
+    assert torch.equal(again.projection, doc_rows.projection) and again.scale == pytest.approx(doc_rows.scale)
+    assert DocRows.load(tmp_path / "elsewhere") is None
