@@ -79,7 +79,7 @@ class StageConfig:
     weight_decay: float = 0.0
     seed: int = 0
     distill: float = 0.0  # weight of the teacher's soft targets (`Trainer.train(soft_targets=…)`; core/soft_targets.py)
-    doc_rows: bool = False  # rows = free rows + a trained projection of the documentation (core/doc_rows.py)
+    doc_rows: bool = False  # rows = the free rows, kept, + a trained projection of the documentation (core/doc_rows.py)
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -414,10 +414,11 @@ class Trainer:
         if not rows:
             raise ValueError(f"stage {stage}: no training example has a target token")
         top = self.accelerator.unwrap_model(self.top)
+        top.rows.requires_grad_(not config.doc_rows)  # documentation moves the rows; the free rows stay
         head, label_map = self._head(rows, config)
         groups = [
             {"params": [p for p in top.parameters() if p.requires_grad and p is not top.rows], "lr": config.lr},
-            {"params": [top.rows], "lr": config.rows_lr},
+            {"params": [top.rows] if top.rows.requires_grad else [], "lr": config.rows_lr},
         ]
         groups = [g for g in groups if g["params"]]
         for group in groups:

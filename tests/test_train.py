@@ -237,6 +237,7 @@ def test_doc_rows_are_free_rows_plus_projected_documentation(tmp_path, smollm2_t
     queries = [Query(id=t, text=f"I need the {toy_catalog[t].api_name} now", gold=(t,)) for t in named]
     examples = retrieval_examples(toolgen, queries, synthetic_per_tool=0, synthetic_for="none")
     assert trainer.doc_rows is None
+    initial = toolgen.model.get_input_embeddings().weight[trainer.first_new :].detach().clone()
     report = trainer.train(examples, StageConfig(epochs=4, head="codes", doc_rows=True, **FAST), RETRIEVAL)
     assert report["probe_loss_after"] < report["probe_loss_before"]
     doc_rows = trainer.doc_rows
@@ -247,6 +248,7 @@ def test_doc_rows_are_free_rows_plus_projected_documentation(tmp_path, smollm2_t
     free = trainer.accelerator.unwrap_model(trainer.top).rows.detach()
     token = [toolgen.code_ids(t)[0] - trainer.first_new for t in toy_catalog.ids]
     rows = toolgen.model.get_input_embeddings().weight[trainer.first_new :].detach()
+    assert torch.equal(free, initial)  # the free rows stay; documentation alone moves them
     assert torch.allclose(rows[token], free[token] + offsets, atol=1e-5)
     assert offsets[len(named) :].norm(dim=1).min() > 0  # tools no query names moved with their documentation
     doc_rows.save(tmp_path)
