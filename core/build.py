@@ -319,14 +319,18 @@ def build_stages(
         metrics[stage] = retrieval_quality(trainer, toolgen, eval_queries)
         done.append(stage)
         if trainer.accelerator.is_main_process:
-            saved = [out] + ([retrieval_checkpoint(out)] if stage == RETRIEVAL and AGENT in stages else [])
-            for directory in saved:  # agent tuning costs retrieval quality: keep the retrieval-stage model too
-                toolgen.save(directory)
-                if trainer.doc_rows is not None:
-                    trainer.doc_rows.save(directory)
-            if len(saved) > 1:
-                shutil.copy(out / RETRIEVAL_PAIRS_FILE, saved[1])
+            _save(trainer, out)
+            if stage == RETRIEVAL and AGENT in stages:  # agent tuning costs retrieval quality: keep this one too
+                _save(trainer, retrieval_checkpoint(out))
+                shutil.copy(out / RETRIEVAL_PAIRS_FILE, retrieval_checkpoint(out))
         trainer.accelerator.wait_for_everyone()
+
+
+def _save(trainer: Trainer, directory: Path) -> None:
+    """The trainer's model as a checkpoint, with its documentation projection when a stage trained one."""
+    trainer.toolgen.save(directory)
+    if trainer.doc_rows is not None:
+        trainer.doc_rows.save(directory)
 
 
 def _start_model(args, corpus: Corpus, preset: Preset) -> ToolGenModel:
