@@ -215,7 +215,7 @@ def load_compact(directory: Path | str, dtype: torch.dtype = torch.float32) -> T
                 raise ValueError(f"{name}: stored shape {tuple(stored[name].shape)}, model has {tuple(target.shape)}")
             target.copy_(stored[name])
     catalog, indexing, info = read_metadata(directory)
-    return ToolGenModel(model.to(dtype), tokenizer, catalog, indexing, info)
+    return ToolGenModel(model.to(dtype), tokenizer, catalog, indexing, info, DocRows.load(directory))
 
 
 def is_repo_id(spec: str) -> bool:
@@ -273,9 +273,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{out} exists and is not empty; choose a new folder")
     toolgen = ToolGenModel.load(args.model)
     summary = save_compact(toolgen, out, base=args.base)
-    doc_rows = DocRows.load(args.model) if Path(args.model).is_dir() else None
-    if doc_rows is not None:  # what add-tools places new tools with
-        doc_rows.save(out)
     print(f"{out}: {summary['tensors']} tensors, {summary['parameters']:,} parameters, {summary['bytes'] / 1e6:.1f} MB")
     if not args.check:
         return 0

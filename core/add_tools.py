@@ -14,7 +14,7 @@ JSON report (tools, examples, seconds, peak memory).
 
 A model built with documentation-conditioned rows (`build --doc-rows`, core/doc_rows.py) first gives each new tool
 the row its documentation puts it at (its initial row plus the build's projection of its documentation); with
-`--no-train` that is all, in seconds.
+`--no-train` that is all, in seconds. Training then moves the new tools' own rows; the projection is kept as built.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import json
 import resource
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,7 +32,6 @@ import torch
 from .bfcl import function_to_tool
 from .build import PRESETS, load_retrieval_pairs, sample
 from .doc_rows import FILE as DOC_ROWS_FILE
-from .doc_rows import DocRows
 from .examples import MEMORIZATION, RETRIEVAL, memorization_examples, retrieval_examples
 from .indexing import AtomicIndexing
 from .model import ToolGenModel, _initialise_rows
@@ -82,7 +82,7 @@ def add_tools(toolgen: ToolGenModel, tools: list[Tool]) -> ToolGenModel:
         "added_tools": list(toolgen.info.get("added_tools", [])) + added,
         "removed_tools": [t for t in toolgen.info.get("removed_tools", []) if t not in set(added)],
     }
-    return ToolGenModel(model, tokenizer, catalog, indexing, info)
+    return ToolGenModel(model, tokenizer, catalog, indexing, info, toolgen.doc_rows)
 
 
 def built_with(toolgen: ToolGenModel):
@@ -90,10 +90,12 @@ def built_with(toolgen: ToolGenModel):
     return PRESETS.get(toolgen.info.get("preset") or "default", PRESETS["default"])
 
 
-def place_by_documentation(toolgen: ToolGenModel, added: list[str], doc_rows: DocRows, train_layers: int) -> None:
-    """Add to the rows of the `added` tools what the trained projection makes of their documentation."""
+def place_by_documentation(toolgen: ToolGenModel, added: list[str], train_layers: int) -> None:
+    """Add to the rows of the `added` tools what the model's documentation projection makes of their documentation."""
+    if toolgen.doc_rows is None:
+        raise ValueError("the model has no documentation projection (built without --doc-rows)")
     trainer = Trainer(toolgen, train_layers=train_layers)
-    offsets = doc_rows.offsets(trainer.documentation_features(added))
+    offsets = toolgen.doc_rows.offsets(trainer.documentation_features(added))
     rows = toolgen.model.get_input_embeddings().weight
     with torch.no_grad():
         rows[[toolgen.code_ids(t)[0] for t in added]] += offsets.to(rows.dtype)
@@ -130,7 +132,10 @@ def train_added(toolgen: ToolGenModel, added: list[str], model_dir: Path, replay
         RETRIEVAL: retrieval + _retrieval_replay(old, model_dir, round(replay * len(retrieval)), preset),
     }
     trainer = Trainer(toolgen, train_layers=preset.train_layers)
-    return {stage: trainer.train(examples, preset.stages[stage], stage) for stage, examples in stages.items()}
+    return {  # the new tools' own rows train; the documentation projection stays as the build left it
+        stage: trainer.train(examples, replace(preset.stages[stage], doc_rows=False), stage)
+        for stage, examples in stages.items()
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,22 +164,19 @@ def run(args: argparse.Namespace) -> int:
     if out.resolve() != source.resolve() and out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not empty; choose another --out")
     tools = read_tools_file(args.tools)  # every check before any training
-    doc_rows = DocRows.load(source)
-    if args.no_train and doc_rows is None:
+    if args.no_train and not (source / DOC_ROWS_FILE).exists():
         raise ValueError(f"--no-train needs a model built with --doc-rows; {source} has no {DOC_ROWS_FILE}")
     toolgen = ToolGenModel.load(source)
     larger = add_tools(toolgen, tools)
     added = [t.id for t in tools]
-    if doc_rows is not None:
-        place_by_documentation(larger, added, doc_rows, built_with(toolgen).train_layers)
+    if larger.doc_rows is not None:
+        place_by_documentation(larger, added, built_with(toolgen).train_layers)
     reports = {} if args.no_train else train_added(larger, added, source, args.replay)
     larger.info.setdefault("reports", {})["add-tools"] = reports
     partial = out.with_name(out.name + ".adding")  # written whole, then moved into place: a failure loses nothing
     if partial.exists():
         shutil.rmtree(partial)
     larger.save(partial)
-    if doc_rows is not None:
-        doc_rows.save(partial)
     if out.exists():
         shutil.rmtree(out)  # in place, a compact source becomes a full checkpoint
     partial.rename(out)

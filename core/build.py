@@ -319,18 +319,11 @@ def build_stages(
         metrics[stage] = retrieval_quality(trainer, toolgen, eval_queries)
         done.append(stage)
         if trainer.accelerator.is_main_process:
-            _save(trainer, out)
+            trainer.toolgen.save(out)
             if stage == RETRIEVAL and AGENT in stages:  # agent tuning costs retrieval quality: keep this one too
-                _save(trainer, retrieval_checkpoint(out))
+                trainer.toolgen.save(retrieval_checkpoint(out))
                 shutil.copy(out / RETRIEVAL_PAIRS_FILE, retrieval_checkpoint(out))
         trainer.accelerator.wait_for_everyone()
-
-
-def _save(trainer: Trainer, directory: Path) -> None:
-    """The trainer's model as a checkpoint, with its documentation projection when a stage trained one."""
-    trainer.toolgen.save(directory)
-    if trainer.doc_rows is not None:
-        trainer.doc_rows.save(directory)
 
 
 def _start_model(args, corpus: Corpus, preset: Preset) -> ToolGenModel:

@@ -7,11 +7,12 @@ f(doc) is the documentation put in the retrieval prompt (cut to `DOC_TOKENS` tok
 decoder layers: the state at the prompt's last position beside the mean state over the documentation's tokens,
 centred on the catalog's mean and scaled to unit mean norm (`DocRows.standardise`). The lower layers are frozen in
 every stage, so a trained model computes exactly the features its base did. In a stage with `StageConfig.doc_rows`
-P is trained with the top layers and the free rows r(t) stay as they are (trained too, seen tools pull away from the
-rest: measured in the README); after the stage the rows r(t) + P·f(t) are written into the embedding like any trained
-rows, so inference is unchanged. A tool that no training query names then moves with the tools that are named,
-to where its documentation puts it, instead of keeping its initial row; a tool added later gets its row from P
-without any training (`core.add_tools`). `DocRows` (centre, scale, P) is saved beside the checkpoint.
+P is trained with the top layers and the free rows r(t) stay as they are (when they are trained too, the tools that
+training queries name pull away from the rest: measured in the README); after the stage the rows r(t) + P·f(t) are
+written into the embedding like any trained rows, so inference is unchanged. A tool that no training query names
+then moves with the tools that are named, to where its documentation puts it, instead of keeping its initial row; a
+tool added later gets its row from P without any training (`core.add_tools`). `DocRows` (centre, scale, P) travels
+with the model (`ToolGenModel.doc_rows`) and is saved beside the checkpoint.
 """
 
 from __future__ import annotations

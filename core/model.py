@@ -7,6 +7,7 @@ Checkpoint directory format (`ToolGenModel.save` / `ToolGenModel.load`):
     DIR/tokenizer*.json …      tokenizer with the added tool tokens
     DIR/tools.json             the catalog: one Tool record per tool (token ↔ tool ↔ documentation)
     DIR/toolgen.json           {"format": 1, "base": …, "indexing": {"scheme", "codes"}, "stages": […], …}
+    DIR/doc_rows.safetensors   only for a model built with documentation-conditioned rows (core/doc_rows.py)
 
 A directory without `toolgen.json` whose tokenizer carries official `<<tool&&api>>` tokens (the published
 ToolGen-Llama-3-8B / Qwen2.5 checkpoints) loads too: the catalog is recovered from the vocabulary.
@@ -22,6 +23,8 @@ import torch
 from safetensors.torch import save_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from .doc_rows import FILE as DOC_ROWS_FILE
+from .doc_rows import DocRows
 from .indexing import FINISH, AtomicIndexing, Indexing, build_indexing, indexing_from_dict
 from .settings import BASE_MODEL_CACHE_DIR
 from .tools import ToolCatalog
@@ -80,12 +83,23 @@ class ToolGenModel:
     """A causal LM whose vocabulary holds one code per tool of `catalog`, under `indexing`.
 
     `finish_token_id` is the vocabulary id of the `<<Finish>>` token (an int); the Finish action's pseudo
-    tool id is the string `core.indexing.FINISH`.
+    tool id is the string `core.indexing.FINISH`. `doc_rows` is the documentation projection of a model trained
+    with documentation-conditioned rows (core/doc_rows.py; None otherwise): what `core.add_tools` places new tools
+    with. It travels with the model through `save`, `load`, `restricted` and the compact format.
     """
 
-    def __init__(self, model, tokenizer, catalog: ToolCatalog, indexing: Indexing, info: dict | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        catalog: ToolCatalog,
+        indexing: Indexing,
+        info: dict | None = None,
+        doc_rows: DocRows | None = None,
+    ):
         self.model, self.tokenizer, self.catalog, self.indexing = model, tokenizer, catalog, indexing
         self.info = dict(info or {})
+        self.doc_rows = doc_rows
         self.finish_token_id = tokenizer.convert_tokens_to_ids(FINISH)
         self._code_ids = self._tokenize_codes()
 
@@ -140,7 +154,7 @@ class ToolGenModel:
         order); unknown ids raise KeyError."""
         catalog = self.catalog.subset(tool_ids)
         indexing = type(self.indexing)({t: self.indexing.code(t) for t in catalog.ids})
-        return ToolGenModel(self.model, self.tokenizer, catalog, indexing, self.info)
+        return ToolGenModel(self.model, self.tokenizer, catalog, indexing, self.info, self.doc_rows)
 
     def save(self, directory: Path | str) -> Path:
         """Write the checkpoint directory described in this module's docstring."""
@@ -151,8 +165,13 @@ class ToolGenModel:
         return directory
 
     def save_metadata(self, directory: Path) -> None:
-        """Write `tools.json` (the catalog) and `toolgen.json` (format, info, indexing) into `directory`."""
+        """Write `tools.json` (the catalog), `toolgen.json` (format, info, indexing) and the documentation projection
+        when the model has one into `directory`."""
         self.catalog.to_json(directory / "tools.json")
+        if self.doc_rows is not None:
+            self.doc_rows.save(directory)
+        else:
+            (directory / DOC_ROWS_FILE).unlink(missing_ok=True)
         meta = {"format": FORMAT_VERSION, **self.info, "indexing": self.indexing.to_dict()}
         (directory / "toolgen.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
@@ -181,7 +200,7 @@ class ToolGenModel:
             catalog = catalog_from_tokens(tokens, source=str(directory))
             indexing = AtomicIndexing.build(catalog)
             meta = {"base": str(directory), "stages": ["published"]}
-        return cls(model, tokenizer, catalog, indexing, meta)
+        return cls(model, tokenizer, catalog, indexing, meta, DocRows.load(directory))
 
 
 def read_metadata(directory: Path) -> tuple[ToolCatalog, Indexing, dict]:

@@ -321,10 +321,13 @@ class Trainer:
         return [hidden[i, : len(s)] for i, s in enumerate(suffixes)]
 
     def _write_back(self) -> None:
-        """Copy the trained rows into the (tied) embedding; drop cached states that used the old rows."""
+        """Copy the trained rows into the (tied) embedding (and the projection, if any, into the model); drop cached
+        states that used the old rows."""
         with torch.no_grad():
             rows = self.accelerator.unwrap_model(self.top).current_rows()
             self.toolgen.model.get_input_embeddings().weight[self.first_new :] = rows
+        if self.doc_rows is not None:
+            self.toolgen.doc_rows = self.doc_rows
         self.cache = {k: v for k, v in self.cache.items() if max(k) < self.first_new}
 
     # ------------------------------------------------------------ documentation-conditioned rows

@@ -11,6 +11,7 @@ from tokenizers import AddedToken
 
 from core.__main__ import main as core_main
 from core.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, is_repo_id, load_compact, save_compact
+from core.doc_rows import DocRows
 from core.model import ToolGenModel
 from core.tiny import tiny_llama
 
@@ -76,12 +77,15 @@ def test_compact_checkpoint_keeps_only_changed_tensors_and_reloads_to_identical_
 
 
 def test_export_compact_command_matches_the_full_checkpoint(tmp_path, base_dir, toy_catalog, one_thread, capsys):
-    full = trained(base_dir, toy_catalog).save(tmp_path / "full")
+    toolgen = trained(base_dir, toy_catalog)
+    hidden = toolgen.model.config.hidden_size
+    toolgen.doc_rows = DocRows(torch.randn(2 * hidden), 2.0, torch.randn(hidden, 2 * hidden))
+    full = toolgen.save(tmp_path / "full")
     assert core_main(["export-compact", "--model", str(full), "--out", str(tmp_path / "compact")]) == 0
     assert "tensors" in capsys.readouterr().out
-    assert torch.equal(
-        logits(ToolGenModel.load(tmp_path / "compact"), toy_catalog), logits(ToolGenModel.load(full), toy_catalog)
-    )
+    compact = ToolGenModel.load(tmp_path / "compact")
+    assert torch.equal(logits(compact, toy_catalog), logits(ToolGenModel.load(full), toy_catalog))
+    assert torch.equal(compact.doc_rows.projection, toolgen.doc_rows.projection)  # add-tools can still place tools
     assert core_main(["export-compact", "--model", str(full), "--out", str(tmp_path / "compact")]) == 2
     assert "not empty" in capsys.readouterr().err
 

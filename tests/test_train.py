@@ -251,7 +251,10 @@ def test_doc_rows_are_free_rows_plus_projected_documentation(tmp_path, smollm2_t
     assert torch.equal(free, initial)  # the free rows stay; documentation alone moves them
     assert torch.allclose(rows[token], free[token] + offsets, atol=1e-5)
     assert offsets[len(named) :].norm(dim=1).min() > 0  # tools no query names moved with their documentation
-    doc_rows.save(tmp_path)
-    again = DocRows.load(tmp_path)
+    # the projection travels with the model: save, load, a restricted view; saving without one removes a stale file
+    again = ToolGenModel.load(toolgen.save(tmp_path / "saved")).doc_rows
     assert torch.equal(again.projection, doc_rows.projection) and again.scale == pytest.approx(doc_rows.scale)
+    assert toolgen.restricted(named).doc_rows is toolgen.doc_rows
+    toolgen.doc_rows = None
+    assert ToolGenModel.load(toolgen.save(tmp_path / "saved")).doc_rows is None
     assert DocRows.load(tmp_path / "elsewhere") is None
