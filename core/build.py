@@ -67,7 +67,7 @@ class Preset:
     stages: dict = field(
         default_factory=lambda: {
             MEMORIZATION: StageConfig(epochs=2, head="codes", lr=5e-4, rows_lr=2e-3),
-            RETRIEVAL: StageConfig(epochs=2, head="codes", lr=5e-4, rows_lr=2e-3),
+            RETRIEVAL: StageConfig(epochs=2, head="codes", lr=5e-4, rows_lr=2e-3, doc_rows=True),
             AGENT: StageConfig(epochs=2, head="full", lr=1e-3, rows_lr=5e-4, max_len=512),
         }
     )
@@ -79,7 +79,10 @@ PRESETS = {
     "default-toolbench": Preset(
         synthetic_per_tool=4,
         pairs_per_tool=2,
-        stages={**Preset().stages, RETRIEVAL: StageConfig(epochs=3, head="codes", lr=5e-4, rows_lr=2e-3)},
+        stages={
+            **Preset().stages,
+            RETRIEVAL: StageConfig(epochs=3, head="codes", lr=5e-4, rows_lr=2e-3, doc_rows=True),
+        },
     ),
     # A random-init 2-layer model on 40 tools: checks the whole pipeline in about a minute.
     "tiny": Preset(
@@ -411,7 +414,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--doc-rows",
         default=None,
-        help="stages whose tool rows are documentation-conditioned (core/doc_rows.py), e.g. retrieval; 'none' for none",
+        help="stages whose tool rows are documentation-conditioned (core/doc_rows.py; default: retrieval, "
+        "for atomic indexing); 'none' for none",
     )
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint already in --out")
 
@@ -438,6 +442,8 @@ def _preset(args) -> Preset:
         if chosen - set(STAGES):
             raise SystemExit(f"--doc-rows: unknown stages {sorted(chosen - set(STAGES))}; choose from {STAGES}")
         stages = {stage: replace(config, doc_rows=stage in chosen) for stage, config in stages.items()}
+    elif args.scheme != "atomic":  # documentation-conditioned rows need one row per tool: the preset's are dropped
+        stages = {stage: replace(config, doc_rows=False) for stage, config in stages.items()}
     if args.agent_max_len is not None:
         stages[AGENT] = replace(stages[AGENT], max_len=args.agent_max_len)
     if args.distill is not None and not args.teacher:

@@ -1,11 +1,21 @@
 """The trainer on a tiny random model: three stages learn, checkpoints reload, interrupted builds resume."""
 
+import argparse
 import json
 
 import pytest
 import torch
 
-from core.build import Corpus, Preset, build_stages, load_retrieval_pairs, retrieval_checkpoint, retrieval_quality
+from core.build import (
+    Corpus,
+    Preset,
+    _preset,
+    add_arguments,
+    build_stages,
+    load_retrieval_pairs,
+    retrieval_checkpoint,
+    retrieval_quality,
+)
 from core.doc_rows import DocRows
 from core.examples import (
     AGENT,
@@ -258,3 +268,16 @@ def test_doc_rows_are_free_rows_plus_projected_documentation(tmp_path, smollm2_t
     toolgen.doc_rows = None
     assert ToolGenModel.load(toolgen.save(tmp_path / "saved")).doc_rows is None
     assert DocRows.load(tmp_path / "elsewhere") is None
+
+
+def test_default_builds_use_doc_rows_in_retrieval_unless_told_otherwise():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def doc_stages(*argv):
+        return sorted(s for s, c in _preset(parser.parse_args(list(argv))).stages.items() if c.doc_rows)
+
+    assert doc_stages() == doc_stages("--corpus", "toolbench") == [RETRIEVAL]
+    assert doc_stages("--doc-rows", "none") == [] and doc_stages("--doc-rows", "memorization") == [MEMORIZATION]
+    assert doc_stages("--scheme", "semantic") == []  # one row per tool is what the projection writes
+    assert doc_stages("--preset", "tiny") == []
