@@ -32,6 +32,13 @@ def add_retrieve_arguments(parser: argparse.ArgumentParser) -> None:
         help="decoder number format (default: env TOOLGEN_PRECISION, else auto: bfloat16 where the CPU "
         "has native bf16, else float32)",
     )
+    parser.add_argument(
+        "--lexical-weight",
+        type=float,
+        default=0.0,
+        help="add this weight times the tools' BM25 prior to their log-probs (0: the model alone; the README's "
+        "toolgen+bm25 system)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -43,7 +50,7 @@ def run_retrieve(args: argparse.Namespace) -> int:
 
     toolgen = ToolGenModel.load(args.model)
     apply_precision(toolgen.model, serving_precision(args.precision))
-    retriever = ToolGenRetriever(toolgen, num_beams=args.beams)
+    retriever = ToolGenRetriever(toolgen, num_beams=args.beams, lexical_weight=args.lexical_weight)
     hits, latency_ms = retriever.ranked(args.query, k=args.k)
     candidates = [
         {
@@ -59,7 +66,7 @@ def run_retrieve(args: argparse.Namespace) -> int:
         print(json.dumps({"query": args.query, "candidates": candidates, "latency_ms": latency_ms}, ensure_ascii=False))
     else:
         for rank, c in enumerate(candidates, start=1):
-            print(f"{rank}. {c['token']}  log-prob {c['score']:.3f}")
+            print(f"{rank}. {c['token']}  {'score' if args.lexical_weight else 'log-prob'} {c['score']:.3f}")
         print(f"({latency_ms:.0f} ms)")
     return 0
 

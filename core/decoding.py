@@ -16,6 +16,9 @@ top-k of the masked distribution for any k, from the prompt's single forward pas
 it is beam search: codes that fall out of the beam are never scored (the usual caveat).
 Results are distinct tools: each tool has one code and beams never share a prefix.
 
+A `first_step_bias` (one row over the vocabulary per prompt) is added to the first step's log-probabilities before
+the search ranks them: a prior over tools (e.g. `core.retrieval`'s lexical prior) that the result's scores then include.
+
 A `PromptPrefix` (the keys/values of the token ids every prompt starts with, e.g. the chat template and system
 prompt) can be computed once and passed to the searches: each prompt then runs only its own remaining tokens.
 """
@@ -233,12 +236,14 @@ def constrained_beam_search_batch(
     record_steps: bool = True,
     step_top_n: int = 10,
     prefix: PromptPrefix | None = None,
+    first_step_bias: torch.Tensor | None = None,
 ) -> list[DecodeResult]:
     """Beam search over `trie` for several token-id prompts at once (left padding); one result per prompt.
 
     `top_k` (default `num_beams`) is how many tools to return; a larger `top_k` widens the beam to `top_k`.
     With `record_steps`, each result holds per-step traces (token texts when `tokenizer` is given).
     `prefix`: precomputed keys/values of the ids every prompt starts with (see `PromptPrefix`).
+    `first_step_bias`: (prompts, vocabulary) added to the first step's log-probs (see the module docstring).
     """
     _check_trie(trie)
     if num_beams < 1 or (top_k is not None and top_k < 1):
@@ -250,6 +255,8 @@ def constrained_beam_search_batch(
         forward = _CachedForward(model, prompts, prefix)
         beams = [[_Beam((), 0.0)] for _ in prompts]  # live beams per prompt; rows are these, flattened
         log_probs = forward.log_probs
+        if first_step_bias is not None:
+            log_probs = log_probs + first_step_bias.to(log_probs.device, log_probs.dtype)
         step = 0
         while True:
             masked, mask_ms = _timed_mask(trie, log_probs, [b.prefix for group in beams for b in group])
@@ -322,10 +329,13 @@ def constrained_beam_search(
     record_steps: bool = True,
     step_top_n: int = 10,
     prefix: PromptPrefix | None = None,
+    first_step_bias: torch.Tensor | None = None,
 ) -> DecodeResult:
-    """Beam search over `trie` after one token-id prompt: the best `top_k` distinct tools with log-probs."""
+    """Beam search over `trie` after one token-id prompt: the best `top_k` distinct tools with log-probs
+    (`first_step_bias`: one row over the vocabulary, see `constrained_beam_search_batch`)."""
+    bias = None if first_step_bias is None else first_step_bias.reshape(1, -1)
     return constrained_beam_search_batch(
-        model, [prompt_ids], trie, num_beams, top_k, tokenizer, record_steps, step_top_n, prefix
+        model, [prompt_ids], trie, num_beams, top_k, tokenizer, record_steps, step_top_n, prefix, bias
     )[0]
 
 

@@ -2,6 +2,12 @@
 
 The retrieval prompt's opening (chat template and system prompt, the same for every query) is run through the
 model once, when the retriever is made; each query then runs only its own tokens after those keys/values.
+
+With a `lexical_weight` w > 0 the search starts from a lexical prior: each tool's first code token gets w times the
+tool's BM25 score for the query, scaled to [0, 1] (`core.lexical.LexicalIndex.prior`), added to its log-probability;
+a tool's score is then log P(code | query) + w * prior. The model still chooses among the constrained codes; the
+prior lifts the tools whose documentation shares the query's rare words, which is where a tool token trained
+without queries of its own is weakest (README, Evaluation → Retrieval).
 """
 
 from __future__ import annotations
@@ -10,12 +16,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+
 from .constraint import CodeTrie
 from .decoding import DecodeResult, PromptPrefix, constrained_beam_search, constrained_beam_search_batch
+from .lexical import LexicalIndex
 from .model import ToolGenModel
 from .prompts import retrieval_prompt, truncate_tokens
 
 MAX_QUERY_TOKENS = 512
+DEFAULT_LEXICAL_WEIGHT = 5.0  # the toolgen+bm25 system's weight; how it was chosen: README, Evaluation → Retrieval
 BATCH_TOKENS = 1024  # padded prompt tokens per forward pass in retrieve_batch
 
 
@@ -24,8 +35,32 @@ class QueryError(ValueError):
 
 
 @dataclass
+class LexicalPrior:
+    """BM25 scores of a query's tools, scaled to [0, 1] and times `weight`, placed on the tools' first code
+    tokens: the first-step bias of the constrained search (a token shared by several codes takes their best)."""
+
+    index: LexicalIndex
+    first_tokens: torch.Tensor  # first code token of each catalog tool, in catalog order
+    vocabulary: int
+    weight: float
+
+    @classmethod
+    def of(cls, toolgen: ToolGenModel, weight: float) -> LexicalPrior:
+        index = LexicalIndex(toolgen.catalog)
+        first_tokens = torch.tensor([toolgen.code_ids(t)[0] for t in index.ids], dtype=torch.long)
+        vocabulary = toolgen.model.get_output_embeddings().weight.shape[0]
+        return cls(index, first_tokens, vocabulary, weight)
+
+    def bias(self, queries: Sequence[str]) -> torch.Tensor:
+        """(queries, vocabulary): the weighted prior on first code tokens, 0 elsewhere."""
+        priors = torch.from_numpy(np.stack([self.index.prior(q) for q in queries])) * self.weight
+        bias = torch.zeros(len(queries), self.vocabulary)
+        return bias.scatter_reduce_(1, self.first_tokens.expand(len(queries), -1), priors, reduce="amax")
+
+
+@dataclass
 class Retrieved:
-    """One ranked tool: its id, its code text, and log P(code | query)."""
+    """One ranked tool: its id, its code text, and log P(code | query) (plus the lexical prior, if any)."""
 
     tool_id: str
     code: str
@@ -36,12 +71,15 @@ class ToolGenRetriever:
     """Ranks tools for a query by constrained beam search over the model's tool codes.
 
     The prompt prefix's keys/values are computed here, from the model's weights as they are now: make the
-    retriever after any change to them (training, `core.runtime.apply_precision`)."""
+    retriever after any change to them (training, `core.runtime.apply_precision`). `lexical_weight` > 0 adds the
+    lexical prior (see the module docstring); the retriever is then named "toolgen+bm25"."""
 
-    name = "toolgen"
-
-    def __init__(self, toolgen: ToolGenModel, num_beams: int = 5):
+    def __init__(self, toolgen: ToolGenModel, num_beams: int = 5, lexical_weight: float = 0.0):
+        if not lexical_weight >= 0:
+            raise ValueError(f"lexical_weight must be a number >= 0, got {lexical_weight}")
         self.toolgen, self.num_beams = toolgen, num_beams
+        self.name = "toolgen+bm25" if lexical_weight else "toolgen"
+        self.lexical = LexicalPrior.of(toolgen, lexical_weight) if lexical_weight else None
         self.trie = CodeTrie(toolgen.code_sequences())
         tokenizer = toolgen.tokenizer
         first, second = retrieval_prompt(tokenizer, "a"), retrieval_prompt(tokenizer, "b")
@@ -52,13 +90,19 @@ class ToolGenRetriever:
         """The cached prefix when every prompt starts with it (a tokenizer could merge it into the query)."""
         return self.prefix if self.prefix is not None and all(self.prefix.starts(p) for p in prompts) else None
 
-    def prompt_ids(self, query: str) -> list[int]:
-        """The retrieval prompt for `query`, its text cut to MAX_QUERY_TOKENS tokens; empty queries raise."""
+    def query_text(self, query: str) -> str:
+        """`query` stripped and cut to MAX_QUERY_TOKENS tokens; empty queries raise."""
         text = query.strip()
         if not text:
             raise QueryError("the query is empty")
-        tokenizer = self.toolgen.tokenizer
-        return retrieval_prompt(tokenizer, truncate_tokens(tokenizer, text, MAX_QUERY_TOKENS))
+        return truncate_tokens(self.toolgen.tokenizer, text, MAX_QUERY_TOKENS)
+
+    def prompt_ids(self, query: str) -> list[int]:
+        """The retrieval prompt for `query` (see `query_text`)."""
+        return retrieval_prompt(self.toolgen.tokenizer, self.query_text(query))
+
+    def _bias(self, queries: Sequence[str]) -> torch.Tensor | None:
+        return None if self.lexical is None else self.lexical.bias([self.query_text(q) for q in queries])
 
     def trie_for(self, pool: Sequence[str] | None) -> CodeTrie:
         """The full code trie, or the sub-trie of the tools in `pool` (unknown ids raise QueryError)."""
@@ -90,10 +134,11 @@ class ToolGenRetriever:
             tokenizer=self.toolgen.tokenizer,
             step_top_n=step_top_n,
             prefix=self._prefix_for([prompt]),
+            first_step_bias=self._bias([query]),
         )
 
     def retrieve(self, query: str, k: int = 5, pool: Sequence[str] | None = None) -> list[tuple[str, float]]:
-        """The top `k` (tool id, log-prob) pairs for `query`, best first."""
+        """The top `k` (tool id, score) pairs for `query`, best first (score: log-prob, plus the lexical prior)."""
         prompt = self.prompt_ids(query)
         result = constrained_beam_search(
             self.toolgen.model,
@@ -103,6 +148,7 @@ class ToolGenRetriever:
             top_k=k,
             record_steps=False,
             prefix=self._prefix_for([prompt]),
+            first_step_bias=self._bias([query]),
         )
         return [(c.tool_id, c.log_prob) for c in result.candidates]
 
@@ -115,6 +161,7 @@ class ToolGenRetriever:
         trie, prefix = self.trie_for(pool), self._prefix_for(prompts)
         results: list = [None] * len(prompts)
         for batch in _length_batches([len(p) for p in prompts], batch_tokens):
+            bias = self._bias([queries[i] for i in batch])
             decoded = constrained_beam_search_batch(
                 self.toolgen.model,
                 [prompts[i] for i in batch],
@@ -123,6 +170,7 @@ class ToolGenRetriever:
                 top_k=k,
                 record_steps=False,
                 prefix=prefix,
+                first_step_bias=bias,
             )
             for i, result in zip(batch, decoded):
                 results[i] = [(c.tool_id, c.log_prob) for c in result.candidates]

@@ -1,5 +1,5 @@
 """Command line: `python -m eval retrieval | agent | report | train-baseline | backup | flag | snapshot | speed |
-teacher` (see README)."""
+teacher | lexical-sweep` (see README)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "snapshot": ("eval.snapshot", "export a results store as Parquet files, or import such a snapshot"),
     "speed": ("eval.bench_speed", "retrieval latency/throughput against MiniLM, or training tokens/s"),
     "teacher": ("eval.teacher", "soft targets for distillation (`python -m core build --teacher FILE`)"),
+    "lexical-sweep": ("eval.lexical_sweep", "ToolGen's lexical-prior weight: NDCG for a grid of weights"),
 }
 
 

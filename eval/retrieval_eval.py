@@ -31,7 +31,7 @@ import numpy as np
 from core.bfcl import default_data_dir, entries_to_queries, load_bfcl_catalog, load_bfcl_entries
 from core.build import retrieval_checkpoint
 from core.model import ToolGenModel
-from core.retrieval import ToolGenRetriever
+from core.retrieval import DEFAULT_LEXICAL_WEIGHT, ToolGenRetriever
 from core.runtime import apply_precision, serving_precision
 from core.settings import DEFAULT_DB, TOOLBENCH_DATA_DIR, model_dir
 from core.splits import is_test
@@ -43,7 +43,8 @@ from .retrievers import BASELINES, baseline_retriever
 from .stats import paired_test, summarise
 from .store import MetricValue, QueryResult, ResultsStore
 
-SYSTEMS = ("toolgen",) + BASELINES
+TOOLGEN_SYSTEMS = ("toolgen", "toolgen+bm25")  # the model alone, and with the lexical prior (core/retrieval.py)
+SYSTEMS = TOOLGEN_SYSTEMS + BASELINES
 HEADLINE = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg_paper@1", "ndcg_paper@5", "recall@5", "hit@1", "mrr")
 
 
@@ -135,13 +136,25 @@ def default_toolgen_dir(corpus: str) -> Path:
     return retrieval_checkpoint(built) if retrieval_checkpoint(built).exists() else built
 
 
-def make_retriever(system: str, catalog: ToolCatalog, corpus: str, args: argparse.Namespace):
-    """Build one system's retriever over `catalog`: ToolGen (`--model`) or a baseline (eval/retrievers.py)."""
-    if system == "toolgen":
-        model = ToolGenModel.load(Path(args.model) if args.model else default_toolgen_dir(corpus))
-        apply_precision(model.model, serving_precision(args.precision))
-        return ToolGenRetriever(model, num_beams=args.beams)
-    return baseline_retriever(system, catalog, corpus, args.ft_model)
+def load_toolgen(corpus: str, args: argparse.Namespace) -> ToolGenModel:
+    """The ToolGen checkpoint to evaluate (`--model`, else `default_toolgen_dir`) in the serving precision."""
+    model = ToolGenModel.load(Path(args.model) if args.model else default_toolgen_dir(corpus))
+    apply_precision(model.model, serving_precision(args.precision))
+    return model
+
+
+def make_retrievers(systems: Sequence[str], catalog: ToolCatalog, corpus: str, args: argparse.Namespace) -> dict:
+    """Each system's retriever over `catalog`: ToolGen (`--model`, loaded once for both ToolGen systems; with
+    `--lexical-weight` for toolgen+bm25) or a baseline (eval/retrievers.py)."""
+    toolgen = load_toolgen(corpus, args) if set(systems) & set(TOOLGEN_SYSTEMS) else None
+    retrievers = {}
+    for system in systems:
+        if system in TOOLGEN_SYSTEMS:
+            weight = args.lexical_weight if system == "toolgen+bm25" else 0.0
+            retrievers[system] = ToolGenRetriever(toolgen, num_beams=args.beams, lexical_weight=weight)
+        else:
+            retrievers[system] = baseline_retriever(system, catalog, corpus, args.ft_model)
+    return retrievers
 
 
 def evaluate(retriever, evalset: EvalSet, k: int, batch_size: int = 32) -> dict:
@@ -213,6 +226,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--beams", type=int, default=5)
     parser.add_argument(
+        "--lexical-weight",
+        type=float,
+        default=DEFAULT_LEXICAL_WEIGHT,
+        help=f"weight of the BM25 prior of the toolgen+bm25 system (default {DEFAULT_LEXICAL_WEIGHT}; README)",
+    )
+    parser.add_argument(
         "--precision",
         choices=("auto", "float32", "bfloat16"),
         default=None,
@@ -240,7 +259,8 @@ def _store_outcomes(
             "k": args.k,
             "beams": args.beams,
             "model": args.model,
-            "precision": serving_precision(args.precision) if system == "toolgen" else None,
+            "precision": serving_precision(args.precision) if system in TOOLGEN_SYSTEMS else None,
+            "lexical_weight": args.lexical_weight if system == "toolgen+bm25" else None,
             "cores": os.cpu_count(),
             "queries": len(outcome["results"]),
         }
@@ -260,8 +280,8 @@ def _store_outcomes(
             "queries": len(outcome["results"]),
             "cores": os.cpu_count(),
         }
-    reference = "toolgen" if "toolgen" in outcomes else systems[0]
-    report["paired_vs_" + reference] = paired_against(outcomes, reference)
+    for reference in [s for s in TOOLGEN_SYSTEMS if s in outcomes] or systems[:1]:
+        report["paired_vs_" + reference] = paired_against(outcomes, reference)
     return report
 
 
@@ -283,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
         for evalset in sets:
             evalset.queries = evalset.queries[: args.limit]
     seen = training_gold(args.corpus, Path(args.data_dir))
-    retrievers = {system: make_retriever(system, catalog, args.corpus, args) for system in systems}
+    retrievers = make_retrievers(systems, catalog, args.corpus, args)
     report, rankings = {}, []
     with ResultsStore(args.db) as store:
         for evalset in sets:

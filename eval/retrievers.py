@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-import bm25s
 import numpy as np
-import Stemmer
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from core.lexical import LexicalIndex
 from core.settings import EMBEDDING_CACHE_DIR, baseline_dir
 from core.tools import ToolCatalog
 
@@ -68,45 +65,19 @@ def _top_k(scores: np.ndarray, candidates: np.ndarray | None, k: int) -> np.ndar
     return positions[order]
 
 
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_WORD = re.compile(r"[a-z0-9]+")
-STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)
-_STEM = Stemmer.Stemmer("english").stemWords
-
-
-def tokenize(text: str) -> list[str]:
-    """BM25 tokens: camelCase and acronym boundaries split (`getHTTPStatus` -> get http status), lowercased,
-    runs of ASCII letters/digits kept (so `_`, `&`, `.` and spaces separate tokens), English stop words
-    (scikit-learn's list) dropped, Snowball-stemmed. Tuned on the training split (README, Evaluation)."""
-    words = _WORD.findall(_CAMEL_BOUNDARY.sub(" ", text).lower())
-    return _STEM([word for word in words if word not in STOP_WORDS])
-
-
-def bm25_document(tool) -> str:
-    """The text BM25 indexes for a tool: tool name, API name, description and parameter names.
-    Category, parameter types/descriptions and the memorization labels ("Tool Name:" ...) are left out:
-    each lowered NDCG on the training queries (README, Evaluation)."""
-    props = tool.parameters.get("properties", {}) if isinstance(tool.parameters, dict) else {}
-    return " ".join([tool.tool_name, tool.api_name, tool.description, *props])
-
-
 class BM25Retriever:
-    """Okapi BM25 (bm25s, Lucene variant, k1=1.5, b=0.75) over each tool's `bm25_document` text."""
+    """Okapi BM25 over each tool's documentation text (`core.lexical`: the text, tokenisation and parameters)."""
 
-    def __init__(self, catalog: ToolCatalog, name: str = "bm25", k1: float = 1.5, b: float = 0.75):
+    def __init__(self, catalog: ToolCatalog, name: str = "bm25"):
         _check_catalog(catalog)
         self.name = name
         self.ids = catalog.ids
         self._index = {tool_id: i for i, tool_id in enumerate(self.ids)}
-        self._bm25 = bm25s.BM25(k1=k1, b=b)
-        self._bm25.index([tokenize(bm25_document(tool)) for tool in catalog], show_progress=False)
+        self._lexical = LexicalIndex(catalog)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every catalog tool (catalog order) for `query`; unknown words score nothing."""
-        token_ids = self._bm25.get_tokens_ids(tokenize(query))
-        if not token_ids:
-            return np.zeros(len(self.ids), dtype=np.float32)
-        return self._bm25.get_scores_from_ids(token_ids)
+        return self._lexical.scores(query)
 
     def retrieve(self, query: str, k: int = 5, pool: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """The k best tools for `query` (only from `pool` if given), best first."""

@@ -66,3 +66,40 @@ def test_cli_retrieve_json_contract(tmp_path, retriever, capsys):
 def test_cli_reports_missing_model_without_traceback(tmp_path, capsys):
     assert main(["retrieve", "hi", "--model", str(tmp_path / "none")]) == 2
     assert "no ToolGen checkpoint" in capsys.readouterr().err
+
+
+def test_lexical_prior_adds_scaled_bm25_to_each_tools_log_prob(smollm2_tokenizer, toy_catalog):
+    from core.lexical import LexicalIndex
+
+    toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
+    plain, hybrid = ToolGenRetriever(toolgen), ToolGenRetriever(toolgen, lexical_weight=3.0)
+    assert (plain.name, hybrid.name) == ("toolgen", "toolgen+bm25")
+    query = "when does the train leave, and what are the train times"
+    prior = dict(zip(toy_catalog.ids, LexicalIndex(toy_catalog).prior(query)))
+    assert prior["Travel&&train times"] == 1.0 and prior["Music&&lyrics"] == 0.0
+    log_probs = dict(plain.retrieve(query, k=len(toy_catalog)))
+    fused = hybrid.retrieve(query, k=len(toy_catalog))
+    assert fused[0][0] == "Travel&&train times"  # a weight of 3 nats outweighs a random tiny model
+    for tool_id, score in fused:
+        assert math.isclose(score, log_probs[tool_id] + 3.0 * prior[tool_id], rel_tol=1e-5, abs_tol=1e-5)
+    # the batched path, the inspector and pools see the same scores
+    batched = hybrid.retrieve_batch([query, "lyrics"], k=3)[0]
+    assert [t for t, _ in batched] == [t for t, _ in fused[:3]]
+    assert [s for _, s in batched] == pytest.approx([s for _, s in fused[:3]], rel=1e-5)
+    assert [c.tool_id for c in hybrid.inspect(query, k=3).candidates] == [t for t, _ in fused[:3]]
+    pool = ["Music&&lyrics", "Travel&&train times"]
+    assert [t for t, _ in hybrid.retrieve(query, k=2, pool=pool)] == ["Travel&&train times", "Music&&lyrics"]
+
+
+def test_lexical_prior_without_a_matching_word_changes_nothing(smollm2_tokenizer, toy_catalog):
+    toolgen = tiny_toolgen(smollm2_tokenizer, toy_catalog)
+    query = "zzzz qqqq"
+    hybrid, plain = (
+        ToolGenRetriever(toolgen, lexical_weight=5.0).retrieve(query, k=4),
+        ToolGenRetriever(toolgen).retrieve(query, k=4),
+    )
+    assert [t for t, _ in hybrid] == [t for t, _ in plain]
+    assert [s for _, s in hybrid] == pytest.approx([s for _, s in plain])
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="lexical_weight"):
+            ToolGenRetriever(toolgen, lexical_weight=bad)

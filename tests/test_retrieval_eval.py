@@ -215,3 +215,32 @@ def test_train_baseline_embedding_ft_then_evaluate_it(tmp_path, tiny_toolbench, 
     assert code == 0
     out = json.loads(capsys.readouterr().out)["toolbench:G9_test"]["embedding-ft"]
     assert out["queries"] == 3 and 0.0 <= out["ndcg@1"] <= 1.0
+
+
+def test_toolgen_with_lexical_prior_is_a_system_and_the_sweep_reranks(
+    tmp_path, tiny_toolbench, smollm2_tokenizer, capsys
+):
+    from eval import lexical_sweep
+
+    catalog = load_toolbench_corpus(tiny_toolbench / "corpus.json")
+    tiny_toolgen(smollm2_tokenizer, catalog).save(tmp_path / "tg")
+    common = ["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--model", str(tmp_path / "tg"), "--json"]
+    systems = "toolgen,toolgen+bm25,bm25"
+    args = ["--systems", systems, "--lexical-weight", "50", "--db", str(tmp_path / "r.duckdb")]  # the test split
+    assert run(common + args) == 0
+    out = json.loads(capsys.readouterr().out)["toolbench:G9_test"]
+    # a weight of 50 nats makes BM25's choice win over a random tiny model's: BM25 gets both right
+    assert out["toolgen+bm25"]["ndcg@1"] == out["bm25"]["ndcg@1"] == 1.0
+    assert set(out["paired_vs_toolgen"]) == {"toolgen+bm25", "bm25"} and "bm25" in out["paired_vs_toolgen+bm25"]
+    with ResultsStore(tmp_path / "r.duckdb") as store:
+        runs = store.runs()
+        config = runs[runs["system"] == "toolgen+bm25"]["config"].iloc[0]
+        assert json.loads(config)["lexical_weight"] == 50
+
+    parser = argparse.ArgumentParser()
+    lexical_sweep.add_arguments(parser)
+    assert lexical_sweep.run(parser.parse_args(common + ["--weights", "0,50"])) == 0
+    sweep = json.loads(capsys.readouterr().out)["sets"]["toolbench:G9_test"]
+    assert sweep["all"]["queries"] == len(TEST_QUERY_IDS)  # the same queries as the evaluation above
+    assert sweep["all"]["by_weight"]["0.0"]["ndcg@1"] == round(100 * out["toolgen"]["ndcg@1"], 1)
+    assert sweep["all"]["by_weight"]["50.0"]["ndcg@1"] == 100.0

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from core.lexical import tokenize
 from core.tools import Tool, ToolCatalog
-from eval.retrievers import BM25Retriever, EmbeddingRetriever, Retriever, _top_k, finetune_embedding, tokenize
+from eval.retrievers import BM25Retriever, EmbeddingRetriever, Retriever, _top_k, finetune_embedding
 
 TOOLS = [
     ("WeatherAPI", "current_weather", "Get the current weather, temperature and rain forecast for a city."),
