@@ -25,9 +25,9 @@ from eval.store import ResultsStore
 
 from .inputs import IntSlider, Text
 from .model_worker import on_model_worker
-from .shared import BASELINES, MODEL_EVENTS, Workbench, esc, user_errors
+from .shared import BASELINES, MODEL_EVENTS, TOOLGEN_SYSTEMS, Workbench, esc, user_errors
 
-SYSTEMS = ("toolgen",) + BASELINES
+SYSTEMS = TOOLGEN_SYSTEMS + BASELINES
 DEFAULT_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "recall@5", "mrr")
 ALL = "(all)"
 
@@ -110,7 +110,7 @@ def live_rankings(workbench: Workbench, query: str, systems: list[str], k: int, 
         if progress is not None:
             progress((index, len(systems)), desc=f"{system}: loading and ranking")
         try:
-            retriever = workbench.retriever() if system == "toolgen" else workbench.baseline(system)
+            retriever = workbench.retriever(system) if system in TOOLGEN_SYSTEMS else workbench.baseline(system)
             start = time.perf_counter()
             hits = retriever.retrieve(query, k=k)
             rankings.append(Ranking(system, hits, latency_ms=(time.perf_counter() - start) * 1000))

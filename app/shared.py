@@ -17,7 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from core.model import ToolGenModel
-from core.retrieval import ToolGenRetriever
+from core.retrieval import DEFAULT_LEXICAL_WEIGHT, TOOLGEN_SYSTEMS, ToolGenRetriever
 from core.settings import DEFAULT_DB
 from core.tools import ToolCatalog
 from eval.retrievers import BASELINES, baseline_retriever
@@ -84,7 +84,7 @@ class Workbench:
         self.store = ResultsStore(db_path)
         self._model_lock = threading.Lock()
         self._toolgen: ToolGenModel | None = None
-        self._retriever: ToolGenRetriever | None = None
+        self._retrievers: dict[str, ToolGenRetriever] = {}
         self._baselines: dict[str, object] = {}
         self._baseline_locks = {system: threading.Lock() for system in BASELINES}  # one slow build blocks no other
 
@@ -102,13 +102,17 @@ class Workbench:
                 self._toolgen.model.eval()
             return self._toolgen
 
-    def retriever(self) -> ToolGenRetriever:
-        """ToolGen retrieval over the loaded model's whole catalog."""
+    def retriever(self, system: str = "toolgen") -> ToolGenRetriever:
+        """ToolGen retrieval over the loaded model's whole catalog: the model alone (`toolgen`) or with the lexical
+        prior at its default weight (`toolgen+bm25`, core/retrieval.py)."""
+        if system not in TOOLGEN_SYSTEMS:
+            raise ValueError(f"unknown ToolGen system {system!r}; choose from {', '.join(TOOLGEN_SYSTEMS)}")
         toolgen = self.toolgen()
         with self._model_lock:
-            if self._retriever is None:
-                self._retriever = ToolGenRetriever(toolgen)
-            return self._retriever
+            if system not in self._retrievers:
+                weight = DEFAULT_LEXICAL_WEIGHT if system == "toolgen+bm25" else 0.0
+                self._retrievers[system] = ToolGenRetriever(toolgen, lexical_weight=weight)
+            return self._retrievers[system]
 
     @property
     def catalog(self) -> ToolCatalog:

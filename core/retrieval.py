@@ -27,6 +27,7 @@ from .prompts import retrieval_prompt, truncate_tokens
 
 MAX_QUERY_TOKENS = 512
 DEFAULT_LEXICAL_WEIGHT = 5.0  # the toolgen+bm25 system's weight; how it was chosen: README, Evaluation → Retrieval
+TOOLGEN_SYSTEMS = ("toolgen", "toolgen+bm25")  # system names: the model alone, and with the lexical prior
 BATCH_TOKENS = 1024  # padded prompt tokens per forward pass in retrieve_batch
 
 
@@ -78,7 +79,7 @@ class ToolGenRetriever:
         if not lexical_weight >= 0:
             raise ValueError(f"lexical_weight must be a number >= 0, got {lexical_weight}")
         self.toolgen, self.num_beams = toolgen, num_beams
-        self.name = "toolgen+bm25" if lexical_weight else "toolgen"
+        self.name = TOOLGEN_SYSTEMS[1] if lexical_weight else TOOLGEN_SYSTEMS[0]
         self.lexical = LexicalPrior.of(toolgen, lexical_weight) if lexical_weight else None
         self.trie = CodeTrie(toolgen.code_sequences())
         tokenizer = toolgen.tokenizer

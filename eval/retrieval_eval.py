@@ -31,7 +31,7 @@ import numpy as np
 from core.bfcl import default_data_dir, entries_to_queries, load_bfcl_catalog, load_bfcl_entries
 from core.build import retrieval_checkpoint
 from core.model import ToolGenModel
-from core.retrieval import DEFAULT_LEXICAL_WEIGHT, ToolGenRetriever
+from core.retrieval import DEFAULT_LEXICAL_WEIGHT, TOOLGEN_SYSTEMS, ToolGenRetriever
 from core.runtime import apply_precision, serving_precision
 from core.settings import DEFAULT_DB, TOOLBENCH_DATA_DIR, model_dir
 from core.splits import is_test
@@ -43,7 +43,6 @@ from .retrievers import BASELINES, baseline_retriever
 from .stats import paired_test, summarise
 from .store import MetricValue, QueryResult, ResultsStore
 
-TOOLGEN_SYSTEMS = ("toolgen", "toolgen+bm25")  # the model alone, and with the lexical prior (core/retrieval.py)
 SYSTEMS = TOOLGEN_SYSTEMS + BASELINES
 HEADLINE = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg_paper@1", "ndcg_paper@5", "recall@5", "hit@1", "mrr")
 

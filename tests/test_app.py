@@ -306,8 +306,9 @@ def test_retrieval_comparison_stored_live_and_metrics(app, client):
     assert "&lt;script&gt;" in shown and "<script>" not in shown
     assert columns.count('class="wb-col"') == 2 and columns.count('class="gold"') == 1  # only toolgen found it
     assert "1/1 gold found" in columns and "0/1 gold found" in columns and "12 ms" in columns
-    shown, columns = client.predict("<b>read</b> a file", ["toolgen", "bm25"], 4, api_name="/rank_live")
-    assert "&lt;b&gt;read" in shown and columns.count('<td class="num">') == 8 and " ms" in columns
+    shown, columns = client.predict("<b>read</b> a file", ["toolgen", "toolgen+bm25", "bm25"], 4, api_name="/rank_live")
+    assert "&lt;b&gt;read" in shown and columns.count('<td class="num">') == 12 and " ms" in columns
+    assert columns.count('class="wb-col"') == 3 and "wb-error" not in columns
     chart, table, csv_path = client.predict("toolbench", "G1_instruction", "in-domain", ["ndcg@1"], api_name="/metrics")
     frame = pd.read_csv(csv_path)
     assert set(frame.system) == {"toolgen", "bm25"} and "ci_low" in frame.columns
