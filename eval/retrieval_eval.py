@@ -8,6 +8,8 @@ Settings (ToolBench): `in-domain` ranks among the APIs offered by the query file
 queries' `api_list`), `multi-domain` among the whole corpus. BFCL ranks among all BFCL functions.
 Splits: for the visible query files and BFCL, `--split test` (default) keeps the held-out test queries of
 `core.splits`; `--split all` keeps every query (for query files never used in training).
+With several query files, their queries together are reported too, as the set `toolbench:all-groups` (each query
+ranked as in its own file's set, its id prefixed with the file's name; paired tests over all of them).
 Every set is also reported in subsets, each stored as a run set of its own (`<set>/<subset>`): `gold-seen` and
 `gold-unseen` (whether any gold tool of the query is gold in some *training* query of the corpus: tools a model has
 only read about fall in the second), and for BFCL each category (`bfcl/simple_python`, `bfcl/multiple`, ...).
@@ -22,8 +24,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +128,18 @@ def subset_outcome(outcome: dict, positions: list[int]) -> dict:
         "latency_p95_ms": p95,
         "throughput_qps": None,
     }
+
+
+def merged_outcome(parts: Mapping[str, dict]) -> dict:
+    """Evaluation outcomes of several sets (by set name) as one: query ids become `<set name>/<id>`, latency
+    percentiles are recomputed, throughput is left out."""
+    joined = {
+        "results": [
+            replace(r, query_id=f"{name}/{r.query_id}") for name, part in parts.items() for r in part["results"]
+        ],
+        "per_query": [metrics for part in parts.values() for metrics in part["per_query"]],
+    }
+    return subset_outcome(joined, list(range(len(joined["results"]))))
 
 
 def default_toolgen_dir(corpus: str) -> Path:
@@ -284,6 +298,18 @@ def _store_outcomes(
     return report
 
 
+def _store_with_subsets(
+    store: ResultsStore, evalset: EvalSet, outcomes: dict, seen: set[str], systems: list[str], args
+) -> dict:
+    """Store and report a set's runs and those of each of its subsets (`subsets`)."""
+    report = {evalset.name: _store_outcomes(store, evalset.name, evalset, outcomes, systems, args)}
+    for subset, positions in subsets(evalset, seen).items():
+        parts = {system: subset_outcome(outcome, positions) for system, outcome in outcomes.items()}
+        name = f"{evalset.name}/{subset}"
+        report[name] = _store_outcomes(store, name, evalset, parts, systems, args)
+    return report
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate the systems, store every run in DuckDB, print metrics."""
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -303,11 +329,12 @@ def run(args: argparse.Namespace) -> int:
             evalset.queries = evalset.queries[: args.limit]
     seen = training_gold(args.corpus, Path(args.data_dir))
     retrievers = make_retrievers(systems, catalog, args.corpus, args)
-    report, rankings = {}, []
+    report, rankings, evaluated = {}, [], []
     with ResultsStore(args.db) as store:
         for evalset in sets:
             outcomes = {system: evaluate(r, evalset, args.k) for system, r in retrievers.items()}
-            report[evalset.name] = _store_outcomes(store, evalset.name, evalset, outcomes, systems, args)
+            evaluated.append(outcomes)
+            report.update(_store_with_subsets(store, evalset, outcomes, seen, systems, args))
             rankings += [
                 {
                     "system": system,
@@ -319,10 +346,20 @@ def run(args: argparse.Namespace) -> int:
                 for system, outcome in outcomes.items()
                 for r in outcome["results"]
             ]
-            for subset, positions in subsets(evalset, seen).items():
-                parts = {system: subset_outcome(outcome, positions) for system, outcome in outcomes.items()}
-                name = f"{evalset.name}/{subset}"
-                report[name] = _store_outcomes(store, name, evalset, parts, systems, args)
+        if len(sets) > 1:  # every query file together, each query ranked as above (in its own file's pool)
+            pooled = EvalSet(
+                f"{args.corpus}:all-groups",
+                [q for evalset in sets for q in evalset.queries],
+                None,
+                args.setting,
+                args.split,
+                hashlib.sha256("".join(e.content_hash for e in sets).encode()).hexdigest()[:16],
+            )
+            merged = {
+                system: merged_outcome({e.name.split(":")[-1]: o[system] for e, o in zip(sets, evaluated)})
+                for system in systems
+            }
+            report.update(_store_with_subsets(store, pooled, merged, seen, systems, args))
     if args.rankings_out:
         with open(args.rankings_out, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in rankings)

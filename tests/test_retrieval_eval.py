@@ -244,3 +244,18 @@ def test_toolgen_with_lexical_prior_is_a_system_and_the_sweep_reranks(
     assert sweep["all"]["queries"] == len(TEST_QUERY_IDS)  # the same queries as the evaluation above
     assert sweep["all"]["by_weight"]["0.0"]["ndcg@1"] == round(100 * out["toolgen"]["ndcg@1"], 1)
     assert sweep["all"]["by_weight"]["50.0"]["ndcg@1"] == 100.0
+
+
+def test_several_query_files_are_also_reported_together(tiny_toolbench, tmp_path, capsys):
+    (tiny_toolbench / "queries" / "G8_copy.json").write_text((tiny_toolbench / "queries" / "G9_test.json").read_text())
+    argv = ["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--split", "all", "--systems", "bm25"]
+    assert run(argv + ["--db", str(tmp_path / "r.duckdb"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    together, alone = out["toolbench:all-groups"]["bm25"], out["toolbench:G9_test"]["bm25"]
+    assert together["queries"] == 2 * alone["queries"] and together["ndcg@1"] == alone["ndcg@1"]
+    assert (
+        out["toolbench:all-groups/gold-unseen"]["bm25"]["queries"]
+        == 2 * out["toolbench:G9_test/gold-unseen"]["bm25"]["queries"]
+    )
+    with ResultsStore(tmp_path / "r.duckdb") as store:
+        assert "toolbench:all-groups" in set(store.runs()["dataset"])
