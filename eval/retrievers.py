@@ -15,15 +15,15 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from core.lexical import LexicalIndex
+from core.lexical import LexicalIndex, bm25_document
 from core.settings import EMBEDDING_CACHE_DIR, baseline_dir
-from core.tools import ToolCatalog
+from core.tools import Tool, ToolCatalog
 
 BASELINES = ("bm25", "embedding", "embedding-ft")
 
@@ -132,6 +132,7 @@ class EmbeddingRetriever:
         name: str | None = None,
         batch_size: int = 64,
         device: str | None = None,
+        document: Callable[[Tool], str] = Tool.document,
     ):
         _check_catalog(catalog)
         self.model_path = str(model_path or default_model_path())
@@ -140,7 +141,7 @@ class EmbeddingRetriever:
         self.batch_size = batch_size
         self._index = {tool_id: i for i, tool_id in enumerate(self.ids)}
         self._model = _load_sentence_transformer(self.model_path, device)
-        self.embeddings = self._corpus_embeddings([tool.document() for tool in catalog], cache_dir)
+        self.embeddings = self._corpus_embeddings([document(tool) for tool in catalog], cache_dir)
 
     def _corpus_embeddings(self, documents: list[str], cache_dir: str | Path | None) -> np.ndarray:
         if cache_dir is None:
@@ -200,6 +201,12 @@ def missing_baseline(kind: str, corpus: str, path: Path, alternative: str = "") 
     )
 
 
+def embedding_document(corpus: str) -> Callable[[Tool], str]:
+    """The text MiniLM embeds for a tool of `corpus`, chosen on each corpus's training queries (README, Evaluation):
+    ToolBench's BM25 text (names, description, parameter names), BFCL's full documentation (`Tool.document`)."""
+    return bm25_document if corpus == "toolbench" else Tool.document
+
+
 def baseline_retriever(
     system: str,
     catalog: ToolCatalog,
@@ -212,12 +219,14 @@ def baseline_retriever(
     if system == "bm25":
         return BM25Retriever(catalog)
     if system == "embedding":
-        return EmbeddingRetriever(catalog, cache_dir=cache_dir)
+        return EmbeddingRetriever(catalog, cache_dir=cache_dir, document=embedding_document(corpus))
     if system == "embedding-ft":
         path = Path(ft_model) if ft_model else baseline_dir("embedding-ft", corpus)
         if not path.is_dir():
             raise missing_baseline("embedding-ft", corpus, path)
-        return EmbeddingRetriever(catalog, model_path=path, cache_dir=cache_dir, name="embedding-ft")
+        return EmbeddingRetriever(
+            catalog, model_path=path, cache_dir=cache_dir, name="embedding-ft", document=embedding_document(corpus)
+        )
     raise ValueError(f"unknown baseline {system!r}; choose from {', '.join(BASELINES)}")
 
 

@@ -17,7 +17,7 @@ evaluations look for it; an existing folder is never overwritten.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,32 +30,35 @@ from core.model import SMOLLM2
 from core.settings import TOOLBENCH_DATA_DIR, baseline_dir
 from core.splits import spread
 from core.toolbench import load_toolbench_corpus
-from core.tools import ToolCatalog
+from core.tools import Tool, ToolCatalog
 from core.train import Trainer
 
 from .agent_datasets import offered_pools
 from .agent_systems import RetrieveReadSystem, untuned_retrieve_read
 from .retrieval_eval import default_toolgen_dir
-from .retrievers import finetune_embedding
+from .retrievers import embedding_document, finetune_embedding
 
 KINDS = ("embedding-ft", "retrieve-read")
 
 
-def toolgen_training_pairs(catalog: ToolCatalog, model_dir: Path) -> list[tuple[str, str]]:
-    """(query, tool document) pairs: exactly the (query, tool) pairs ToolGen's retrieval stage trained on."""
+def toolgen_training_pairs(
+    catalog: ToolCatalog, model_dir: Path, document: Callable[[Tool], str] = Tool.document
+) -> list[tuple[str, str]]:
+    """(query, tool document) pairs: exactly the (query, tool) pairs ToolGen's retrieval stage trained on, each tool
+    as `document` writes it (the text the embedding baseline indexes)."""
     pairs = load_retrieval_pairs(model_dir)
     unknown = sorted({tool_id for _, tool_id in pairs if tool_id not in catalog})
     if unknown:
         raise ValueError(f"{model_dir}: {len(unknown)} training tools are not in this catalog, e.g. {unknown[0]!r}")
-    return [(query, catalog[tool_id].document()) for query, tool_id in pairs]
+    return [(query, document(catalog[tool_id])) for query, tool_id in pairs]
 
 
 def train_embedding_ft(
-    catalog: ToolCatalog, toolgen_dir: Path, out: Path, max_pairs: int | None = None, log=print
+    catalog: ToolCatalog, corpus: str, toolgen_dir: Path, out: Path, max_pairs: int | None = None, log=print
 ) -> Path:
     """Fine-tune MiniLM on the retrieval pairs of the ToolGen model at `toolgen_dir` (at most `max_pairs`, evenly
-    spread) and save it to `out`."""
-    pairs = toolgen_training_pairs(catalog, toolgen_dir)
+    spread), tools written as the corpus's embedding baseline indexes them, and save it to `out`."""
+    pairs = toolgen_training_pairs(catalog, toolgen_dir, embedding_document(corpus))
     if max_pairs:
         pairs = spread(pairs, max_pairs)
     log(f"fine-tuning MiniLM on {len(pairs)} (query, document) pairs → {out}")
@@ -142,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     catalog = corpus_catalog(args.corpus, args.data_dir)
     if args.kind == "embedding-ft":
         toolgen_dir = Path(args.model) if args.model else default_toolgen_dir(args.corpus)
-        train_embedding_ft(catalog, toolgen_dir, out, args.max_pairs)
+        train_embedding_ft(catalog, args.corpus, toolgen_dir, out, args.max_pairs)
     else:
         system = RetrieveReadSystem(untuned_retrieve_read(catalog, args.base), args.k)
         print(f"tuning the retrieve-read agent on {args.trajectories} {args.corpus} trajectories → {out}")

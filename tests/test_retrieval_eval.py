@@ -7,10 +7,12 @@ import pytest
 
 from core.build import RETRIEVAL_PAIRS_FILE, save_retrieval_pairs
 from core.examples import Example
+from core.lexical import bm25_document
 from core.splits import is_test
 from core.toolbench import load_toolbench_corpus
 from eval import report, retrieval_eval, train_baseline
 from eval.__main__ import main
+from eval.retrievers import embedding_document
 from eval.store import ResultsStore
 from tests.helpers import tiny_toolgen, toolbench_api
 
@@ -162,6 +164,8 @@ def test_embedding_ft_pairs_are_the_toolgen_retrieval_pairs(tmp_path, tiny_toolb
     assert train_baseline.toolgen_training_pairs(catalog, tmp_path) == [
         ("lyrics <b>please</b>", catalog[tool].document())
     ]
+    written = train_baseline.toolgen_training_pairs(catalog, tmp_path, embedding_document("toolbench"))
+    assert written == [("lyrics <b>please</b>", bm25_document(catalog[tool]))]  # the text the baseline indexes
     (tmp_path / RETRIEVAL_PAIRS_FILE).write_text(json.dumps({"query": "q", "tool": "Nope&&none"}) + "\n")
     with pytest.raises(ValueError, match="not in this catalog"):
         train_baseline.toolgen_training_pairs(catalog, tmp_path)

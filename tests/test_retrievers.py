@@ -125,3 +125,15 @@ def test_finetune_then_retrieve(catalog, embedding, tmp_path):
         assert tuned.retrieve(query, k=1)[0][0] == gold
     with pytest.raises(ValueError, match="training pair 1"):
         finetune_embedding([("q", "d"), ("q", "")], tmp_path / "bad")
+
+
+def test_embedding_baseline_indexes_each_corpus_in_its_chosen_text(catalog, tmp_path, monkeypatch):
+    from core.lexical import bm25_document
+    from eval.retrievers import baseline_retriever, embedding_document
+
+    assert embedding_document("toolbench") is bm25_document and embedding_document("bfcl") is Tool.document
+    embedded = []
+    monkeypatch.setattr(EmbeddingRetriever, "_corpus_embeddings", lambda self, docs, cache: embedded.append(docs))
+    baseline_retriever("embedding", catalog, "toolbench", cache_dir=None)
+    baseline_retriever("embedding", catalog, "bfcl", cache_dir=None)
+    assert embedded == [[bm25_document(t) for t in catalog], [t.document() for t in catalog]]
