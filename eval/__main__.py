@@ -1,5 +1,6 @@
 """Command line: `python -m eval retrieval | agent | report | train-baseline | backup | flag | snapshot | speed |
-teacher | lexical-sweep` (see README)."""
+teacher | lexical-sweep |
+document-text` (see README)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ SUBCOMMANDS = {
     "speed": ("eval.bench_speed", "retrieval latency/throughput against MiniLM, or training tokens/s"),
     "teacher": ("eval.teacher", "soft targets for distillation (`python -m core build --teacher FILE`)"),
     "lexical-sweep": ("eval.lexical_sweep", "ToolGen's lexical-prior weight: NDCG for a grid of weights"),
+    "document-text": ("eval.document_text", "which tool text the embedding baseline indexes, on training queries"),
 }
 
 

@@ -145,19 +145,27 @@ class EmbeddingRetriever:
 
     def _corpus_embeddings(self, documents: list[str], cache_dir: str | Path | None) -> np.ndarray:
         if cache_dir is None:
-            return self._encode(documents, self._model.encode_document)
+            return self.embed_documents(documents)
         digest = hashlib.sha256(_model_fingerprint(self.model_path).encode())
         for document in documents:
             digest.update(b"\0" + document.encode())
         path = Path(cache_dir) / f"{digest.hexdigest()}.npy"
         if path.exists():
             return np.load(path)
-        embeddings = self._encode(documents, self._model.encode_document)
+        embeddings = self.embed_documents(documents)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")  # written whole, then renamed
         np.save(partial, embeddings)
         os.replace(partial, path)
         return embeddings
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length query embeddings, one row per text."""
+        return self._encode(texts, self._model.encode_query)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length document embeddings, one row per text."""
+        return self._encode(texts, self._model.encode_document)
 
     def _encode(self, texts: Sequence[str], encode) -> np.ndarray:
         return np.asarray(
@@ -182,7 +190,7 @@ class EmbeddingRetriever:
         candidates = _candidates(self._index, pool)
         if not queries:
             return []
-        query_embeddings = self._encode(queries, self._model.encode_query)
+        query_embeddings = self.embed_queries(queries)
         corpus = self.embeddings if candidates is None else self.embeddings[candidates]
         results = []
         for similarities in query_embeddings @ corpus.T:

@@ -263,3 +263,18 @@ def test_several_query_files_are_also_reported_together(tiny_toolbench, tmp_path
     )
     with ResultsStore(tmp_path / "r.duckdb") as store:
         assert "toolbench:all-groups" in set(store.runs()["dataset"])
+
+
+def test_document_text_scores_each_text_on_the_training_queries_only(tiny_toolbench, capsys):
+    from eval import document_text
+
+    parser = argparse.ArgumentParser()
+    document_text.add_arguments(parser)
+    assert (
+        document_text.run(parser.parse_args(["--corpus", "toolbench", "--data-dir", str(tiny_toolbench), "--json"]))
+        == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["queries"] == len(QUERIES) - len(TEST_QUERY_IDS)  # "any storm alerts today" only
+    assert set(out["texts"]) == set(document_text.VARIANTS)
+    assert all(v == {"ndcg@1": 100.0, "ndcg@5": 100.0} for v in out["texts"].values())  # "storm alerts" is plain
