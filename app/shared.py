@@ -17,7 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from core.model import ToolGenModel
-from core.retrieval import DEFAULT_LEXICAL_WEIGHT, TOOLGEN_SYSTEMS, ToolGenRetriever
+from core.retrieval import TOOLGEN_SYSTEMS, ToolGenRetriever, lexical_weight_of
 from core.settings import DEFAULT_DB
 from core.tools import ToolCatalog
 from eval.retrievers import BASELINES, baseline_retriever
@@ -104,13 +104,13 @@ class Workbench:
 
     def retriever(self, system: str = "toolgen") -> ToolGenRetriever:
         """ToolGen retrieval over the loaded model's whole catalog: the model alone (`toolgen`) or with the lexical
-        prior at its default weight (`toolgen+bm25`, core/retrieval.py)."""
+        prior at the model's weight (`toolgen+bm25`, core/retrieval.py)."""
         if system not in TOOLGEN_SYSTEMS:
             raise ValueError(f"unknown ToolGen system {system!r}; choose from {', '.join(TOOLGEN_SYSTEMS)}")
         toolgen = self.toolgen()
         with self._model_lock:
             if system not in self._retrievers:
-                weight = DEFAULT_LEXICAL_WEIGHT if system == "toolgen+bm25" else 0.0
+                weight = lexical_weight_of(toolgen) if system == "toolgen+bm25" else 0.0
                 self._retrievers[system] = ToolGenRetriever(toolgen, lexical_weight=weight)
             return self._retrievers[system]
 

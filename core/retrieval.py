@@ -26,7 +26,7 @@ from .model import ToolGenModel
 from .prompts import retrieval_prompt, truncate_tokens
 
 MAX_QUERY_TOKENS = 512
-DEFAULT_LEXICAL_WEIGHT = 5.0  # the toolgen+bm25 system's weight; how it was chosen: README, Evaluation → Retrieval
+DEFAULT_LEXICAL_WEIGHT = 3.0  # toolgen+bm25's weight for a model that records none (best on BFCL's held-out queries)
 TOOLGEN_SYSTEMS = ("toolgen", "toolgen+bm25")  # system names: the model alone, and with the lexical prior
 BATCH_TOKENS = 1024  # padded prompt tokens per forward pass in retrieve_batch
 
@@ -66,6 +66,11 @@ class Retrieved:
     tool_id: str
     code: str
     score: float
+
+
+def lexical_weight_of(toolgen: ToolGenModel) -> float:
+    """The lexical-prior weight recorded on the model (`python -m eval lexical-sweep --record`), else the default."""
+    return float(toolgen.info.get("lexical_weight", DEFAULT_LEXICAL_WEIGHT))
 
 
 class ToolGenRetriever:

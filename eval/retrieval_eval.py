@@ -33,7 +33,7 @@ import numpy as np
 from core.bfcl import default_data_dir, entries_to_queries, load_bfcl_catalog, load_bfcl_entries
 from core.build import retrieval_checkpoint
 from core.model import ToolGenModel
-from core.retrieval import DEFAULT_LEXICAL_WEIGHT, TOOLGEN_SYSTEMS, ToolGenRetriever
+from core.retrieval import TOOLGEN_SYSTEMS, ToolGenRetriever, lexical_weight_of
 from core.runtime import apply_precision, serving_precision
 from core.settings import DEFAULT_DB, TOOLBENCH_DATA_DIR, model_dir
 from core.splits import is_test
@@ -163,7 +163,10 @@ def make_retrievers(systems: Sequence[str], catalog: ToolCatalog, corpus: str, a
     retrievers = {}
     for system in systems:
         if system in TOOLGEN_SYSTEMS:
-            weight = args.lexical_weight if system == "toolgen+bm25" else 0.0
+            weight = 0.0
+            if system == "toolgen+bm25":
+                weight = lexical_weight_of(toolgen) if args.lexical_weight is None else args.lexical_weight
+                args.lexical_weight = weight  # stored with the run
             retrievers[system] = ToolGenRetriever(toolgen, num_beams=args.beams, lexical_weight=weight)
         else:
             retrievers[system] = baseline_retriever(system, catalog, corpus, args.ft_model)
@@ -241,8 +244,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lexical-weight",
         type=float,
-        default=DEFAULT_LEXICAL_WEIGHT,
-        help=f"weight of the BM25 prior of the toolgen+bm25 system (default {DEFAULT_LEXICAL_WEIGHT}; README)",
+        help="weight of the BM25 prior of the toolgen+bm25 system (default: the weight recorded on the model by "
+        "`python -m eval lexical-sweep --record`, else core.retrieval.DEFAULT_LEXICAL_WEIGHT)",
     )
     parser.add_argument(
         "--precision",

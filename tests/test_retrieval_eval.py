@@ -243,11 +243,20 @@ def test_toolgen_with_lexical_prior_is_a_system_and_the_sweep_reranks(
 
     parser = argparse.ArgumentParser()
     lexical_sweep.add_arguments(parser)
-    assert lexical_sweep.run(parser.parse_args(common + ["--weights", "0,50"])) == 0
-    sweep = json.loads(capsys.readouterr().out)["sets"]["toolbench:G9_test"]
+    sweep_args = common + ["--weights", "0,50", "--folds", "2", "--record", str(tmp_path / "tg")]
+    assert lexical_sweep.run(parser.parse_args(sweep_args)) == 0
+    result = json.loads(capsys.readouterr().out)
+    sweep = result["sets"]["toolbench:G9_test"]
     assert sweep["all"]["queries"] == len(TEST_QUERY_IDS)  # the same queries as the evaluation above
     assert sweep["all"]["by_weight"]["0.0"]["ndcg@1"] == round(100 * out["toolgen"]["ndcg@1"], 1)
-    assert sweep["all"]["by_weight"]["50.0"]["ndcg@1"] == 100.0
+    assert sweep["all"]["by_weight"]["50.0"]["ndcg@1"] == sweep["all"]["by_weight"]["bm25"]["ndcg@1"] == 100.0
+    assert result["weight"] == 50.0 or sweep["all"]["by_weight"]["0.0"]["ndcg@1"] == 100.0  # the smallest best
+    assert len(result["cross_validated"]["weights_chosen"]) == 2
+    # the recorded weight is what toolgen+bm25 uses when no --lexical-weight is given
+    assert run(common + ["--systems", "toolgen+bm25", "--db", str(tmp_path / "r2.duckdb")]) == 0
+    capsys.readouterr()
+    with ResultsStore(tmp_path / "r2.duckdb") as store:
+        assert json.loads(store.runs()["config"].iloc[0])["lexical_weight"] == 50.0
 
 
 def test_several_query_files_are_also_reported_together(tiny_toolbench, tmp_path, capsys):
@@ -278,3 +287,19 @@ def test_document_text_scores_each_text_on_the_training_queries_only(tiny_toolbe
     assert out["queries"] == len(QUERIES) - len(TEST_QUERY_IDS)  # "any storm alerts today" only
     assert set(out["texts"]) == set(document_text.VARIANTS)
     assert all(v == {"ndcg@1": 100.0, "ndcg@5": 100.0} for v in out["texts"].values())  # "storm alerts" is plain
+
+
+def test_cross_validation_scores_each_fold_with_the_weight_best_on_the_others():
+    from eval.lexical_sweep import BM25, best_weight, cross_validated
+
+    def hits(*values):
+        return [{"ndcg@1": v, "ndcg@5": v} for v in values]
+
+    # queries 0, 2 (fold 0) and 1, 3 (fold 1); weight 1 is right on fold 1's queries, weight 2 on fold 0's
+    per_weight = {1.0: hits(0, 1, 0, 1), 2.0: hits(1, 0, 1, 0), BM25: hits(0, 0, 0, 0)}
+    assert best_weight(per_weight, [0, 2]) == 2.0 and best_weight(per_weight, range(4)) == 1.0  # tie: smaller
+    report = cross_validated(per_weight, folds=2)
+    assert report["weights_chosen"] == [1.0, 2.0]  # fold 0 gets fold 1's best, and so on: all wrong
+    assert report["ndcg@1"] == 0.0 and report["ndcg@1 minus bm25"]["mean"] == 0.0
+    with pytest.raises(ValueError, match="folds"):
+        cross_validated(per_weight, folds=5)
