@@ -25,7 +25,10 @@ $PY scripts/refusal_probe.py --model models/toolgen-bfcl --split train --record 
 
 $PY -m core export-compact --model models/toolgen-bfcl --out assets/model --check 50
 
-systems=toolgen,bm25,embedding,embedding-ft
+$PY -m eval lexical-sweep --corpus bfcl --record models/toolgen-bfcl-retrieval --json > results/lexical-sweep-bfcl.json
+$PY -m eval lexical-sweep --corpus toolbench --record models/toolgen-toolbench-retrieval --json \
+  > results/lexical-sweep-toolbench.json
+systems=toolgen,toolgen+bm25,bm25,embedding,embedding-ft
 $PY -m eval retrieval --corpus bfcl --systems "$systems" --db "$DB" --json
 $PY -m eval retrieval --corpus toolbench --setting multi-domain --systems "$systems" --db "$DB" --json
 $PY -m eval agent --dataset bfcl-single --limit "$TASKS" --systems toolgen,retrieve-read --db "$DB" --json
