@@ -209,10 +209,12 @@ def missing_baseline(kind: str, corpus: str, path: Path, alternative: str = "") 
     )
 
 
-def embedding_document(corpus: str) -> Callable[[Tool], str]:
+def embedding_document(corpus: str, fine_tuned: bool = False) -> Callable[[Tool], str]:
     """The text MiniLM embeds for a tool of `corpus`, chosen on each corpus's training queries (README, Evaluation):
-    ToolBench's BM25 text (names, description, parameter names), BFCL's full documentation (`Tool.document`)."""
-    return bm25_document if corpus == "toolbench" else Tool.document
+    ToolBench's BM25 text (names, description, parameter names), BFCL's full documentation (`Tool.document`).
+    A fine-tuned MiniLM has learned from those queries, so they cannot choose its text: it reads the full
+    documentation."""
+    return bm25_document if corpus == "toolbench" and not fine_tuned else Tool.document
 
 
 def baseline_retriever(
@@ -233,7 +235,11 @@ def baseline_retriever(
         if not path.is_dir():
             raise missing_baseline("embedding-ft", corpus, path)
         return EmbeddingRetriever(
-            catalog, model_path=path, cache_dir=cache_dir, name="embedding-ft", document=embedding_document(corpus)
+            catalog,
+            model_path=path,
+            cache_dir=cache_dir,
+            name="embedding-ft",
+            document=embedding_document(corpus, fine_tuned=True),
         )
     raise ValueError(f"unknown baseline {system!r}; choose from {', '.join(BASELINES)}")
 

@@ -57,8 +57,8 @@ def train_embedding_ft(
     catalog: ToolCatalog, corpus: str, toolgen_dir: Path, out: Path, max_pairs: int | None = None, log=print
 ) -> Path:
     """Fine-tune MiniLM on the retrieval pairs of the ToolGen model at `toolgen_dir` (at most `max_pairs`, evenly
-    spread), tools written as the corpus's embedding baseline indexes them, and save it to `out`."""
-    pairs = toolgen_training_pairs(catalog, toolgen_dir, embedding_document(corpus))
+    spread), tools written as the fine-tuned baseline indexes them, and save it to `out`."""
+    pairs = toolgen_training_pairs(catalog, toolgen_dir, embedding_document(corpus, fine_tuned=True))
     if max_pairs:
         pairs = spread(pairs, max_pairs)
     log(f"fine-tuning MiniLM on {len(pairs)} (query, document) pairs → {out}")

@@ -132,6 +132,7 @@ def test_embedding_baseline_indexes_each_corpus_in_its_chosen_text(catalog, tmp_
     from eval.retrievers import baseline_retriever, embedding_document
 
     assert embedding_document("toolbench") is bm25_document and embedding_document("bfcl") is Tool.document
+    assert embedding_document("toolbench", fine_tuned=True) is Tool.document  # training queries cannot choose it
     embedded = []
     monkeypatch.setattr(EmbeddingRetriever, "_corpus_embeddings", lambda self, docs, cache: embedded.append(docs))
     baseline_retriever("embedding", catalog, "toolbench", cache_dir=None)
