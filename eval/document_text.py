@@ -19,8 +19,8 @@ from core.lexical import bm25_document
 from core.settings import TOOLBENCH_DATA_DIR
 from core.tools import Tool
 
-from .lexical_sweep import eval_sets
 from .metrics import ranking_metrics
+from .retrieval_eval import sets_by_split
 from .retrievers import EmbeddingRetriever
 
 VARIANTS = {
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    catalog, sets = eval_sets(args.corpus, Path(args.data_dir), "multi-domain", "train")
+    catalog, sets = sets_by_split(args.corpus, Path(args.data_dir), "multi-domain", "train")
     queries = [q for evalset in sets for q in evalset.queries]
     minilm = EmbeddingRetriever(catalog, cache_dir=None)
     query_embeddings = minilm.embed_queries([q.text for q in queries])

@@ -29,29 +29,14 @@ from core.model import ToolGenModel, update_info
 from core.retrieval import ToolGenRetriever
 from core.runtime import apply_precision, serving_precision
 from core.settings import TOOLBENCH_DATA_DIR
-from core.splits import is_test
-from core.toolbench import load_toolbench_corpus
 
 from .metrics import ranking_metrics
-from .retrieval_eval import EvalSet, bfcl_set, default_toolgen_dir, subsets, toolbench_sets, training_gold
+from .retrieval_eval import EvalSet, default_toolgen_dir, pooled_set, sets_by_split, subsets, training_gold
 from .stats import paired_test
 
 WEIGHTS = (0, 0.5, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 50)
 METRICS = ("ndcg@1", "ndcg@5")
 BM25 = "bm25"  # the prior alone (ties in catalog order, as the BM25 baseline breaks them)
-
-
-def eval_sets(corpus: str, data_dir: Path, setting: str, split: str):
-    """(catalog, sets) of held-out (`test`) or training (`train`) queries."""
-    if corpus == "toolbench":
-        catalog = load_toolbench_corpus(data_dir / "corpus.json")
-        sets = toolbench_sets(catalog, sorted((data_dir / "queries").glob("*.json")), setting, "all")
-    else:
-        catalog, evalset = bfcl_set("all")
-        sets = [evalset]
-    for evalset in sets:
-        evalset.queries = [q for q in evalset.queries if is_test(q.text, q.id) == (split == "test")]
-    return catalog, sets
 
 
 def sweep(retriever: ToolGenRetriever, lexical: LexicalIndex, evalset: EvalSet, weights) -> dict:
@@ -139,15 +124,14 @@ def run(args: argparse.Namespace) -> int:
     if model.indexing.scheme != "atomic":
         raise ValueError("the sweep scores every tool in one pass, which needs atomic tool tokens")
     apply_precision(model.model, serving_precision(args.precision))
-    catalog, sets = eval_sets(args.corpus, Path(args.data_dir), args.setting, args.split)
+    catalog, sets = sets_by_split(args.corpus, Path(args.data_dir), args.setting, args.split)
     retriever, lexical = ToolGenRetriever(model), LexicalIndex(catalog)
     seen = training_gold(args.corpus, Path(args.data_dir))
     results = {s.name: sweep(retriever, lexical, s, weights) for s in sets}
     report = {s.name: report_for(s, results[s.name], seen) for s in sets}
     together = {w: [m for s in sets for m in results[s.name][w]] for w in [*weights, BM25]}
     if len(sets) > 1:  # every query file together
-        pooled = EvalSet("pooled", [q for s in sets for q in s.queries], None, args.setting, args.split, "")
-        report["pooled"] = report_for(pooled, together, seen)
+        report["pooled"] = report_for(pooled_set("pooled", sets), together, seen)
     summary = {
         "weight": best_weight(together, range(len(together[BM25]))),
         "cross_validated": cross_validated(together, args.folds),

@@ -94,6 +94,26 @@ def bfcl_set(split: str) -> tuple[ToolCatalog, EvalSet]:
     return catalog, EvalSet("bfcl", _keep(queries, split), None, "all-functions", split, data_hash)
 
 
+def pooled_set(name: str, sets: Sequence[EvalSet]) -> EvalSet:
+    """The queries of several sets as one set (each query keeps the pool it is ranked in by its own set)."""
+    first = sets[0]
+    digest = hashlib.sha256("".join(e.content_hash for e in sets).encode()).hexdigest()[:16]
+    return EvalSet(name, [q for e in sets for q in e.queries], None, first.setting, first.split, digest)
+
+
+def sets_by_split(corpus: str, data_dir: Path, setting: str, split: str) -> tuple[ToolCatalog, list[EvalSet]]:
+    """(catalog, sets) of the corpus's held-out (`test`) or training (`train`) queries."""
+    if corpus == "toolbench":
+        catalog = load_toolbench_corpus(data_dir / "corpus.json")
+        sets = toolbench_sets(catalog, sorted((data_dir / "queries").glob("*.json")), setting, "all")
+    else:
+        catalog, evalset = bfcl_set("all")
+        sets = [evalset]
+    for evalset in sets:
+        evalset.queries = [q for q in evalset.queries if is_test(q.text, q.id) == (split == "test")]
+    return catalog, sets
+
+
 def training_gold(corpus: str, data_dir: Path) -> set[str]:
     """Tool ids that are gold in some training-split query of the corpus (every visible ToolBench query file, or
     every BFCL entry with gold functions)."""
@@ -166,7 +186,6 @@ def make_retrievers(systems: Sequence[str], catalog: ToolCatalog, corpus: str, a
             weight = 0.0
             if system == "toolgen+bm25":
                 weight = lexical_weight_of(toolgen) if args.lexical_weight is None else args.lexical_weight
-                args.lexical_weight = weight  # stored with the run
             retrievers[system] = ToolGenRetriever(toolgen, num_beams=args.beams, lexical_weight=weight)
         else:
             retrievers[system] = baseline_retriever(system, catalog, corpus, args.ft_model)
@@ -261,7 +280,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _store_outcomes(
-    store: ResultsStore, name: str, evalset: EvalSet, outcomes: dict, systems: list[str], args: argparse.Namespace
+    store: ResultsStore,
+    name: str,
+    evalset: EvalSet,
+    outcomes: dict,
+    systems: list[str],
+    args: argparse.Namespace,
+    lexical_weight: float | None,
 ) -> dict:
     """Store one run per system for the (sub)set `name`; return its report (metrics and paired tests)."""
     report = {}
@@ -276,7 +301,7 @@ def _store_outcomes(
             "beams": args.beams,
             "model": args.model,
             "precision": serving_precision(args.precision) if system in TOOLGEN_SYSTEMS else None,
-            "lexical_weight": args.lexical_weight if system == "toolgen+bm25" else None,
+            "lexical_weight": lexical_weight if system == "toolgen+bm25" else None,
             "cores": os.cpu_count(),
             "queries": len(outcome["results"]),
         }
@@ -302,14 +327,14 @@ def _store_outcomes(
 
 
 def _store_with_subsets(
-    store: ResultsStore, evalset: EvalSet, outcomes: dict, seen: set[str], systems: list[str], args
+    store: ResultsStore, evalset: EvalSet, outcomes: dict, seen: set[str], systems: list[str], args, lexical_weight
 ) -> dict:
     """Store and report a set's runs and those of each of its subsets (`subsets`)."""
-    report = {evalset.name: _store_outcomes(store, evalset.name, evalset, outcomes, systems, args)}
+    report = {evalset.name: _store_outcomes(store, evalset.name, evalset, outcomes, systems, args, lexical_weight)}
     for subset, positions in subsets(evalset, seen).items():
         parts = {system: subset_outcome(outcome, positions) for system, outcome in outcomes.items()}
         name = f"{evalset.name}/{subset}"
-        report[name] = _store_outcomes(store, name, evalset, parts, systems, args)
+        report[name] = _store_outcomes(store, name, evalset, parts, systems, args, lexical_weight)
     return report
 
 
@@ -332,12 +357,14 @@ def run(args: argparse.Namespace) -> int:
             evalset.queries = evalset.queries[: args.limit]
     seen = training_gold(args.corpus, Path(args.data_dir))
     retrievers = make_retrievers(systems, catalog, args.corpus, args)
+    prior = retrievers["toolgen+bm25"].lexical if "toolgen+bm25" in retrievers else None
+    lexical_weight = prior.weight if prior is not None else None  # stored with the toolgen+bm25 runs
     report, rankings, evaluated = {}, [], []
     with ResultsStore(args.db) as store:
         for evalset in sets:
             outcomes = {system: evaluate(r, evalset, args.k) for system, r in retrievers.items()}
             evaluated.append(outcomes)
-            report.update(_store_with_subsets(store, evalset, outcomes, seen, systems, args))
+            report.update(_store_with_subsets(store, evalset, outcomes, seen, systems, args, lexical_weight))
             rankings += [
                 {
                     "system": system,
@@ -350,19 +377,12 @@ def run(args: argparse.Namespace) -> int:
                 for r in outcome["results"]
             ]
         if len(sets) > 1:  # every query file together, each query ranked as above (in its own file's pool)
-            pooled = EvalSet(
-                f"{args.corpus}:all-groups",
-                [q for evalset in sets for q in evalset.queries],
-                None,
-                args.setting,
-                args.split,
-                hashlib.sha256("".join(e.content_hash for e in sets).encode()).hexdigest()[:16],
-            )
+            pooled = pooled_set(f"{args.corpus}:all-groups", sets)
             merged = {
                 system: merged_outcome({e.name.split(":")[-1]: o[system] for e, o in zip(sets, evaluated)})
                 for system in systems
             }
-            report.update(_store_with_subsets(store, pooled, merged, seen, systems, args))
+            report.update(_store_with_subsets(store, pooled, merged, seen, systems, args, lexical_weight))
     if args.rankings_out:
         with open(args.rankings_out, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in rankings)
