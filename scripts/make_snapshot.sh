@@ -21,17 +21,25 @@ for corpus in bfcl toolbench; do
   [ -d "models/embedding-ft-$corpus" ] || $PY -m eval train-baseline --kind embedding-ft --corpus "$corpus"
 done
 [ -d models/retrieve-read-bfcl ] || $PY -m eval train-baseline --kind retrieve-read --corpus bfcl
-$PY scripts/refusal_probe.py --model models/toolgen-bfcl --split train --record > results/refusal-train.json
+# The shipped model (what the Space chats with) is kept when present: replacing it is a decision of its own
+# (README, Agent), made by deleting assets/model first.
+if [ ! -f assets/model/adapter.json ]; then
+  $PY scripts/refusal_probe.py --model models/toolgen-bfcl --split train --record > results/refusal-train.json
+  $PY -m core export-compact --model models/toolgen-bfcl --out assets/model --check 50
+fi
 
-$PY -m core export-compact --model models/toolgen-bfcl --out assets/model --check 50
-
-$PY -m eval lexical-sweep --corpus bfcl --record models/toolgen-bfcl-retrieval --json > results/lexical-sweep-bfcl.json
-$PY -m eval lexical-sweep --corpus toolbench --record models/toolgen-toolbench-retrieval --json \
-  > results/lexical-sweep-toolbench.json
+# The lexical weight of toolgen+bm25, swept once per model (`--record` writes it into toolgen.json).
+recorded() { $PY -c "import json, sys; sys.exit('lexical_weight' not in json.load(open('$1/toolgen.json')))"; }
+for corpus in bfcl toolbench; do
+  model=models/toolgen-$corpus-retrieval
+  recorded "$model" || $PY -m eval lexical-sweep --corpus "$corpus" --record "$model" --json \
+    > "results/lexical-sweep-$corpus.json"
+done
 systems=toolgen,toolgen+bm25,bm25,embedding,embedding-ft
 $PY -m eval retrieval --corpus bfcl --systems "$systems" --db "$DB" --json
 $PY -m eval retrieval --corpus toolbench --setting multi-domain --systems "$systems" --db "$DB" --json
-$PY -m eval agent --dataset bfcl-single --limit "$TASKS" --systems toolgen,retrieve-read --db "$DB" --json
+$PY -m eval agent --dataset bfcl-single --limit "$TASKS" --systems toolgen,retrieve-read --model assets/model \
+  --db "$DB" --json
 $PY -m eval agent --dataset toolbench-reference --limit "$TASKS" --systems toolgen --db "$DB" --json
 
 rm -rf assets/results

@@ -273,8 +273,7 @@ def test_the_app_starts_on_a_new_results_file_from_a_snapshot(tmp_path, snapshot
 
 
 def test_the_shipped_snapshot_serves_runs_and_pairs(tmp_path):
-    if not (SNAPSHOT_DIR / MANIFEST).exists():
-        pytest.skip(f"no results snapshot shipped yet in {SNAPSHOT_DIR} (python -m eval snapshot export)")
+    assert (SNAPSHOT_DIR / MANIFEST).exists(), f"no results snapshot in {SNAPSHOT_DIR} (bash scripts/make_snapshot.sh)"
     check_served(tmp_path, SNAPSHOT_DIR, AGENTS)
 
 
