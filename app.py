@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     keeper = StoreKeeper(workbench.store)
     try:
         demo = build_demo(workbench, policy, limits)
+        # Gradio recomputes a pandas summary of up to 10,000 past events after every queued event (its monitoring
+        # dashboard, unused here): a sixth of the server's CPU under the load test. Every 500 events is plenty.
+        os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
         demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
         start_worker(model_threads())  # after the model and the handlers exist, before any server or keeper thread
         keeper.start()

@@ -50,9 +50,9 @@ def draw_pair(
     skipped: set[tuple[int, int]] = frozenset(),
     rng: random.Random = _rng,
     unjudged: list[tuple[str, int, int]] | None = None,
-) -> Pair | None:
-    """A random pair `annotator` has neither judged nor skipped, sides shuffled; None when none is left.
-    `unjudged`: `store.unjudged_pairs(annotator)` when the caller has it already."""
+) -> tuple[Pair, dict[int, StoredTrajectory]] | None:
+    """A random pair `annotator` has neither judged nor skipped, sides shuffled, with its two trajectories by id;
+    None when none is left. `unjudged`: `store.unjudged_pairs(annotator)` when the caller has it already."""
     unjudged = store.unjudged_pairs(annotator) if unjudged is None else unjudged
     open_pairs = [(q, a, b) for q, a, b in unjudged if (a, b) not in skipped]
     if not open_pairs:
@@ -60,14 +60,8 @@ def draw_pair(
     query_id, first, second = rng.choice(open_pairs)
     if rng.random() < 0.5:
         first, second = second, first
-    systems = {t.id: t.system for t in store.trajectories(query_id=query_id) if t.id in (first, second)}
-    return Pair(query_id, first, second, systems[first], systems[second])
-
-
-def progress(store: ResultsStore, annotator: str) -> tuple[int, int]:
-    """(pairs judged by `annotator`, pairs judged plus still open)."""
-    done = store.vote_count(annotator)
-    return done, done + len(store.unjudged_pairs(annotator))
+    shown = {t.id: t for t in store.trajectories(query_id=query_id) if t.id in (first, second)}
+    return Pair(query_id, first, second, shown[first].system, shown[second].system), shown
 
 
 def record_vote(
@@ -136,7 +130,8 @@ def build(store: ResultsStore, policy: AnnotatorPolicy, limits: RateLimits, oaut
     """The tab's components and events (call inside a `gr.Tab`). `policy`: who may judge as whom; `limits`: the
     rate limits; `oauth`: Hugging Face sign-in is available (a Space with `hf_oauth: true`)."""
     limiter = RateLimiter(limits)
-    session = gr.State({"annotator": None, "pair": None, "skipped": []})  # server-side, per browser session
+    # server-side, per browser session; progress: (judged, judged + open) as counted when the pair was drawn
+    session = gr.State({"annotator": None, "pair": None, "skipped": [], "progress": [0, 0]})
     invite = policy.mode == "invite"
     with gr.Row():
         name = Text(
@@ -179,10 +174,16 @@ def build(store: ResultsStore, policy: AnnotatorPolicy, limits: RateLimits, oaut
         if state["pair"] is not None:  # moving on without a vote skips it
             skipped.add(tuple(sorted((state["pair"]["left"], state["pair"]["right"]))))
         unjudged = store.unjudged_pairs(annotator)
-        pair = draw_pair(store, annotator, skipped, unjudged=unjudged)
-        state = {"annotator": annotator, "pair": asdict(pair) if pair else None, "skipped": sorted(skipped)}
+        drawn = draw_pair(store, annotator, skipped, unjudged=unjudged)
+        pair, trajectories = drawn if drawn else (None, {})
         done = store.vote_count(annotator)
         total = done + len(unjudged)
+        state = {
+            "annotator": annotator,
+            "pair": asdict(pair) if pair else None,
+            "skipped": sorted(skipped),
+            "progress": [done, total],
+        }
         if pair is None:
             return (
                 state,
@@ -192,7 +193,6 @@ def build(store: ResultsStore, policy: AnnotatorPolicy, limits: RateLimits, oaut
                 "",
                 gr.Button(interactive=False),
             )
-        trajectories = {t.id: t for t in store.trajectories(query_id=pair.query_id)}
         task = esc(trajectories[pair.left].query or pair.query_id)
         return (
             state,
@@ -216,8 +216,10 @@ def build(store: ResultsStore, policy: AnnotatorPolicy, limits: RateLimits, oaut
         stored = record_vote(
             store, pair, annotator, picked, note, client_hash=client, session_hash=policy.session_hash(request)
         )
-        state = {**state, "pair": None}
-        done, total = progress(store, annotator)
+        # a vote moves its pair from open to judged: the count drawn with the pair, without querying the store again
+        done, total = state["progress"]
+        done += stored
+        state = {**state, "pair": None, "progress": [done, total]}
         outcome = "Vote saved." if stored else "You had already judged this pair; your earlier vote stands."
         return (
             state,

@@ -267,10 +267,10 @@ def test_cli_stores_the_reference_once_and_the_annotate_tab_pairs_it(
         skipped = {
             (a, b) for query_id, a, b in pairs if query_id != "r2" or REFERENCE_SYSTEM not in (systems[a], systems[b])
         }
-        pair = draw_pair(store, "judge", skipped)
+        pair, shown = draw_pair(store, "judge", skipped)
         assert pair.query_id == "r2" and REFERENCE_SYSTEM in (pair.left_system, pair.right_system)
         reference = next(t for t in stored if t.id in (pair.left, pair.right) and t.system == REFERENCE_SYSTEM)
-        assert reference.query_id == pair.query_id
+        assert reference.query_id == pair.query_id and shown[reference.id] == reference
         html = trajectory_html(reference, "A")
         assert REFERENCE_SYSTEM not in html and "&#x27;name&#x27;" in html  # the tool message, escaped
         assert record_vote(store, pair, "judge", "B is better") is True

@@ -268,6 +268,8 @@ def test_a_session_keeps_its_identity_and_the_status_reveals_no_system(launch):
         client.predict("bob", api_name="/next_pair")
     status, *_ = client.predict("Tie", "", api_name="/vote")
     assert status.startswith("Vote saved.") and not any(system in status for system in SYSTEMS)
+    assert "<b>alice</b>: 1 of 12 pairs judged" in status  # progress counted without asking the store again
+    assert "1 of 12 pairs judged" in client.predict("alice", api_name="/next_pair")[0]  # ... and the store agrees
     with pytest.raises(AppError, match="invisible or control characters"):
         connect(url).predict("alice\u200b", api_name="/next_pair")
 
