@@ -21,6 +21,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from eval.retrieval_eval import POOLED_GROUP
 from eval.store import ResultsStore
 
 from .inputs import IntSlider, Text
@@ -30,6 +31,8 @@ from .shared import BASELINES, MODEL_EVENTS, TOOLGEN_SYSTEMS, Workbench, esc, us
 SYSTEMS = TOOLGEN_SYSTEMS + BASELINES
 DEFAULT_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "recall@5", "mrr")
 ALL = "(all)"
+# The default dataset filter: each corpus's whole held-out set and its gold-unseen bucket, not every subset
+OVERVIEW = "(overview)"
 
 
 @dataclass
@@ -143,13 +146,19 @@ def rankings_html(rankings: list[Ranking]) -> str:
 
 def metrics_frame(store: ResultsStore, family: str = ALL, group: str = ALL, setting: str = ALL) -> pd.DataFrame:
     """Metrics of the latest run per (dataset, setting, split, system), filtered. A dataset named
-    `family:group` (e.g. `toolbench:G1_instruction`) matches family and group; `bfcl` is its own family."""
+    `family:group` (e.g. `toolbench:G1_instruction`) matches family and group; `bfcl` is its own family.
+    `OVERVIEW`: the whole sets (no group, or every ToolBench group together) and their gold-unseen buckets."""
     frame = store.metrics(latest=True)
     if frame.empty:
         return frame
     parts = frame.dataset.str.split(":", n=1)
     frame["family"], frame["group"] = parts.str[0], parts.str[1].fillna("")
-    if family != ALL:
+    if family == OVERVIEW:
+        group_of, subset = frame.group.str.partition("/")[0], frame.dataset.str.partition("/")[2]
+        pooled = frame.family[group_of == POOLED_GROUP].unique()  # families reported with every group together
+        whole = (group_of == "") | (group_of == POOLED_GROUP) | ~frame.family.isin(pooled)
+        frame = frame[whole & subset.isin(["", "gold-unseen"])]
+    elif family != ALL:
         frame = frame[frame.family == family]
     if group != ALL:
         frame = frame[frame.group == group]
@@ -202,7 +211,7 @@ def filter_choices(store: ResultsStore) -> tuple[list[str], list[str], list[str]
     if frame.empty:
         return [ALL], [ALL], [ALL], []
     family, group, setting = ([ALL] + sorted(set(frame[column]) - {""}) for column in ("family", "group", "setting"))
-    return family, group, setting, sorted(set(frame.name))
+    return [OVERVIEW, *family], group, setting, sorted(set(frame.name))
 
 
 def write_csv(frame: pd.DataFrame, directory: Path) -> Path:
@@ -240,7 +249,7 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
     side_by_side = gr.HTML(elem_id="compare-side")
     gr.Markdown("### Aggregate metrics (latest run per system; error bars are bootstrap 95% CIs)")
     with gr.Row():
-        family = gr.Dropdown([ALL], value=ALL, label="dataset", **per_session)
+        family = gr.Dropdown([OVERVIEW, ALL], value=OVERVIEW, label="dataset", **per_session)
         group = gr.Dropdown([ALL], value=ALL, label="group", **per_session)
         setting = gr.Dropdown([ALL], value=ALL, label="setting", **per_session)
         names = gr.Dropdown(

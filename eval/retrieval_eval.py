@@ -46,6 +46,7 @@ from .stats import paired_test, summarise
 from .store import MetricValue, QueryResult, ResultsStore
 
 SYSTEMS = TOOLGEN_SYSTEMS + BASELINES
+POOLED_GROUP = "all-groups"  # the ToolBench query files reported together: dataset `toolbench:all-groups`
 HEADLINE = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg_paper@1", "ndcg_paper@5", "recall@5", "hit@1", "mrr")
 
 
@@ -377,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
                 for r in outcome["results"]
             ]
         if len(sets) > 1:  # every query file together, each query ranked as above (in its own file's pool)
-            pooled = pooled_set(f"{args.corpus}:all-groups", sets)
+            pooled = pooled_set(f"{args.corpus}:{POOLED_GROUP}", sets)
             merged = {
                 system: merged_outcome({e.name.split(":")[-1]: o[system] for e, o in zip(sets, evaluated)})
                 for system in systems

@@ -27,14 +27,14 @@ from app import build_demo
 from app.annotate import CHOICES
 from app.beam import inspect_query, parse_pool
 from app.chat import ChatRenderer, Conversations, md_text, respond
-from app.compare import run_set_key, run_sets, stored_queries
+from app.compare import ALL, OVERVIEW, filter_choices, metrics_frame, run_set_key, run_sets, stored_queries
 from app.ratelimit import RateLimits
 from app.shared import ModelUnavailable, Workbench
 from core.agent import ActionEvent, ArgumentsEvent, Conversation, FinalAnswerEvent, ObservationEvent, ThoughtEvent
 from core.bfcl import load_bfcl_catalog
 from core.model import ToolGenModel
 from core.tiny import tiny_llama
-from eval.store import MetricValue, QueryResult, StoredTrajectory
+from eval.store import MetricValue, QueryResult, ResultsStore, StoredTrajectory
 from tests.scripted_agent import TWO_ANSWERS, RecordingExecutor, scripted
 
 SYSTEMS = ("toolgen", "react-gpt", "bm25-agent")
@@ -318,6 +318,24 @@ def test_retrieval_comparison_stored_live_and_metrics(app, client):
     assert bars["toolgen"]["y"] == pytest.approx([0.8]) and bars["bm25"]["y"] == pytest.approx([0.55])
     for bar in bars.values():  # seeded CIs: value - 0.2 .. value + 0.1
         assert bar["error_y"]["array"] == pytest.approx([0.1]) and bar["error_y"]["arrayminus"] == pytest.approx([0.2])
+
+
+def test_the_metrics_overview_shows_whole_sets_and_their_unseen_buckets(tmp_path):
+    datasets = [
+        "bfcl", "bfcl/gold-seen", "bfcl/gold-unseen", "bfcl/simple_python",
+        "toolbench:G1_tool", "toolbench:G1_tool/gold-unseen", "toolbench:all-groups",
+        "toolbench:all-groups/gold-seen", "toolbench:all-groups/gold-unseen", "other:G9", "other:G9/gold-unseen",
+    ]  # fmt: skip
+    with ResultsStore(tmp_path / "r.duckdb") as store:
+        for dataset in datasets:
+            store.add_run("bm25", dataset, [], [MetricValue("ndcg@1", 0.5, 0.4, 0.6)], split="test", code_version="t")
+        shown = set(metrics_frame(store, OVERVIEW).dataset)
+        assert shown == {
+            "bfcl", "bfcl/gold-unseen", "toolbench:all-groups", "toolbench:all-groups/gold-unseen",
+            "other:G9", "other:G9/gold-unseen",  # a family with no pooled set shows its groups
+        }  # fmt: skip
+        assert set(metrics_frame(store, ALL).dataset) == set(datasets)
+        assert filter_choices(store)[0][:2] == [OVERVIEW, ALL]
 
 
 def _annotate_everything(url: str, name: str) -> int:
