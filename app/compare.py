@@ -21,7 +21,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from eval.retrieval_eval import POOLED_GROUP
+from eval.retrieval_eval import GOLD_UNSEEN, POOLED_GROUP
 from eval.store import ResultsStore
 
 from .inputs import IntSlider, Text
@@ -157,7 +157,7 @@ def metrics_frame(store: ResultsStore, family: str = ALL, group: str = ALL, sett
         group_of, subset = frame.group.str.partition("/")[0], frame.dataset.str.partition("/")[2]
         pooled = frame.family[group_of == POOLED_GROUP].unique()  # families reported with every group together
         whole = (group_of == "") | (group_of == POOLED_GROUP) | ~frame.family.isin(pooled)
-        frame = frame[whole & subset.isin(["", "gold-unseen"])]
+        frame = frame[whole & subset.isin(["", GOLD_UNSEEN])]
     elif family != ALL:
         frame = frame[frame.family == family]
     if group != ALL:

@@ -47,6 +47,7 @@ from .store import MetricValue, QueryResult, ResultsStore
 
 SYSTEMS = TOOLGEN_SYSTEMS + BASELINES
 POOLED_GROUP = "all-groups"  # the ToolBench query files reported together: dataset `toolbench:all-groups`
+GOLD_SEEN, GOLD_UNSEEN = "gold-seen", "gold-unseen"  # subsets: is some gold tool gold in a training query?
 HEADLINE = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg_paper@1", "ndcg_paper@5", "recall@5", "hit@1", "mrr")
 
 
@@ -130,9 +131,9 @@ def training_gold(corpus: str, data_dir: Path) -> set[str]:
 
 def subsets(evalset: EvalSet, seen: set[str]) -> dict[str, list[int]]:
     """Named subsets of an eval set's queries (positions): gold-seen / gold-unseen, and BFCL categories."""
-    named: dict[str, list[int]] = {"gold-seen": [], "gold-unseen": []}
+    named: dict[str, list[int]] = {GOLD_SEEN: [], GOLD_UNSEEN: []}
     for i, query in enumerate(evalset.queries):
-        named["gold-seen" if seen & set(query.gold) else "gold-unseen"].append(i)
+        named[GOLD_SEEN if seen & set(query.gold) else GOLD_UNSEEN].append(i)
         if query.source.startswith("bfcl:"):
             named.setdefault(query.source.removeprefix("bfcl:"), []).append(i)
     return {name: positions for name, positions in named.items() if positions}

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Rebuilds what the repository ships for the Space: the results snapshot (assets/results) and, only when
-# assets/model is absent, the compact default model; whatever model is missing is built first. The shipped snapshot must hold what
-# tests/test_snapshot.py checks: BFCL and ToolBench retrieval runs of all four systems, and trajectories that pair
-# ToolGen with retrieve-read and with the GPT-3.5 references. Hours on a 2-core CPU (see README: Training,
-# Evaluation); every step is a documented command, and the store is a fresh file, so the snapshot holds exactly
-# these runs. Needs ../shared/data/toolbench.
+# assets/model is absent, the compact default model; whatever model is missing is built first. The shipped
+# snapshot must hold what tests/test_snapshot.py checks: BFCL and ToolBench retrieval runs of all four systems,
+# and trajectories that pair ToolGen with retrieve-read and with the GPT-3.5 references. Hours on a 2-core CPU
+# (see README: Training, Evaluation); every step is a documented command, and the store is a fresh file, so the
+# snapshot holds exactly these runs. Needs ../shared/data/toolbench.
 #   bash scripts/make_snapshot.sh [TASKS]     # TASKS: agent tasks per dataset (default 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
