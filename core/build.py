@@ -37,11 +37,13 @@ from .indexing import FINISH
 from .metrics import ndcg
 from .model import SMOLLM2, ToolGenModel, load_base
 from .prompts import retrieval_prompt
-from .settings import TOOLBENCH_DATA_DIR, model_dir
+from .remove_tools import read_tool_ids
+from .settings import TOOLBENCH_DATA_DIR, TOOLGEN_VOCAB_FILE, model_dir
 from .soft_targets import SoftTargets, read_soft_targets
 from .splits import check_no_leak, entry_texts, normalise, split_entries, split_queries, spread
 from .tools import ToolCatalog
 from .train import StageConfig, Trainer
+from .vocab import NAMES_ONLY, grown_catalog
 
 CORPORA = ("bfcl", "toolbench")
 STATE_DIR = "stage-state"  # the running stage's resumable state (core.train)
@@ -191,7 +193,21 @@ def _load_bfcl(data_dir) -> Corpus:
 def _limit_tools(corpus: Corpus, max_tools: int) -> Corpus:
     """Keep `max_tools` tools, those named by test then training queries first; drop queries outside them."""
     named = [t for q in corpus.test + corpus.train for t in q.gold]
-    keep = list(dict.fromkeys(named + corpus.catalog.ids))[:max_tools]
+    return keep_tools(corpus, list(dict.fromkeys(named + corpus.catalog.ids))[:max_tools])
+
+
+def without_tools(corpus: Corpus, held_out: list[str]) -> Corpus:
+    """The corpus as it would be if the `held_out` tools did not exist (a build that adds them later with
+    `core.add_tools`); ValueError naming ids that are not in the catalog."""
+    unknown = [t for t in held_out if t not in corpus.catalog]
+    if unknown:
+        raise ValueError(f"{len(unknown)} held-out tool id(s) not in the {corpus.name} catalog: {unknown[:5]}")
+    gone = set(held_out)
+    return keep_tools(corpus, [t for t in corpus.catalog.ids if t not in gone])
+
+
+def keep_tools(corpus: Corpus, keep: list[str]) -> Corpus:
+    """The corpus over the `keep` tools only: every query, entry and trajectory naming another tool is dropped."""
     kept = set(keep)
     inside = lambda tools: set(tools) <= kept  # noqa: E731
     return Corpus(
@@ -225,8 +241,9 @@ def stage_examples(stage: str, toolgen, corpus: Corpus, preset: Preset) -> list:
         ]
         if not agent:  # retrieval replay alone would not be agent tuning
             return []
+    documented = [t.id for t in toolgen.catalog if t.source != NAMES_ONLY]  # names-only tools get no queries
     retrieval = retrieval_examples(
-        toolgen,
+        toolgen if len(documented) == len(toolgen.catalog) else toolgen.restricted(documented),
         corpus.train,
         preset.synthetic_per_tool,
         preset.synthetic_for,
@@ -379,6 +396,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic-for", choices=("missing", "all", "none"), default=None)
     parser.add_argument("--pairs-per-tool", type=int, default=None, help="two-intent synthetic queries per tool")
     parser.add_argument("--max-tools", type=int, default=None, help="use only this many tools (experiments)")
+    parser.add_argument(
+        "--hold-out",
+        default=None,
+        metavar="FILE",
+        help="tool ids (one per line) the build leaves out, with every query naming one: to add them later with "
+        "`python -m core add-tools` (recorded in toolgen.json as held_out_tools)",
+    )
+    parser.add_argument(
+        "--catalog-size",
+        type=int,
+        default=None,
+        help="grow the catalog to N tools with names-only tools of the official ToolGen token list (--vocab): "
+        "memorized from their names, no queries; distractors for the scale curve (`python -m eval scale`)",
+    )
+    parser.add_argument("--vocab", default=str(TOOLGEN_VOCAB_FILE), help="token list for --catalog-size")
     parser.add_argument("--eval-queries", type=int, default=None, help="test queries scored per stage")
     parser.add_argument(
         "--agent-docs",
@@ -476,7 +508,14 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise SystemExit(f"unknown stages {unknown}; choose from {STAGES}")
     corpus = load_corpus(args.corpus, args.data_dir, preset.max_tools)
+    held_out = read_tool_ids(None, args.hold_out) if args.hold_out else []
+    if held_out:
+        corpus = without_tools(corpus, held_out)
+    if args.catalog_size:
+        corpus = replace(corpus, catalog=grown_catalog(corpus.catalog, args.catalog_size, args.vocab))
     toolgen = _start_model(args, corpus, preset)
+    if held_out:
+        toolgen.info["held_out_tools"] = held_out
     precision = "float32" if args.no_bf16 else args.precision
     trainer = Trainer(
         toolgen, train_layers=preset.train_layers, bf16=None if precision == "auto" else precision == "bfloat16"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from .indexing import FINISH, parse_tool_token
 from .tools import CatalogError, Tool, ToolCatalog
+
+NAMES_ONLY = "toolgen-vocab"  # the source of tools known only by name (no documentation, no synthetic queries)
 
 
 def read_lines_verbatim(path: Path | str) -> list[str]:
@@ -53,7 +56,7 @@ def catalog_from_tokens(tokens: list[str], source: str = "tokens") -> ToolCatalo
             tool_name=tool_name,
             api_name=api_name,
             description="",
-            source="toolgen-vocab",
+            source=NAMES_ONLY,
         )
         catalog.add(tool, source=source, entry=f"line {line_number}")
     return catalog
@@ -62,3 +65,15 @@ def catalog_from_tokens(tokens: list[str], source: str = "tokens") -> ToolCatalo
 def load_token_list(path: Path | str) -> ToolCatalog:
     """Load `virtual_tokens.txt` into a names-only catalog."""
     return catalog_from_tokens(read_token_lines(path), source=str(path))
+
+
+def grown_catalog(catalog: ToolCatalog, size: int, path: Path | str, seed: int = 0) -> ToolCatalog:
+    """`catalog` followed by names-only tools of the token list at `path` that it lacks, `size` tools in all.
+
+    The added tools are a seeded random choice, each size's choice holding every smaller one's (so a scale
+    curve's catalogs are nested). ValueError when `size` is below the catalog's size or above what the list gives."""
+    extra = [t for t in load_token_list(path) if t.id not in catalog]
+    if not len(catalog) <= size <= len(catalog) + len(extra):
+        raise ValueError(f"catalog size must be between {len(catalog)} and {len(catalog) + len(extra)}, got {size}")
+    extra.sort(key=lambda t: hashlib.sha1(f"{seed}:{t.id}".encode()).hexdigest())
+    return catalog.merge(ToolCatalog(extra[: size - len(catalog)]))

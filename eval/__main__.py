@@ -1,6 +1,6 @@
 """Command line: `python -m eval retrieval | agent | report | train-baseline | backup | flag | snapshot | speed |
 teacher | lexical-sweep |
-document-text` (see README)."""
+document-text | scale | add-tools-bench` (see README)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ SUBCOMMANDS = {
     "teacher": ("eval.teacher", "soft targets for distillation (`python -m core build --teacher FILE`)"),
     "lexical-sweep": ("eval.lexical_sweep", "ToolGen's lexical-prior weight: NDCG for a grid of weights"),
     "document-text": ("eval.document_text", "which tool text the embedding baseline indexes, on training queries"),
+    "scale": ("eval.scale", "the scale curve: ToolBench models over 2.5k, 10k and ~47k tool tokens"),
+    "add-tools-bench": (
+        "eval.bench_add_tools",
+        "hold tools out of a ToolBench build, add them, compare to the full one",
+    ),
 }
 
 

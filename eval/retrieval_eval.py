@@ -35,10 +35,11 @@ from core.build import retrieval_checkpoint
 from core.model import ToolGenModel
 from core.retrieval import TOOLGEN_SYSTEMS, ToolGenRetriever, lexical_weight_of
 from core.runtime import apply_precision, serving_precision
-from core.settings import DEFAULT_DB, TOOLBENCH_DATA_DIR, model_dir
+from core.settings import DEFAULT_DB, TOOLBENCH_DATA_DIR, TOOLGEN_VOCAB_FILE, model_dir
 from core.splits import is_test
 from core.toolbench import load_toolbench_corpus, load_toolbench_queries
 from core.tools import Query, ToolCatalog
+from core.vocab import grown_catalog
 
 from .metrics import ranking_metrics
 from .retrievers import BASELINES, baseline_retriever
@@ -182,6 +183,11 @@ def make_retrievers(systems: Sequence[str], catalog: ToolCatalog, corpus: str, a
     """Each system's retriever over `catalog`: ToolGen (`--model`, loaded once for both ToolGen systems; with
     `--lexical-weight` for toolgen+bm25) or a baseline (eval/retrievers.py)."""
     toolgen = load_toolgen(corpus, args) if set(systems) & set(TOOLGEN_SYSTEMS) else None
+    if toolgen is not None and set(toolgen.catalog.ids) != set(catalog.ids):
+        raise ValueError(
+            f"the ToolGen model holds {len(toolgen.catalog)} tools, the evaluation's catalog {len(catalog)}: "
+            "evaluate a model built with --catalog-size N with the same --catalog-size"
+        )
     retrievers = {}
     for system in systems:
         if system in TOOLGEN_SYSTEMS:
@@ -274,6 +280,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ToolGen's decoder number format (default: env TOOLGEN_PRECISION, else auto by CPU flags)",
     )
+    parser.add_argument(
+        "--catalog-size",
+        type=int,
+        help="toolbench: grow the catalog to N tools with names-only distractors from the official token list "
+        "(as `python -m core build --catalog-size N`); sets are named <set>@N-tools",
+    )
+    parser.add_argument("--vocab", default=str(TOOLGEN_VOCAB_FILE), help="token list for --catalog-size")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--limit", type=int, help="evaluate only the first N queries of each set")
     parser.add_argument("--db", default=str(DEFAULT_DB))
@@ -349,11 +362,18 @@ def run(args: argparse.Namespace) -> int:
     if args.corpus == "toolbench":
         data_dir = Path(args.data_dir)
         catalog = load_toolbench_corpus(data_dir / "corpus.json")
+        if args.catalog_size:
+            catalog = grown_catalog(catalog, args.catalog_size, args.vocab)
         files = [Path(f) for f in args.queries] if args.queries else sorted((data_dir / "queries").glob("*.json"))
         sets = toolbench_sets(catalog, files, args.setting, args.split)
+    elif args.catalog_size:
+        raise ValueError("--catalog-size grows the ToolBench catalog only")
     else:
         catalog, evalset = bfcl_set(args.split)
         sets = [evalset]
+    suffix = f"@{len(catalog)}-tools" if args.catalog_size else ""
+    for evalset in sets:
+        evalset.name += suffix
     if args.limit:
         for evalset in sets:
             evalset.queries = evalset.queries[: args.limit]
@@ -379,9 +399,11 @@ def run(args: argparse.Namespace) -> int:
                 for r in outcome["results"]
             ]
         if len(sets) > 1:  # every query file together, each query ranked as above (in its own file's pool)
-            pooled = pooled_set(f"{args.corpus}:{POOLED_GROUP}", sets)
+            pooled = pooled_set(f"{args.corpus}:{POOLED_GROUP}{suffix}", sets)
             merged = {
-                system: merged_outcome({e.name.split(":")[-1]: o[system] for e, o in zip(sets, evaluated)})
+                system: merged_outcome(
+                    {e.name.split(":")[-1].removesuffix(suffix): o[system] for e, o in zip(sets, evaluated)}
+                )
                 for system in systems
             }
             report.update(_store_with_subsets(store, pooled, merged, seen, systems, args, lexical_weight))

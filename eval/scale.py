@@ -1,0 +1,150 @@
+"""The scale curve: ToolBench models whose vocabulary holds 2.5k, 10k and all ~47k official ToolGen tool tokens.
+
+    python -m eval scale [--sizes 2479,10000,47020] [--work models/scale] [--systems bm25,embedding]
+                         [--db FILE]
+
+Each size's catalog is ToolBench's 2,479 documented APIs plus names-only tools of the official token list
+(`core.vocab.grown_catalog`: memorized from their names, never named by a query; distractors), nested across sizes;
+47,020 is all of them (the list's 46,984 tools, 36 of ToolBench's APIs not in it). Per size, each in its own process:
+1. `python -m core build --corpus toolbench --stages memorization,retrieval --catalog-size N` (WORK/toolbench-N;
+   the smallest size reuses the default ToolBench build's retrieval checkpoint when there is one: same recipe);
+2. `python -m eval retrieval --corpus toolbench --catalog-size N --systems toolgen` (peak RSS of that process);
+3. the same for the baselines over the same catalog.
+Evaluation runs are stored in the results store as sets `toolbench:<group>@N-tools`. Printed per size: held-out
+NDCG@1/@5 of every system (all test queries and the gold-unseen bucket), ToolGen's latency p50/p95 at batch 1,
+peak RSS of the build and of the ToolGen evaluation, checkpoint size, training seconds per stage.
+A size whose model exists is not rebuilt (its build figures come from WORK/toolbench-N/build.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core.build import retrieval_checkpoint
+from core.settings import DEFAULT_DB, TOOLBENCH_DATA_DIR, TOOLGEN_VOCAB_FILE, model_dir
+from core.vocab import NAMES_ONLY
+
+from .retrieval_eval import GOLD_UNSEEN, POOLED_GROUP
+
+BUILD_RECORD = "build.json"  # what the build subprocess measured, kept beside the model
+SETS = ("", f"/{GOLD_UNSEEN}")  # reported per size: every test query, and the gold-unseen bucket
+
+
+def run_measured(command: list[str]) -> tuple[str, float, float]:
+    """Run `python -m <command>`; its stdout, wall seconds and peak RSS in MB (of that process alone)."""
+    started = time.time()
+    process = subprocess.Popen([sys.executable, "-m", *command], stdout=subprocess.PIPE, text=True)
+    stdout = process.stdout.read() if process.stdout else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"`python -m {' '.join(command)}` failed with exit status {process.returncode}")
+    return stdout, round(time.time() - started, 1), round(usage.ru_maxrss / 1024)
+
+
+def folder_mb(folder: Path) -> float:
+    """Size of the files in `folder` (not below it), in MB."""
+    return round(sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6, 3)
+
+
+def model_for(size: int, base_size: int, work: Path, reuse: Path | None) -> Path:
+    """The checkpoint of one size: built here, or for the base size `reuse` when that checkpoint exists."""
+    if size == base_size and reuse is not None and (reuse / "toolgen.json").exists():
+        return reuse
+    return work / f"toolbench-{size}"
+
+
+def build(size: int, out: Path, options: list[str]) -> dict:
+    """Build the model of one size unless it exists; the build's wall seconds and peak RSS (kept in build.json).
+    `options`: more `core build` arguments (data folder, token list, preset)."""
+    if (out / BUILD_RECORD).exists():
+        return json.loads((out / BUILD_RECORD).read_text())
+    command = ["core", "build", "--corpus", "toolbench", "--stages", "memorization,retrieval", "--out", str(out)]
+    _, wall, rss = run_measured([*command, "--catalog-size", str(size), *options])
+    record = {"build_wall_s": wall, "build_peak_rss_mb": rss}
+    (out / BUILD_RECORD).write_text(json.dumps(record))
+    return record
+
+
+def evaluate(size: int, model: Path, systems: str, db: str, options: list[str]) -> tuple[dict, float]:
+    """`python -m eval retrieval` over the catalog of `size`; (its JSON report, the process's peak RSS in MB)."""
+    command = ["eval", "retrieval", "--corpus", "toolbench", "--systems", systems, "--db", db, "--json"]
+    stdout, _, rss = run_measured([*command, "--catalog-size", str(size), "--model", str(model), *options])
+    return json.loads(stdout), rss
+
+
+def whole_set(report: dict, size: int) -> str:
+    """The name of the set holding every query in an evaluation report: the query files together, or the one file."""
+    pooled = f"toolbench:{POOLED_GROUP}@{size}-tools"
+    sets = [name for name in report if "/" not in name]
+    return pooled if pooled in report else sets[0]
+
+
+def size_record(size: int, model: Path, systems: str, db: str, options: list[str]) -> dict:
+    """Every figure of one size."""
+    from core.model import ToolGenModel
+
+    toolgen = ToolGenModel.load(model)
+    names_only = sum(t.source == NAMES_ONLY for t in toolgen.catalog)
+    built = json.loads((model / BUILD_RECORD).read_text()) if (model / BUILD_RECORD).exists() else {}
+    own, toolgen_rss = evaluate(size, model, "toolgen", db, options)
+    others, _ = evaluate(size, model, systems, db, options) if systems else ({}, None)
+    whole = whole_set(own, size)
+    quality = {
+        (name.lstrip("/") or "all"): {
+            system: {m: round(100 * values[m], 1) for m in ("ndcg@1", "ndcg@5")} | {"queries": values["queries"]}
+            for report in (own, others)
+            for system, values in report.get(whole + name, {}).items()
+            if not system.startswith("paired")
+        }
+        for name in SETS
+    }
+    toolgen_all = own[whole]["toolgen"]
+    return {
+        "tools": len(toolgen.catalog),
+        "names_only": names_only,
+        "quality": quality,
+        "toolgen_latency_ms": {"p50": toolgen_all["latency_p50_ms"], "p95": toolgen_all["latency_p95_ms"]},
+        "toolgen_eval_peak_rss_mb": toolgen_rss,
+        "checkpoint_mb": folder_mb(model),
+        "train_s": {stage: r["seconds"] for stage, r in toolgen.info["reports"].items()},
+        **built,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="2479,10000,47020", help="catalog sizes (the smallest: ToolBench's own)")
+    parser.add_argument("--work", default="models/scale", help="folder for the models built here")
+    parser.add_argument("--systems", default="bm25,embedding", help="baselines over the same catalogs")
+    parser.add_argument("--db", default=str(DEFAULT_DB))
+    parser.add_argument("--data-dir", default=str(TOOLBENCH_DATA_DIR), help="ToolBench data folder")
+    parser.add_argument("--vocab", default=str(TOOLGEN_VOCAB_FILE), help="the official token list")
+    parser.add_argument("--preset", default=None, help="build preset (default: the ToolBench build's)")
+    parser.add_argument(
+        "--reuse",
+        default=str(retrieval_checkpoint(model_dir("toolbench"))),
+        help="checkpoint used for the smallest size when it exists (default: the ToolBench build's retrieval "
+        "checkpoint, the same recipe); '' to build that size too",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build what is missing, evaluate every size, print the curve."""
+    sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
+    work, reuse = Path(args.work), Path(args.reuse) if args.reuse else None
+    data = ["--data-dir", args.data_dir, "--vocab", args.vocab]
+    records = []
+    for size in sizes:
+        model = model_for(size, sizes[0], work, reuse)
+        if model.parent == work:
+            build(size, model, data + (["--preset", args.preset] if args.preset else []))
+        records.append(size_record(size, model, args.systems, args.db, data))
+        print(json.dumps(records[-1]), file=sys.stderr)  # each size as it is done
+    print(json.dumps({"sizes": records}, indent=1))
+    return 0
