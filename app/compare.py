@@ -21,7 +21,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from eval.retrieval_eval import GOLD_UNSEEN, POOLED_GROUP
+from eval.retrieval_eval import GOLD_UNSEEN, POOLED_GROUP, catalog_size_of
 from eval.store import ResultsStore
 
 from .inputs import IntSlider, Text
@@ -33,6 +33,7 @@ DEFAULT_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "recall@5", "mrr")
 ALL = "(all)"
 # The default dataset filter: each corpus's whole held-out set and its gold-unseen bucket, not every subset
 OVERVIEW = "(overview)"
+SCALE = "(scale curve)"  # the sets of `python -m eval scale`: metrics against the catalog size
 
 
 @dataclass
@@ -147,26 +148,34 @@ def rankings_html(rankings: list[Ranking]) -> str:
 def metrics_frame(store: ResultsStore, family: str = ALL, group: str = ALL, setting: str = ALL) -> pd.DataFrame:
     """Metrics of the latest run per (dataset, setting, split, system), filtered. A dataset named
     `family:group` (e.g. `toolbench:G1_instruction`) matches family and group; `bfcl` is its own family.
-    `OVERVIEW`: the whole sets (no group, or every ToolBench group together) and their gold-unseen buckets."""
+    `OVERVIEW`: the whole sets (no group, or every ToolBench group together) and their gold-unseen buckets.
+    `SCALE`: the sets over grown catalogs (`eval.scale`), every group together and its gold-unseen bucket, with
+    their catalog size as the column `tools`."""
     frame = store.metrics(latest=True)
     if frame.empty:
         return frame
     parts = frame.dataset.str.split(":", n=1)
     frame["family"], frame["group"] = parts.str[0], parts.str[1].fillna("")
+    frame["tools"] = frame.dataset.map(catalog_size_of)
+    grown = frame.tools.notna()
+    if family == SCALE:
+        subset = frame.dataset.str.partition("/")[2]
+        frame = frame[grown & frame.group.str.startswith(POOLED_GROUP + "@") & subset.isin(["", GOLD_UNSEEN])]
+    else:
+        frame = frame[~grown]  # a grown catalog's runs belong to the scale curve only
     if family == OVERVIEW:
         group_of, subset = frame.group.str.partition("/")[0], frame.dataset.str.partition("/")[2]
         pooled = frame.family[group_of == POOLED_GROUP].unique()  # families reported with every group together
         whole = (group_of == "") | (group_of == POOLED_GROUP) | ~frame.family.isin(pooled)
         frame = frame[whole & subset.isin(["", GOLD_UNSEEN])]
-    elif family != ALL:
+    elif family not in (ALL, SCALE):
         frame = frame[frame.family == family]
     if group != ALL:
         frame = frame[frame.group == group]
     if setting != ALL:
         frame = frame[frame.setting == setting]
-    return frame[
-        ["dataset", "family", "group", "setting", "split", "system", "name", "value", "ci_low", "ci_high", "run_id"]
-    ].reset_index(drop=True)
+    columns = ["dataset", "family", "group", "setting", "split", "system", "name", "value", "ci_low", "ci_high"]
+    return frame[columns + (["tools"] if family == SCALE else []) + ["run_id"]].reset_index(drop=True)
 
 
 def metrics_figure(frame: pd.DataFrame, names: list[str]) -> go.Figure:
@@ -205,13 +214,41 @@ def metrics_figure(frame: pd.DataFrame, names: list[str]) -> go.Figure:
     return figure
 
 
+def scale_figure(frame: pd.DataFrame, names: list[str]) -> go.Figure:
+    """The scale curve: each chosen metric against the catalog size (log axis), one line per system, 95% CI error
+    bars; all held-out queries beside the gold-unseen bucket."""
+    chosen = frame[frame.name.isin(names)].copy()
+    if chosen.empty:
+        return go.Figure().update_layout(title="no scale runs stored (`python -m eval scale`)", template="plotly_white")
+    chosen["queries"] = chosen.dataset.str.partition("/")[2].replace("", "all held-out queries")
+    chosen["plus"], chosen["minus"] = chosen.ci_high - chosen.value, chosen.value - chosen.ci_low
+    figure = px.line(
+        chosen.sort_values("tools"),
+        x="tools",
+        y="value",
+        color="system",
+        markers=True,
+        error_y="plus",
+        error_y_minus="minus",
+        facet_col="queries",
+        facet_row="name",
+        log_x=True,
+        template="plotly_white",
+    )
+    figure.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    rows = chosen.name.nunique()
+    figure.update_layout(height=280 * rows + 60, margin=dict(l=40, r=10, t=40, b=10), legend_title_text="")
+    return figure.update_xaxes(title_text="tools in the catalog")
+
+
 def filter_choices(store: ResultsStore) -> tuple[list[str], list[str], list[str], list[str]]:
     """Choices of the family, group, setting and metric filters, from what is stored."""
     frame = metrics_frame(store)
     if frame.empty:
         return [ALL], [ALL], [ALL], []
     family, group, setting = ([ALL] + sorted(set(frame[column]) - {""}) for column in ("family", "group", "setting"))
-    return [OVERVIEW, *family], group, setting, sorted(set(frame.name))
+    scale = [SCALE] if not metrics_frame(store, SCALE).empty else []
+    return [OVERVIEW, *family, *scale], group, setting, sorted(set(frame.name))
 
 
 def write_csv(frame: pd.DataFrame, directory: Path) -> Path:
@@ -296,7 +333,8 @@ def build(demo: gr.Blocks, workbench: Workbench) -> None:
     @user_errors
     def show_metrics(family_name, group_name, setting_name, metric_names):
         frame = metrics_frame(store, family_name or ALL, group_name or ALL, setting_name or ALL)
-        return metrics_figure(frame, metric_names or []), frame.round(4), write_csv(frame, downloads)
+        draw = scale_figure if family_name == SCALE else metrics_figure
+        return draw(frame, metric_names or []), frame.round(4), write_csv(frame, downloads)
 
     demo.load(refresh_sets, None, [run_set, family, group, setting, names], api_name=False).then(
         show_metrics, [family, group, setting, names], [chart, table, download], api_name=False

@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -49,6 +50,20 @@ from .store import MetricValue, QueryResult, ResultsStore
 SYSTEMS = TOOLGEN_SYSTEMS + BASELINES
 POOLED_GROUP = "all-groups"  # the ToolBench query files reported together: dataset `toolbench:all-groups`
 GOLD_SEEN, GOLD_UNSEEN = "gold-seen", "gold-unseen"  # subsets: is some gold tool gold in a training query?
+
+
+def catalog_suffix(tools: int) -> str:
+    """What `--catalog-size` adds to a set's name: `toolbench:all-groups@10000-tools`."""
+    return f"@{tools}-tools"
+
+
+def catalog_size_of(dataset: str) -> int | None:
+    """The catalog size a set's name records (`catalog_suffix`), None for a set over the corpus's own catalog."""
+    whole = dataset.partition("/")[0]
+    match = re.search(r"@(\d+)-tools$", whole)
+    return int(match.group(1)) if match else None
+
+
 HEADLINE = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg_paper@1", "ndcg_paper@5", "recall@5", "hit@1", "mrr")
 
 
@@ -371,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         catalog, evalset = bfcl_set(args.split)
         sets = [evalset]
-    suffix = f"@{len(catalog)}-tools" if args.catalog_size else ""
+    suffix = catalog_suffix(len(catalog)) if args.catalog_size else ""
     for evalset in sets:
         evalset.name += suffix
     if args.limit:

@@ -30,7 +30,7 @@ from core.build import retrieval_checkpoint
 from core.settings import DEFAULT_DB, TOOLBENCH_DATA_DIR, TOOLGEN_VOCAB_FILE, model_dir
 from core.vocab import NAMES_ONLY
 
-from .retrieval_eval import GOLD_UNSEEN, POOLED_GROUP
+from .retrieval_eval import GOLD_UNSEEN, POOLED_GROUP, catalog_suffix
 
 BUILD_RECORD = "build.json"  # what the build subprocess measured, kept beside the model
 SETS = ("", f"/{GOLD_UNSEEN}")  # reported per size: every test query, and the gold-unseen bucket
@@ -81,7 +81,7 @@ def evaluate(size: int, model: Path, systems: str, db: str, options: list[str]) 
 
 def whole_set(report: dict, size: int) -> str:
     """The name of the set holding every query in an evaluation report: the query files together, or the one file."""
-    pooled = f"toolbench:{POOLED_GROUP}@{size}-tools"
+    pooled = f"toolbench:{POOLED_GROUP}{catalog_suffix(size)}"
     sets = [name for name in report if "/" not in name]
     return pooled if pooled in report else sets[0]
 

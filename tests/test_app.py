@@ -27,7 +27,17 @@ from app import build_demo
 from app.annotate import CHOICES
 from app.beam import inspect_query, parse_pool
 from app.chat import ChatRenderer, Conversations, md_text, respond
-from app.compare import ALL, OVERVIEW, filter_choices, metrics_frame, run_set_key, run_sets, stored_queries
+from app.compare import (
+    ALL,
+    OVERVIEW,
+    SCALE,
+    filter_choices,
+    metrics_frame,
+    run_set_key,
+    run_sets,
+    scale_figure,
+    stored_queries,
+)
 from app.ratelimit import RateLimits
 from app.shared import ModelUnavailable, Workbench
 from core.agent import ActionEvent, ArgumentsEvent, Conversation, FinalAnswerEvent, ObservationEvent, ThoughtEvent
@@ -335,7 +345,27 @@ def test_the_metrics_overview_shows_whole_sets_and_their_unseen_buckets(tmp_path
             "other:G9", "other:G9/gold-unseen",  # a family with no pooled set shows its groups
         }  # fmt: skip
         assert set(metrics_frame(store, ALL).dataset) == set(datasets)
-        assert filter_choices(store)[0][:2] == [OVERVIEW, ALL]
+        assert filter_choices(store)[0][:2] == [OVERVIEW, ALL] and SCALE not in filter_choices(store)[0]
+
+
+def test_the_scale_curve_draws_each_system_against_the_catalog_size(tmp_path):
+    with ResultsStore(tmp_path / "r.duckdb") as store:
+        store.add_run("bm25", "toolbench:all-groups", [], [MetricValue("ndcg@1", 0.6, 0.5, 0.7)], code_version="t")
+        for tools, toolgen, bm25 in [(2479, 0.55, 0.54), (47020, 0.3, 0.5), (10000, 0.45, 0.52)]:
+            for subset in ("", "/gold-unseen", "/gold-seen"):
+                dataset = f"toolbench:all-groups@{tools}-tools{subset}"
+                for system, value in [("toolgen", toolgen), ("bm25", bm25)]:
+                    store.add_run(system, dataset, [], [MetricValue("ndcg@1", value, value - 0.1, value + 0.05)])
+            store.add_run("bm25", f"toolbench:G1_tool@{tools}-tools", [], [MetricValue("ndcg@1", 0.1)])
+        frame = metrics_frame(store, SCALE)
+        assert set(frame.dataset.str.partition("/")[2]) == {"", "gold-unseen"}  # whole set and unseen bucket
+        assert "@" not in "".join(metrics_frame(store, ALL).dataset)  # grown catalogs stay out of the bar charts
+        assert SCALE in filter_choices(store)[0]
+        lines = {(t.name, t.xaxis): t for t in scale_figure(frame, ["ndcg@1"]).data}
+        assert len(lines) == 4  # two systems x (all queries, gold-unseen)
+        toolgen = next(t for (name, _), t in lines.items() if name == "toolgen")
+        assert list(toolgen.x) == [2479, 10000, 47020] and list(toolgen.y) == pytest.approx([0.55, 0.45, 0.3])
+        assert list(toolgen.error_y.arrayminus) == pytest.approx([0.1] * 3)
 
 
 def _annotate_everything(url: str, name: str) -> int:
