@@ -14,8 +14,9 @@
    rebuild, which had them from the start, against the added model) and the others (`old-tools`: the model
    before and after adding, and the full rebuild). Paired tests on NDCG@1 and @5.
 
-Steps 2 and 3 run as subprocesses and are skipped when their output exists (a build resumes by itself); times
-are the training seconds each model's `toolgen.json` records, beside the full rebuild's (same preset).
+Steps 2 and 3 run as subprocesses; their JSON reports (wall time, peak RSS) are kept as WORK/without.json and
+WORK/added.json, and a step with a report is not run again. Training seconds are what each model's `toolgen.json`
+records, beside the full rebuild's (same preset).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from core.build import load_corpus, retrieval_checkpoint
@@ -75,13 +75,13 @@ def write_inputs(data_dir: Path, held_out: list[str], work: Path) -> tuple[Path,
     return ids_file, tools_file
 
 
-def _run_step(command: list[str], done: Path) -> float | None:
-    """Run `python -m <command>` unless `done` exists; its wall seconds (None when skipped)."""
-    if done.exists():
-        return None
-    started = time.time()
-    subprocess.run([sys.executable, "-m", *command], check=True)
-    return round(time.time() - started, 1)
+def run_step(command: list[str], report: Path) -> dict:
+    """The JSON report `python -m <command>` prints (it has wall_s and peak_rss_mb), kept in `report`: read from
+    there when the step already ran."""
+    if not report.exists():
+        done = subprocess.run([sys.executable, "-m", *command], check=True, stdout=subprocess.PIPE, text=True)
+        report.write_text(done.stdout[done.stdout.index("{") :], encoding="utf-8")
+    return json.loads(report.read_text(encoding="utf-8"))
 
 
 def training_seconds(model: ToolGenModel, name: str) -> float:
@@ -141,13 +141,9 @@ def run(args: argparse.Namespace) -> int:
     stages = "memorization,retrieval"
     build_cmd = ["core", "build", "--corpus", "toolbench", "--data-dir", str(data_dir), "--stages", stages]
     build_cmd += ["--preset", args.preset] if args.preset else []
-    build_wall = _run_step([*build_cmd, "--hold-out", str(ids_file), "--out", str(without)], without / "done")
-    if build_wall is not None:
-        (without / "done").write_text(f"{build_wall}\n")
-    add_wall = _run_step(
-        ["core", "add-tools", "--model", str(without), "--tools", str(tools_file), "--out", str(added)],
-        added / "toolgen.json",
-    )
+    built = run_step([*build_cmd, "--hold-out", str(ids_file), "--out", str(without)], work / "without.json")
+    add_cmd = ["core", "add-tools", "--model", str(without), "--tools", str(tools_file), "--out", str(added)]
+    grown = run_step(add_cmd, work / "added.json")
     gone = set(held_out)
     groups = {
         ADDED: [q for q in corpus.test if gone & set(q.gold)],
@@ -177,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
             "against_full": compare(per_query[OLD], "full", "added"),
         },
         "training_s": {"full_rebuild": seconds["full"], "without": seconds["without"], "add_tools": seconds["added"]},
-        "wall_s": {"build_without": build_wall, "add_tools": add_wall},
+        "wall_s": {"build_without": built["wall_s"], "add_tools": grown["wall_s"]},
+        "peak_rss_mb": {"build_without": built["peak_rss_mb"], "add_tools": grown["peak_rss_mb"]},
     }
     print(json.dumps(record, indent=1))
     return 0

@@ -149,3 +149,4 @@ def test_the_add_tools_benchmark_holds_tools_out_adds_them_and_compares(tmp_path
         assert set(comparison) == {"ndcg@1", "ndcg@5"}
         assert all(len(c["ci"]) == 2 and 0 <= c["p"] <= 1 for c in comparison.values())
     assert record["training_s"]["add_tools"] > 0 and record["wall_s"]["build_without"] > 0
+    assert record["peak_rss_mb"]["add_tools"] > 0 and (tmp_path / "bench" / "added.json").exists()
