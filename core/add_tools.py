@@ -7,10 +7,13 @@ The tools file is JSON: a list of BFCL function documents (`{"name", "descriptio
 `api_list` entries (`{"tool_name", "api_name", "api_description", "required_parameters", …}`, as in corpus.json).
 Each new tool gets an atomic token at the end of the vocabulary, its row initialised as a build initialises rows
 (the mean of its name's sub-token embeddings), then two short stages run with the build's settings: memorization
-(the new tools' documentation -> their tokens) and retrieval (their synthetic queries -> their tokens). Both mix in
-`--replay` old examples per new one (the build's saved retrieval pairs, else synthetic queries of old tools; the
-old tools' documentation), so the softmax over the whole catalog keeps placing old tools where it did. Prints a
-JSON report (tools, examples, seconds, peak memory).
+(the new tools' documentation -> their tokens) and retrieval (their synthetic queries -> their tokens). Only the
+new tools' rows train: the decoder and every old row stay exactly as built, so nothing learnt is forgotten and an
+old tool can only lose a query to a new tool that outranks it. Both stages mix in `--replay` old examples per new
+one (the build's saved retrieval pairs, else synthetic queries of old tools; the old tools' documentation): in the
+softmax over the whole catalog they teach the new rows where they must stay below the old ones. (Training the
+old rows or the top layers as well forgot much more: README, Scale and new tools.) Prints a JSON report (tools,
+examples, seconds, peak memory).
 
 A model built with documentation-conditioned rows (`build --doc-rows`, core/doc_rows.py) first gives each new tool
 the row its documentation puts it at (its initial row plus the build's projection of its documentation); with
@@ -131,7 +134,8 @@ def train_added(toolgen: ToolGenModel, added: list[str], model_dir: Path, replay
         + sample(memorization_examples(old, preset.max_doc_tokens), round(replay * len(memorization)), 1),
         RETRIEVAL: retrieval + _retrieval_replay(old, model_dir, round(replay * len(retrieval)), preset),
     }
-    trainer = Trainer(toolgen, train_layers=preset.train_layers)
+    trainer = Trainer(toolgen, train_layers=0)  # the decoder and the old tools' rows stay as built
+    trainer.train_only_rows([toolgen.code_ids(t)[0] for t in added])
     return {  # the new tools' own rows train; the documentation projection stays as the build left it
         stage: trainer.train(examples, replace(preset.stages[stage], doc_rows=False), stage)
         for stage, examples in stages.items()

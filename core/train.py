@@ -274,6 +274,14 @@ class Trainer:
         self.cache: dict[tuple[int, ...], torch.Tensor] = {}
         self.lower_tokens = 0  # tokens pushed through the lower layers (cache misses)
 
+    def train_only_rows(self, token_ids: Sequence[int]) -> None:
+        """From now on only the rows of `token_ids` (added tokens) train: the other rows' gradients are zeroed, so
+        AdamW (no weight decay in any preset) never moves them. Meant for a Trainer with `train_layers=0`."""
+        top = self.accelerator.unwrap_model(self.top)
+        keep = torch.zeros(top.rows.shape[0], 1, device=top.rows.device, dtype=top.rows.dtype)
+        keep[[t - self.first_new for t in token_ids]] = 1
+        top.rows.register_hook(lambda grad: grad * keep)
+
     # ------------------------------------------------------------ lower layers (frozen, cached)
 
     def _autocast(self):

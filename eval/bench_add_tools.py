@@ -12,7 +12,8 @@
 3. `python -m core add-tools --model WORK/without --tools WORK/new_tools.json` (WORK/added).
 4. The three models rank the held-out test queries: those naming an added tool (`added-tools`: the full
    rebuild, which had them from the start, against the added model) and the others (`old-tools`: the model
-   before and after adding, and the full rebuild). Paired tests on NDCG@1 and @5.
+   before and after adding, and the full rebuild); and, for forgetting at a finer grain, the training queries of
+   the old tools (`old-tools-train`: before and after adding). Paired tests on NDCG@1 and @5.
 
 Steps 2 and 3 run as subprocesses; their JSON reports (wall time, peak RSS) are kept as WORK/without.json and
 WORK/added.json, and a step with a report is not run again. Training seconds are what each model's `toolgen.json`
@@ -40,6 +41,7 @@ from .stats import paired_test
 
 METRICS = ("ndcg@1", "ndcg@5")
 ADDED, OLD = "added-tools", "old-tools"  # test queries naming an added tool / only tools the build had
+OLD_TRAIN = "old-tools-train"  # training queries of the old tools: what the build learnt, for forgetting
 
 
 def family(tool_id: str) -> str:
@@ -100,16 +102,16 @@ def rank(model: ToolGenModel, queries: list, precision: str) -> list[dict]:
     return [ranking_metrics([t for t, _ in retriever.retrieve(q.text, k=5)], q.gold) for q in queries]
 
 
-def compare(per_query: dict[str, list[dict]], first: str, second: str) -> dict:
-    """Means of both systems and the paired test of `second` minus `first`, per metric."""
+def compare(per_query: dict[str, list[dict]], before: str, after: str) -> dict:
+    """Means of both systems and the paired test of the change `after` minus `before`, per metric."""
     out = {}
     for metric in METRICS:
-        a, b = ([m[metric] for m in per_query[s]] for s in (first, second))
-        test = paired_test(a, b, n_resamples=5000)
+        a, b = ([m[metric] for m in per_query[s]] for s in (before, after))
+        test = paired_test(b, a, n_resamples=5000)  # b - a: the change
         out[metric] = {
-            first: round(100 * sum(a) / len(a), 1),
-            second: round(100 * sum(b) / len(b), 1),
-            "diff": round(100 * test.mean_diff, 1),
+            before: round(100 * sum(a) / len(a), 1),
+            after: round(100 * sum(b) / len(b), 1),
+            "change": round(100 * test.mean_diff, 1),
             "ci": [round(100 * test.ci_low, 1), round(100 * test.ci_high, 1)],
             "p": round(test.p_value, 3),
         }
@@ -148,15 +150,16 @@ def run(args: argparse.Namespace) -> int:
     groups = {
         ADDED: [q for q in corpus.test if gone & set(q.gold)],
         OLD: [q for q in corpus.test if not gone & set(q.gold)],
+        OLD_TRAIN: [q for q in corpus.train if not gone & set(q.gold)],
     }
     models = {"full": full_dir, "without": without, "added": added}
-    per_query: dict[str, dict[str, list[dict]]] = {ADDED: {}, OLD: {}}
+    per_query: dict[str, dict[str, list[dict]]] = {group: {} for group in groups}
     seconds = {}
     for name, folder in models.items():
         model = ToolGenModel.load(folder)
         seconds[name] = training_seconds(model, name)
         for group, queries in groups.items():
-            if name != "without" or group == OLD:  # the model without the tools cannot name them
+            if name != "without" or group != ADDED:  # the model without the tools cannot name them
                 per_query[group][name] = rank(model, queries, args.precision)
     record = {
         "machine": describe_machine(),
@@ -172,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
             "after_adding": compare(per_query[OLD], "without", "added"),
             "against_full": compare(per_query[OLD], "full", "added"),
         },
+        OLD_TRAIN: {"after_adding": compare(per_query[OLD_TRAIN], "without", "added")},
         "training_s": {"full_rebuild": seconds["full"], "without": seconds["without"], "add_tools": seconds["added"]},
         "wall_s": {"build_without": built["wall_s"], "add_tools": grown["wall_s"]},
         "peak_rss_mb": {"build_without": built["peak_rss_mb"], "add_tools": grown["peak_rss_mb"]},

@@ -49,6 +49,11 @@ def test_added_tools_are_trained_and_retrievable_and_old_tokens_stay(tmp_path, b
     reports = more.info["reports"]["add-tools"]
     for stage in ("memorization", "retrieval"):
         assert reports[stage]["probe_loss_after"] < reports[stage]["probe_loss_before"], stage
+    old = ToolGenModel.load(source).model
+    rows, old_rows = more.model.get_input_embeddings().weight, old.get_input_embeddings().weight
+    assert torch.equal(rows[: len(old_rows)], old_rows)  # every old row stays as built: nothing to forget
+    layers = [(n, p) for n, p in more.model.named_parameters() if "embed" not in n]
+    assert layers and all(torch.equal(p, dict(old.named_parameters())[n]) for n, p in layers)
     retrieved = [t for t, _ in ToolGenRetriever(more, num_beams=30).retrieve("recipes", k=len(more.catalog))]
     assert set(new_ids) <= set(retrieved)  # the constraint knows the new tokens
     assert ToolGenModel.load(source).catalog.ids == toy_catalog.ids  # --out left the source alone

@@ -145,7 +145,8 @@ def test_the_add_tools_benchmark_holds_tools_out_adds_them_and_compares(tmp_path
     added = ToolGenModel.load(tmp_path / "bench" / "added")
     assert set(added.catalog.ids) == set(ToolGenModel.load(full).catalog.ids)
     assert record["queries"]["added-tools"] > 0 and record["queries"]["old-tools"] > 0
-    for comparison in (record["added-tools"], *record["old-tools"].values()):
+    assert record["queries"]["old-tools-train"] > 0
+    for comparison in (record["added-tools"], *record["old-tools"].values(), *record["old-tools-train"].values()):
         assert set(comparison) == {"ndcg@1", "ndcg@5"}
         assert all(len(c["ci"]) == 2 and 0 <= c["p"] <= 1 for c in comparison.values())
     assert record["training_s"]["add_tools"] > 0 and record["wall_s"]["build_without"] > 0
