@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from core.build import retrieval_checkpoint
+from core.model import ToolGenModel
 from core.settings import DEFAULT_DB, TOOLBENCH_DATA_DIR, TOOLGEN_VOCAB_FILE, model_dir
 from core.tools import ToolCatalog
 from core.vocab import NAMES_ONLY
@@ -94,8 +95,6 @@ def whole_set(report: dict, size: int) -> str:
 
 def size_record(size: int, model: Path, systems: str, db: str, options: list[str]) -> dict:
     """Every figure of one size."""
-    from core.model import ToolGenModel
-
     toolgen = ToolGenModel.load(model)
     names_only = sum(t.source == NAMES_ONLY for t in toolgen.catalog)
     built = json.loads((model / BUILD_RECORD).read_text()) if (model / BUILD_RECORD).exists() else {}
@@ -125,7 +124,7 @@ def size_record(size: int, model: Path, systems: str, db: str, options: list[str
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sizes", default="2479,10000,47020", help="catalog sizes (the smallest: ToolBench's own)")
+    parser.add_argument("--sizes", default="2479,10000,47020", help="catalog sizes (2479: ToolBench's own)")
     parser.add_argument("--work", default="models/scale", help="folder for the models built here")
     parser.add_argument("--systems", default="bm25,embedding", help="baselines over the same catalogs")
     parser.add_argument("--db", default=str(DEFAULT_DB))
