@@ -11,9 +11,6 @@ The model sees one token-id context built by concatenating ids, exactly as agent
 Decoding one assistant turn:
 1. Thought: greedy and unconstrained until the text ends with "\\nAction: ". Hitting `max_thought_tokens` or an
    end-of-turn token first is an error event; the Action then follows the text written so far.
-   With `named_thoughts` the thought's opening ("I should use {name}" or the Finish thought) is decoded first by
-   constrained beam search over the pool's function names (core/thought_names.py), the rest greedily, and the
-   action is then chosen among the tools of that name (with `finish_margin` applied to the Finish thought).
 2. Action: `constrained_beam_search` over the codes of the current tool pool plus `<<Finish>>`, so the model can
    only name a tool that exists (one-token codes: the same exact ranking, read from the KV-cached context's
    next-token distribution). The best code is taken; the other ranked tools are kept with their log-probs.
@@ -70,7 +67,6 @@ from .prompts import (
     observation_ids,
     user_turn_ids,
 )
-from .thought_names import ThoughtOpenings
 from .typed_values import CopyBias
 
 DEFAULT_CONTEXT_TOKENS = 4096  # context limit for models whose config names none
@@ -94,8 +90,6 @@ class AgentConfig:
     copy_bonus: float = 0.0  # typed only: logit bonus for string tokens that copy a span of the user's messages
     finish_margin: float | None = None  # a turn's first action is Finish only if it beats the best tool by this
     # (nats); None: the model's `info["finish_margin"]` (chosen on training tasks), else 0
-    named_thoughts: bool = False  # the thought's opening names a pool tool (or Finish) by constrained decoding, and
-    # the action is chosen among the tools of that name (core/thought_names.py)
 
     def __post_init__(self):
         limits = (self.max_steps, self.num_beams, self.alternatives, self.max_thought_tokens, self.max_argument_tokens)
@@ -375,8 +369,6 @@ class _Run:
             if i is not None and i in tokenizer.all_special_ids
         }
         self.model_limit = getattr(getattr(toolgen.model, "config", None), "max_position_embeddings", None)
-        self.openings: tuple[CodeTrie, ThoughtOpenings] | None = None  # named thoughts: the last pool's openings
-        self.action_trie: CodeTrie | None = None  # the codes the next action may take, when the thought narrowed them
 
     @property
     def max_context(self) -> int:
@@ -421,11 +413,11 @@ class _Run:
 
     def assistant_turn(self, turn: int, trie: CodeTrie) -> Iterator[AgentEvent]:
         """One Thought / Action / Action Input turn, then its observation or final answer."""
-        for event in self.thought(turn, trie):
+        for event in self.thought(turn):
             yield event
         thought = event.text  # the thought event comes last
         prompt = self.context + encode(self.tokenizer, THOUGHT + thought + ACTION)
-        action = self.action(turn, trie if self.action_trie is None else self.action_trie, prompt)
+        action = self.action(turn, trie, prompt)
         yield action
         finish = action.tool_id == FINISH
         documented = self.documented and not finish
@@ -456,14 +448,12 @@ class _Run:
         )
         self.context += observation_ids(self.tokenizer, observation.content[: self.config.max_observation_chars])
 
-    def thought(self, turn: int, trie: CodeTrie) -> Iterator[AgentEvent]:
-        """Greedy text up to "\\nAction: " (after a constrained opening with `named_thoughts`); the last event is the
-        ThoughtEvent."""
+    def thought(self, turn: int) -> Iterator[AgentEvent]:
+        """Greedy text up to "\\nAction: "; the last event is the ThoughtEvent."""
         tokenizer = self.tokenizer
-        opening, self.action_trie = self.named_opening(trie) if self.config.named_thoughts else ([], None)
-        new = opening + self.cache.greedy(
-            self.context + opening,
-            max(1, self.config.max_thought_tokens - len(opening)),
+        new = self.cache.greedy(
+            self.context,
+            self.config.max_thought_tokens,
             lambda ids: ids[-1] in self.stop_ids or ("\n" + tokenizer.decode(ids)).endswith(ACTION),
         )
         text = "\n" + tokenizer.decode([i for i in new if i not in self.stop_ids])
@@ -478,22 +468,6 @@ class _Run:
                 recovery="the thought is cut there and the Action is decoded after it",
             )
         yield ThoughtEvent(turn=turn, step=self.step, text=text[1:].removeprefix(THOUGHT).strip())
-
-    def named_opening(self, trie: CodeTrie) -> tuple[list[int], CodeTrie]:
-        """The thought's opening, decoded over the openings of the pool `trie` (Finish's ranked by its log-prob minus
-        the finish margin at a user turn's first step), and the codes the action may then take."""
-        if self.openings is None or self.openings[0] is not trie:
-            self.openings = (trie, ThoughtOpenings.of(self.toolgen, trie.codes))
-        openings = self.openings[1]
-        beams = self.config.num_beams
-        candidates = constrained_beam_search(
-            self.toolgen.model, self.context, openings.trie, num_beams=beams, top_k=beams, record_steps=False
-        ).candidates
-        margin = finish_margin(self.toolgen, self.config)
-        if margin and self.step == self.turn_start:
-            candidates = sorted(candidates, key=lambda c: c.log_prob - margin * (c.tool_id == FINISH), reverse=True)
-        best = candidates[0].tool_id
-        return list(openings.trie.codes[best]), openings.action_trie(trie, best)
 
     def action(self, turn: int, trie: CodeTrie, prompt: list[int]) -> ActionEvent:
         """Constrained beam search for the action; optionally the unconstrained greedy probe."""

@@ -221,12 +221,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default: the model's recorded margin (toolgen.json finish_margin), else 0",
     )
     parser.add_argument(
-        "--named-thoughts",
-        action="store_true",
-        help="toolgen: decode the thought's opening over the pool's function names (and the Finish thought), then "
-        "choose the action among the tools of that name (core/thought_names.py)",
-    )
-    parser.add_argument(
         "--copy-bonus",
         type=float,
         default=0.0,
@@ -257,7 +251,6 @@ def run(args: argparse.Namespace) -> int:
         typed_arguments=args.typed_arguments,
         copy_bonus=args.copy_bonus,
         finish_margin=args.finish_margin,
-        named_thoughts=args.named_thoughts,
     )
     toolgen_docs = {"model": None, "on": True, "off": False}[args.agent_docs]
     setting = f"pool={args.pool}" if corpus == "toolbench" else "offered-functions"
