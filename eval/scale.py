@@ -6,8 +6,9 @@
 Each size's catalog is ToolBench's 2,479 documented APIs plus names-only tools of the official token list
 (`core.vocab.grown_catalog`: memorized from their names, never named by a query; distractors), nested across sizes;
 47,020 is all of them (the list's 46,984 tools, 36 of ToolBench's APIs not in it). Per size, each in its own process:
-1. `python -m core build --corpus toolbench --stages memorization,retrieval --catalog-size N` (WORK/toolbench-N;
-   the smallest size reuses the default ToolBench build's retrieval checkpoint when there is one: same recipe);
+1. `python -m core build --corpus toolbench --stages memorization,retrieval --catalog-size N` (WORK/toolbench-N);
+   the size of a `--reuse` checkpoint (by default the ToolBench build's retrieval checkpoint: same recipe) is not
+   built again;
 2. `python -m eval retrieval --corpus toolbench --catalog-size N --systems toolgen` (peak RSS of that process);
 3. the same for the baselines over the same catalog.
 Evaluation runs are stored in the results store as sets `toolbench:<group>@N-tools`. Printed per size: held-out
@@ -29,6 +30,7 @@ from pathlib import Path
 from core.build import retrieval_checkpoint
 from core.model import ToolGenModel
 from core.settings import DEFAULT_DB, TOOLBENCH_DATA_DIR, TOOLGEN_VOCAB_FILE, model_dir
+from core.tools import ToolCatalog
 from core.vocab import NAMES_ONLY
 
 from .retrieval_eval import GOLD_UNSEEN, POOLED_GROUP, catalog_suffix
@@ -54,9 +56,13 @@ def folder_mb(folder: Path) -> float:
     return round(sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6, 3)
 
 
-def model_for(size: int, base_size: int, work: Path, reuse: Path | None) -> Path:
-    """The checkpoint of one size: built here, or for the base size `reuse` when that checkpoint exists."""
-    if size == base_size and reuse is not None and (reuse / "toolgen.json").exists():
+def model_for(size: int, work: Path, reuse: Path | None) -> Path:
+    """The checkpoint of one size: `reuse` when that checkpoint exists and holds `size` tools, else built here."""
+    if (
+        reuse is not None
+        and (reuse / "tools.json").exists()
+        and len(ToolCatalog.from_json(reuse / "tools.json")) == size
+    ):
         return reuse
     return work / f"toolbench-{size}"
 
@@ -128,8 +134,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reuse",
         default=str(retrieval_checkpoint(model_dir("toolbench"))),
-        help="checkpoint used for the smallest size when it exists (default: the ToolBench build's retrieval "
-        "checkpoint, the same recipe); '' to build that size too",
+        help="checkpoint used for the size it holds, when it exists (default: the ToolBench build's retrieval "
+        "checkpoint, the same recipe); '' to build every size",
     )
 
 
@@ -140,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     data = ["--data-dir", args.data_dir, "--vocab", args.vocab]
     records = []
     for size in sizes:
-        model = model_for(size, sizes[0], work, reuse)
+        model = model_for(size, work, reuse)
         if model.parent == work:
             build(size, model, data + (["--preset", args.preset] if args.preset else []))
         records.append(size_record(size, model, args.systems, args.db, data))
