@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from core.build import load_corpus, retrieval_checkpoint
@@ -38,6 +36,7 @@ from core.toolbench import read_json
 
 from .metrics import ranking_metrics
 from .stats import paired_test
+from .steps import run_step
 
 METRICS = ("ndcg@1", "ndcg@5")
 ADDED, OLD = "added-tools", "old-tools"  # test queries naming an added tool / only tools the build had
@@ -77,28 +76,13 @@ def write_inputs(data_dir: Path, held_out: list[str], work: Path) -> tuple[Path,
     return ids_file, tools_file
 
 
-def run_step(command: list[str], report: Path) -> dict:
-    """The JSON report `python -m <command>` prints (it has wall_s and peak_rss_mb), kept in `report`: read from
-    there when the step already ran."""
-    if not report.exists():
-        done = subprocess.run([sys.executable, "-m", *command], check=True, stdout=subprocess.PIPE, text=True)
-        report.write_text(done.stdout[done.stdout.index("{") :], encoding="utf-8")
-    return json.loads(report.read_text(encoding="utf-8"))
-
-
-def training_seconds(model: ToolGenModel, name: str) -> float:
-    """Seconds of training its toolgen.json records: memorization and retrieval of a build, add-tools' stages of
-    the added model (`name` "added")."""
-    reports = model.info.get("reports", {})
-    if name == "added":
-        reports = reports["add-tools"]
+def training_seconds(reports: dict) -> float:
+    """Seconds of memorization and retrieval training in a model's stage reports."""
     return round(sum(reports[s]["seconds"] for s in ("memorization", "retrieval") if s in reports), 1)
 
 
-def rank(model: ToolGenModel, queries: list, precision: str) -> list[dict]:
-    """Per-query NDCG of the model's top 5 for each query (whole catalog)."""
-    apply_precision(model.model, serving_precision(precision))
-    retriever = ToolGenRetriever(model)
+def rank(retriever: ToolGenRetriever, queries: list) -> list[dict]:
+    """Per-query NDCG of the retriever's top 5 for each query (whole catalog)."""
     return [ranking_metrics([t for t, _ in retriever.retrieve(q.text, k=5)], q.gold) for q in queries]
 
 
@@ -157,10 +141,13 @@ def run(args: argparse.Namespace) -> int:
     seconds = {}
     for name, folder in models.items():
         model = ToolGenModel.load(folder)
-        seconds[name] = training_seconds(model, name)
+        reports = model.info.get("reports", {})
+        seconds[name] = training_seconds(reports["add-tools"] if name == "added" else reports)
+        apply_precision(model.model, serving_precision(args.precision))
+        retriever = ToolGenRetriever(model)
         for group, queries in groups.items():
             if name != "without" or group != ADDED:  # the model without the tools cannot name them
-                per_query[group][name] = rank(model, queries, args.precision)
+                per_query[group][name] = rank(retriever, queries)
     record = {
         "machine": describe_machine(),
         "held_out": {

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from core.build import retrieval_checkpoint
@@ -34,21 +31,10 @@ from core.tools import ToolCatalog
 from core.vocab import NAMES_ONLY
 
 from .retrieval_eval import GOLD_UNSEEN, POOLED_GROUP, catalog_suffix
+from .steps import run_measured, run_step
 
-BUILD_RECORD = "build.json"  # what the build subprocess measured, kept beside the model
+BUILD_RECORD = "build.json"  # the build's own JSON report, kept beside the model
 SETS = ("", f"/{GOLD_UNSEEN}")  # reported per size: every test query, and the gold-unseen bucket
-
-
-def run_measured(command: list[str]) -> tuple[str, float, float]:
-    """Run `python -m <command>`; its stdout, wall seconds and peak RSS in MB (of that process alone)."""
-    started = time.time()
-    process = subprocess.Popen([sys.executable, "-m", *command], stdout=subprocess.PIPE, text=True)
-    stdout = process.stdout.read() if process.stdout else ""
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise RuntimeError(f"`python -m {' '.join(command)}` failed with exit status {process.returncode}")
-    return stdout, round(time.time() - started, 1), round(usage.ru_maxrss / 1024)
 
 
 def folder_mb(folder: Path) -> float:
@@ -68,15 +54,10 @@ def model_for(size: int, work: Path, reuse: Path | None) -> Path:
 
 
 def build(size: int, out: Path, options: list[str]) -> dict:
-    """Build the model of one size unless it exists; the build's wall seconds and peak RSS (kept in build.json).
+    """Build the model of one size unless its build report (build.json, with wall_s and peak_rss_mb) exists.
     `options`: more `core build` arguments (data folder, token list, preset)."""
-    if (out / BUILD_RECORD).exists():
-        return json.loads((out / BUILD_RECORD).read_text())
     command = ["core", "build", "--corpus", "toolbench", "--stages", "memorization,retrieval", "--out", str(out)]
-    _, wall, rss = run_measured([*command, "--catalog-size", str(size), *options])
-    record = {"build_wall_s": wall, "build_peak_rss_mb": rss}
-    (out / BUILD_RECORD).write_text(json.dumps(record))
-    return record
+    return run_step([*command, "--catalog-size", str(size), *options], out / BUILD_RECORD)
 
 
 def evaluate(size: int, model: Path, systems: str, db: str, options: list[str]) -> tuple[dict, float]:
@@ -119,7 +100,7 @@ def size_record(size: int, model: Path, systems: str, db: str, options: list[str
         "toolgen_eval_peak_rss_mb": toolgen_rss,
         "checkpoint_mb": folder_mb(model),
         "train_s": {stage: r["seconds"] for stage, r in toolgen.info["reports"].items()},
-        **built,
+        **({"build_wall_s": built["wall_s"], "build_peak_rss_mb": built["peak_rss_mb"]} if built else {}),
     }
 
 
