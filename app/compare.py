@@ -146,17 +146,28 @@ def rankings_html(rankings: list[Ranking]) -> str:
 
 
 def metrics_frame(store: ResultsStore, family: str = ALL, group: str = ALL, setting: str = ALL) -> pd.DataFrame:
-    """Metrics of the latest run per (dataset, setting, split, system), filtered. A dataset named
-    `family:group` (e.g. `toolbench:G1_instruction`) matches family and group; `bfcl` is its own family.
-    `OVERVIEW`: the whole sets (no group, or every ToolBench group together) and their gold-unseen buckets.
-    `SCALE`: the sets over grown catalogs (`eval.scale`), every group together and its gold-unseen bucket, with
-    their catalog size as the column `tools`."""
+    """Metrics of the latest run per (dataset, setting, split, system), filtered (`filtered_metrics`)."""
+    return filtered_metrics(labelled_metrics(store), family, group, setting)
+
+
+def labelled_metrics(store: ResultsStore) -> pd.DataFrame:
+    """The latest runs' metrics with each dataset's family, group and catalog size (`tools`, NaN for the corpus's
+    own catalog) as columns."""
     frame = store.metrics(latest=True)
+    if not frame.empty:
+        parts = frame.dataset.str.split(":", n=1)
+        frame["family"], frame["group"] = parts.str[0], parts.str[1].fillna("")
+        frame["tools"] = frame.dataset.map(catalog_size_of)
+    return frame
+
+
+def filtered_metrics(frame: pd.DataFrame, family: str = ALL, group: str = ALL, setting: str = ALL) -> pd.DataFrame:
+    """`labelled_metrics` filtered. A dataset named `family:group` (e.g. `toolbench:G1_instruction`) matches family
+    and group; `bfcl` is its own family. `OVERVIEW`: the whole sets (no group, or every ToolBench group together)
+    and their gold-unseen buckets. `SCALE`: the sets over grown catalogs (`eval.scale`), every group together and
+    its gold-unseen bucket, with their catalog size as the column `tools`."""
     if frame.empty:
         return frame
-    parts = frame.dataset.str.split(":", n=1)
-    frame["family"], frame["group"] = parts.str[0], parts.str[1].fillna("")
-    frame["tools"] = frame.dataset.map(catalog_size_of)
     grown = frame.tools.notna()
     if family == SCALE:
         subset = frame.dataset.str.partition("/")[2]
@@ -243,11 +254,12 @@ def scale_figure(frame: pd.DataFrame, names: list[str]) -> go.Figure:
 
 def filter_choices(store: ResultsStore) -> tuple[list[str], list[str], list[str], list[str]]:
     """Choices of the family, group, setting and metric filters, from what is stored."""
-    frame = metrics_frame(store)
+    labelled = labelled_metrics(store)  # one query of the store for both filters below
+    frame = filtered_metrics(labelled)
     if frame.empty:
         return [ALL], [ALL], [ALL], []
     family, group, setting = ([ALL] + sorted(set(frame[column]) - {""}) for column in ("family", "group", "setting"))
-    scale = [SCALE] if not metrics_frame(store, SCALE).empty else []
+    scale = [SCALE] if not filtered_metrics(labelled, SCALE).empty else []
     return [OVERVIEW, *family, *scale], group, setting, sorted(set(frame.name))
 
 

@@ -37,7 +37,7 @@ from .indexing import FINISH
 from .metrics import ndcg
 from .model import SMOLLM2, ToolGenModel, load_base
 from .prompts import retrieval_prompt
-from .remove_tools import read_tool_ids
+from .remove_tools import listed, read_tool_ids
 from .settings import TOOLBENCH_DATA_DIR, TOOLGEN_VOCAB_FILE, model_dir
 from .soft_targets import SoftTargets, read_soft_targets
 from .splits import check_no_leak, entry_texts, normalise, split_entries, split_queries, spread
@@ -201,7 +201,7 @@ def without_tools(corpus: Corpus, held_out: list[str]) -> Corpus:
     `core.add_tools`); ValueError naming ids that are not in the catalog."""
     unknown = [t for t in held_out if t not in corpus.catalog]
     if unknown:
-        raise ValueError(f"{len(unknown)} held-out tool id(s) not in the {corpus.name} catalog: {unknown[:5]}")
+        raise ValueError(f"{len(unknown)} held-out tool id(s) not in the {corpus.name} catalog: {listed(unknown)}")
     gone = set(held_out)
     return keep_tools(corpus, [t for t in corpus.catalog.ids if t not in gone])
 
