@@ -1,10 +1,12 @@
 """`python -m eval train-baseline --kind embedding-ft|retrieve-read --corpus bfcl|toolbench [--max-pairs N]
- [--trajectories N] [--out DIR]`: train a baseline once; the evaluations only load it.
+ [--recipe catalog|in-batch] [--trajectories N] [--out DIR]`: train a baseline once; the evaluations only load it.
 
-- embedding-ft: MiniLM fine-tuned with sentence-transformers (MultipleNegativesRankingLoss,
-  `retrievers.finetune_embedding`) on exactly the (query, tool) pairs of ToolGen's retrieval stage
+- embedding-ft: MiniLM fine-tuned on exactly the (query, tool) pairs of ToolGen's retrieval stage
   (`retrieval_pairs.jsonl` of `--model`, by default the build's retrieval-stage model), `--max-pairs` of them
-  evenly spread when given. `python -m eval retrieval --systems embedding-ft` loads it.
+  evenly spread when given; `--recipe catalog` (default, eval/catalog_softmax.py): each query against every tool's
+  document, documents embedded without gradient once per epoch; `--recipe in-batch`: sentence-transformers'
+  MultipleNegativesRankingLoss (`retrievers.finetune_embedding`), the other documents of a batch as negatives.
+  `python -m eval retrieval --systems embedding-ft` loads it.
 - retrieve-read: the base model (`--base`) with semantic codes, tuned with core/train.py on the trajectories
   ToolGen's agent stage samples from the same corpus (the build's preset and sample), each user message followed by
   the documents the retrieve-read agent retrieves for it (gold tools always among them; sequences up to 1,024
@@ -17,6 +19,7 @@ evaluations look for it; an existing folder is never overwritten.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -35,10 +38,12 @@ from core.train import Trainer
 
 from .agent_datasets import offered_pools
 from .agent_systems import RetrieveReadSystem, untuned_retrieve_read
+from .catalog_softmax import finetune_against_catalog
 from .retrieval_eval import default_toolgen_dir
 from .retrievers import embedding_document, finetune_embedding
 
 KINDS = ("embedding-ft", "retrieve-read")
+CATALOG_RECIPE, IN_BATCH_RECIPE = "catalog", "in-batch"  # embedding-ft's two training recipes
 
 
 def toolgen_training_pairs(
@@ -54,14 +59,25 @@ def toolgen_training_pairs(
 
 
 def train_embedding_ft(
-    catalog: ToolCatalog, corpus: str, toolgen_dir: Path, out: Path, max_pairs: int | None = None, log=print
+    catalog: ToolCatalog,
+    corpus: str,
+    toolgen_dir: Path,
+    out: Path,
+    max_pairs: int | None = None,
+    recipe: str = CATALOG_RECIPE,
+    log=print,
 ) -> Path:
     """Fine-tune MiniLM on the retrieval pairs of the ToolGen model at `toolgen_dir` (at most `max_pairs`, evenly
-    spread), tools written as the fine-tuned baseline indexes them, and save it to `out`."""
-    pairs = toolgen_training_pairs(catalog, toolgen_dir, embedding_document(corpus, fine_tuned=True))
+    spread), tools written as the fine-tuned baseline indexes them, by `recipe` (see the module docstring), and save
+    it to `out`."""
+    document = embedding_document(corpus, fine_tuned=True)
+    pairs = toolgen_training_pairs(catalog, toolgen_dir, document)
     if max_pairs:
         pairs = spread(pairs, max_pairs)
-    log(f"fine-tuning MiniLM on {len(pairs)} (query, document) pairs → {out}")
+    log(f"fine-tuning MiniLM ({recipe}) on {len(pairs)} (query, document) pairs → {out}")
+    if recipe == CATALOG_RECIPE:
+        log(json.dumps(finetune_against_catalog(pairs, [document(tool) for tool in catalog], out)))
+        return out
     return finetune_embedding(pairs, out)
 
 
@@ -128,6 +144,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "spread (default: all; see the README for the cost)",
     )
     parser.add_argument(
+        "--recipe",
+        choices=(CATALOG_RECIPE, IN_BATCH_RECIPE),
+        default=CATALOG_RECIPE,
+        help="embedding-ft: each query against every tool's document, documents without gradient (catalog, default) "
+        "or against the other documents of its batch, documents with gradient (in-batch; ~20x slower per pair)",
+    )
+    parser.add_argument(
         "--trajectories",
         type=int,
         default=300,
@@ -145,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     catalog = corpus_catalog(args.corpus, args.data_dir)
     if args.kind == "embedding-ft":
         toolgen_dir = Path(args.model) if args.model else default_toolgen_dir(args.corpus)
-        train_embedding_ft(catalog, args.corpus, toolgen_dir, out, args.max_pairs)
+        train_embedding_ft(catalog, args.corpus, toolgen_dir, out, args.max_pairs, args.recipe)
     else:
         system = RetrieveReadSystem(untuned_retrieve_read(catalog, args.base), args.k)
         print(f"tuning the retrieve-read agent on {args.trajectories} {args.corpus} trajectories → {out}")
