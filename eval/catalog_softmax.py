@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .retrievers import _load_sentence_transformer, checked_pairs, default_model_path
+
 SCALE = 20.0  # cosine similarity x 20: the logit scale of MultipleNegativesRankingLoss
 
 
@@ -28,9 +30,7 @@ def grouped(pairs: Sequence[tuple[str, str]], documents: Sequence[str]) -> list[
     for i, document in enumerate(documents):
         positions.setdefault(document, []).append(i)
     golds: dict[str, list[int]] = {}
-    for index, (query, document) in enumerate(pairs):
-        if not query.strip() or not document.strip():
-            raise ValueError(f"training pair {index}: expected (query, tool document), two non-empty texts")
+    for index, (query, document) in enumerate(checked_pairs(pairs)):
         if document not in positions:
             raise ValueError(f"training pair {index}: its document is not among the catalog's documents")
         gold = golds.setdefault(query, [])
@@ -64,8 +64,6 @@ def finetune_against_catalog(
     import torch
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
-
-    from .retrievers import _load_sentence_transformer, default_model_path
 
     examples = grouped(pairs, documents)
     if not examples:

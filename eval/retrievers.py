@@ -244,6 +244,15 @@ def baseline_retriever(
     raise ValueError(f"unknown baseline {system!r}; choose from {', '.join(BASELINES)}")
 
 
+def checked_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`pairs` as a list; ValueError naming the first that is not (query, tool document), two non-empty texts."""
+    pairs = list(pairs)
+    for index, pair in enumerate(pairs):
+        if len(pair) != 2 or not all(isinstance(text, str) and text.strip() for text in pair):
+            raise ValueError(f"training pair {index}: expected (query, tool document), two non-empty texts")
+    return pairs
+
+
 def finetune_embedding(
     pairs: Sequence[tuple[str, str]],
     out_dir: str | Path,
@@ -262,10 +271,7 @@ def finetune_embedding(
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    pairs = list(pairs)
-    for index, pair in enumerate(pairs):
-        if len(pair) != 2 or not all(isinstance(text, str) and text.strip() for text in pair):
-            raise ValueError(f"training pair {index}: expected (query, tool document), two non-empty texts")
+    pairs = checked_pairs(pairs)
     if len(pairs) < 2:
         raise ValueError(f"need at least 2 training pairs for in-batch negatives, got {len(pairs)}")
     model = _load_sentence_transformer(str(base_model or default_model_path()), device)
